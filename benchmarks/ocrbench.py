@@ -1,0 +1,72 @@
+"""OCRBench (Liu et al. 2023): the official annotation file, its scoring rule and report layout."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+HME_DATASET = "HME100k"
+RECOGNITION_TYPES = (
+    "Regular Text Recognition", "Irregular Text Recognition", "Artistic Text Recognition",
+    "Handwriting Recognition", "Digit String Recognition", "Non-Semantic Text Recognition",
+)
+OTHER_TYPES = (
+    "Scene Text-centric VQA", "Doc-oriented VQA", "Key Information Extraction",
+    "Handwritten Mathematical Expression Recognition",
+)
+SCENE_VQA = "Scene Text-centric VQA"
+
+
+def score(prediction: str, answers: str | Sequence[str], dataset_name: str = "") -> int:
+    """1 if any answer occurs in the prediction under the official OCRBench rule, else 0.
+
+    Default: lower-case, strip, newlines to spaces, then substring test. HME100k: no
+    lower-casing; every space and newline removed on both sides.
+    """
+    golds = [answers] if isinstance(answers, str) else list(answers)
+    for gold in golds:
+        if dataset_name == HME_DATASET:
+            a = gold.strip().replace("\n", " ").replace(" ", "")
+            p = prediction.strip().replace("\n", " ").replace(" ", "")
+        else:
+            a = gold.lower().strip().replace("\n", " ")
+            p = prediction.lower().strip().replace("\n", " ")
+        if a in p:
+            return 1
+    return 0
+
+
+def load_annotations(path: str | Path) -> list[dict]:
+    records = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: expected a list of OCRBench records")
+    for index, record in enumerate(records):
+        for key in ("dataset_name", "id", "image_path", "question", "answers", "type"):
+            if key not in record:
+                raise ValueError(f"{path}: record {index}: missing field '{key}'")
+    return records
+
+
+def report(rows: Sequence[dict]) -> dict:
+    """Per-type totals, 'Text Recognition' (the six recognition types, out of 300) and the final score.
+
+    `rows` carry `type` and `score` (0/1). Counts are over the rows given (1,000 for a full run).
+    """
+    per_type: OrderedDict[str, dict] = OrderedDict()
+    for name in RECOGNITION_TYPES + OTHER_TYPES:
+        per_type[name] = {"correct": 0, "total": 0}
+    for row in rows:
+        entry = per_type.setdefault(row["type"], {"correct": 0, "total": 0})
+        entry["correct"] += int(row["score"])
+        entry["total"] += 1
+    recognition = {k: sum(per_type[t][k] for t in RECOGNITION_TYPES) for k in ("correct", "total")}
+    final = {k: sum(v[k] for v in per_type.values()) for k in ("correct", "total")}
+    scene = per_type[SCENE_VQA]
+    return {
+        "per_type": dict(per_type),
+        "Text Recognition": recognition,
+        "Scene Text-centric VQA accuracy": scene["correct"] / scene["total"] if scene["total"] else None,
+        "Final Score": final,
+    }

@@ -1,0 +1,125 @@
+"""Turn examples into model tensors: label masking for training, padding for both directions.
+
+Training batches pad on the right; generation batches pad on the left so every prompt
+ends where generation starts. Only assistant answers (and their end-of-sequence token)
+carry loss; every other position is labelled -100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from llava_cit.data.example import Example
+from llava_cit.models.loading import LoadedModel
+from llava_cit.prompts import IMAGE_TOKEN, llava_segments, text_segments
+
+IGNORE_INDEX = -100
+
+
+def num_image_tokens(processor) -> int:
+    """How many `<image>` placeholders the processor expands one image into."""
+    crop = getattr(processor.image_processor, "crop_size", None) or processor.image_processor.size
+    height = crop.get("height") or crop.get("shortest_edge")
+    width = crop.get("width") or crop.get("shortest_edge")
+    count = (height // processor.patch_size) * (width // processor.patch_size)
+    count += getattr(processor, "num_additional_image_tokens", 0) or 0
+    if processor.vision_feature_select_strategy == "default":
+        count -= 1
+    return count
+
+
+class Encoder:
+    """Encodes examples for one loaded model (vision or text)."""
+
+    def __init__(self, loaded: LoadedModel, max_length: int = 1024, system: str | None = None):
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.max_length = max_length
+        self.system = system
+        self.image_expansion = IMAGE_TOKEN * num_image_tokens(loaded.processor) if loaded.is_vision else None
+        probe = self.tokenizer("a").input_ids
+        bos = self.tokenizer.bos_token_id
+        self.prefix = [bos] if (bos is not None and probe and probe[0] == bos) else []
+
+    def segments(self, example: Example, with_answer: bool = True) -> list[tuple[str, str]]:
+        if self.loaded.is_vision:
+            turns = list(example.turns)
+            if example.image is not None and IMAGE_TOKEN not in turns[0][0]:
+                turns[0] = (f"{IMAGE_TOKEN}\n{turns[0][0]}", turns[0][1])
+            if not with_answer:
+                turns[-1] = (turns[-1][0], "")
+            return llava_segments(turns, self.system)
+        answer = example.answer if with_answer else ""
+        return text_segments(example.instruction, example.input, answer)
+
+    def _ids(self, text: str) -> list[int]:
+        if self.image_expansion:
+            text = text.replace(IMAGE_TOKEN, self.image_expansion)
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def encode_train(self, example: Example) -> dict[str, Any]:
+        input_ids, labels = list(self.prefix), [IGNORE_INDEX] * len(self.prefix)
+        eos = self.tokenizer.eos_token_id
+        for prompt, answer in self.segments(example):
+            prompt_ids = self._ids(prompt)
+            answer_ids = self._ids(answer) + [eos]
+            input_ids += prompt_ids + answer_ids
+            labels += [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+        input_ids, labels = input_ids[: self.max_length], labels[: self.max_length]
+        item = {"input_ids": input_ids, "labels": labels}
+        if self.loaded.is_vision:
+            item["pixel_values"] = self.pixels([example])[0]
+        return item
+
+    def encode_prompt(self, example: Example) -> list[int]:
+        """Everything up to (and including) the last `ASSISTANT:`; the answer is left to generate."""
+        ids = list(self.prefix)
+        segments = self.segments(example, with_answer=False)
+        eos = self.tokenizer.eos_token_id
+        for prompt, answer in segments[:-1]:
+            ids += self._ids(prompt) + self._ids(answer) + [eos]
+        return ids + self._ids(segments[-1][0])
+
+    def pixels(self, examples: list[Example]) -> torch.Tensor:
+        images = [ex.image.convert("RGB") for ex in examples]
+        return self.loaded.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+
+    def generation_batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        """Left-padded prompts (and pixel values) for batched greedy generation."""
+        prompts = [self.encode_prompt(ex) for ex in examples]
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention[row, width - len(ids):] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention}
+        if self.loaded.is_vision:
+            batch["pixel_values"] = self.pixels(examples)
+        return batch
+
+
+@dataclass
+class TrainCollator:
+    """Right-pads encoded training items into a batch."""
+
+    pad_token_id: int
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(item["input_ids"]) for item in items)
+        input_ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+        attention = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            n = len(item["input_ids"])
+            input_ids[row, :n] = torch.tensor(item["input_ids"])
+            labels[row, :n] = torch.tensor(item["labels"])
+            attention[row, :n] = 1
+        batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+        if "pixel_values" in items[0]:
+            batch["pixel_values"] = torch.stack([item["pixel_values"] for item in items])
+        return batch

@@ -1,0 +1,121 @@
+"""Tables and plots of continual runs, read back from their results.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from llava_cit.errors import UserError
+
+
+def read_results(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no results.json (not a run directory, or no stage has finished)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def method_table(results: dict) -> Table:
+    tasks = results["tasks"]
+    table = Table(title=f"{results['method']}: score after each stage (rows) on each task (columns)")
+    table.add_column("after stage")
+    for task in tasks:
+        table.add_column(task, justify="right")
+    table.add_column("switch acc.", justify="right")
+    for i, row in enumerate(results["matrix"]):
+        table.add_row(f"{i}: {tasks[i]}", *[_fmt(v) for v in row], _fmt(results["switch_accuracy"][i]))
+    table.add_row("upper bound", *[_fmt(results["upper_bound"][t]) for t in tasks], "")
+    table.add_row("untrained base", *[_fmt(results.get("base_model", {}).get(t)) for t in tasks], "")
+    return table
+
+
+def comparison_table(runs: list[dict]) -> Table:
+    tasks = runs[0]["tasks"]
+    table = Table(title="final scores by method (after the last stage)")
+    table.add_column("method")
+    for task in tasks:
+        table.add_column(task, justify="right")
+    for column in ("average", "BWT", "switch acc."):
+        table.add_column(column, justify="right")
+    for results in runs:
+        final = results["final"]
+        table.add_row(results["method"], *[_fmt(final.get(t)) for t in tasks], _fmt(results["average"]),
+                      _fmt(results["bwt"]), _fmt(results["switch_accuracy"][-1]))
+    return table
+
+
+def plot_relative_gain(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks, gains = results["tasks"], results["relative_gain"]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for j, task in enumerate(tasks):
+        xs = [i for i in range(len(gains)) if gains[i][j] is not None]
+        ax.plot(xs, [gains[i][j] for i in xs], marker="o", label=task)
+    ax.set_xticks(range(len(tasks)), [f"{i}: {t}" for i, t in enumerate(tasks)], fontsize=8)
+    ax.set_xlabel("after stage")
+    ax.set_ylabel("relative gain (score / upper bound)")
+    ax.set_title(f"{results['method']}")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_matrix(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = results["tasks"]
+    data = np.array([[np.nan if v is None else v for v in row] for row in results["matrix"]], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(tasks), 1.2 + 0.8 * len(tasks)))
+    image = ax.imshow(data, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(tasks)), tasks, fontsize=8)
+    ax.set_yticks(range(len(tasks)), [f"after {t}" for t in tasks], fontsize=8)
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            if not np.isnan(data[i, j]):
+                ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", color="white", fontsize=8)
+    ax.set_title(f"{results['method']}: accuracy matrix", fontsize=9)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_plots(run_dir: str | Path) -> list[Path]:
+    run_dir = Path(run_dir)
+    results = read_results(run_dir)
+    paths = [run_dir / "relative_gain.png", run_dir / "accuracy_matrix.png"]
+    plot_relative_gain(results, paths[0])
+    plot_matrix(results, paths[1])
+    return paths
+
+
+def print_report(run_dirs: list[str | Path], console: Console | None = None, plots: bool = True) -> list[dict]:
+    console = console or Console()
+    runs = [read_results(d) for d in run_dirs]
+    for run_dir, results in zip(run_dirs, runs):
+        console.print(method_table(results))
+        if plots:
+            write_plots(run_dir)
+    if len(runs) > 1:
+        console.print(comparison_table(runs))
+    return runs

@@ -1,0 +1,84 @@
+"""LLaVA-format instruction data: a JSON list or JSONL of
+`{"id", "image", "conversations": [{"from": "human", "value": "<image>\\n..."}, {"from": "gpt", "value": "..."}]}`
+with images under an image folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from llava_cit.data.example import Example
+from llava_cit.data.images import open_image
+from llava_cit.data.paths import resolve_under
+from llava_cit.errors import UserError
+
+
+def read_records(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, record) pairs from a JSON list or a JSONL file; malformed JSON names file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if path.suffix == ".jsonl" or (stripped and stripped[0] == "{" and "\n{" in stripped):
+        records = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append((number, json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise UserError(f"{path}: line {number}: malformed JSON ({err.msg})") from None
+        return records
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
+    if isinstance(data, dict):  # id -> record (GQA-style)
+        return [(0, {"id": key, **value}) for key, value in data.items()]
+    if not isinstance(data, list):
+        raise UserError(f"{path}: expected a list of records, got {type(data).__name__}")
+    return [(0, record) for record in data]
+
+
+def _turns(record: dict, where: str) -> list[tuple[str, str]]:
+    conversations = record.get("conversations")
+    if not isinstance(conversations, list) or not conversations:
+        raise UserError(f"{where}: field 'conversations' is missing or empty")
+    turns, question = [], None
+    for message in conversations:
+        role, value = message.get("from"), message.get("value")
+        if not isinstance(value, str):
+            raise UserError(f"{where}: field 'conversations[].value' must be a string")
+        if role in ("human", "user"):
+            question = value
+        elif role in ("gpt", "assistant"):
+            if question is None:
+                raise UserError(f"{where}: an answer ('gpt') comes before any question ('human')")
+            turns.append((question, value))
+            question = None
+        else:
+            raise UserError(f"{where}: field 'conversations[].from' is '{role}' (expected human or gpt)")
+    if not turns:
+        raise UserError(f"{where}: no question/answer pair in 'conversations'")
+    return turns
+
+
+def load_llava(path: str | Path, image_folder: str | Path | None = None, limit: int | None = None,
+               task: str = "") -> list[Example]:
+    path = Path(path)
+    folder = Path(image_folder) if image_folder else path.parent
+    examples = []
+    for index, (line, record) in enumerate(read_records(path)):
+        if limit is not None and len(examples) >= limit:
+            break
+        where = f"{path}: line {line}" if line else f"{path}: record {index}"
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: a record must be an object")
+        image = None
+        if record.get("image"):
+            image = open_image(resolve_under(folder, record["image"], "image path"))
+        examples.append(Example(id=str(record.get("id", index)), turns=_turns(record, where), image=image, task=task,
+                                input=record.get("input", "")))
+    if not examples:
+        raise UserError(f"{path}: the dataset is empty")
+    return examples

@@ -1,0 +1,86 @@
+"""Load a task's examples from its declared source: synthetic, LLaVA-format files, or a HF dataset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llava_cit.data import synthetic
+from llava_cit.data.example import Example
+from llava_cit.data.llava_format import load_llava
+from llava_cit.errors import UserError
+
+SOURCE_TYPES = ("synthetic", "llava", "hf", "jsonl")
+
+
+def _hf_examples(source: dict[str, Any], limit: int | None, task: str) -> list[Example]:
+    import datasets
+
+    try:
+        data = datasets.load_dataset(source["path"], source.get("name"), split=source.get("split", "train"))
+    except Exception as err:  # the hub is unreachable offline, or the dataset id is wrong
+        raise UserError(f"cannot load Hugging Face dataset '{source['path']}': {str(err).splitlines()[0][:160]}") \
+            from None
+    images = None
+    if isinstance(source.get("images"), dict):  # e.g. lmms-lab/GQA: images in a separate config, keyed by id
+        spec = source["images"]
+        image_rows = datasets.load_dataset(spec["path"], spec.get("name"), split=spec.get("split", "train"))
+        images = {row["id"]: row["image"] for row in image_rows}
+    q, a = source.get("question_field", "question"), source.get("answer_field", "answer")
+    image_field, id_field = source.get("image_field", "image"), source.get("id_field", "id")
+    examples = []
+    for index, row in enumerate(data):
+        if limit is not None and index >= limit:
+            break
+        image = images[row[source.get("image_id_field", "imageId")]] if images is not None else row.get(image_field)
+        question = row[q] if image is None or "<image>" in row[q] else f"<image>\n{row[q]}"
+        answer = row[a] if isinstance(row[a], str) else row[a][0]
+        examples.append(Example(id=str(row.get(id_field, index)), turns=[(question, answer)],
+                                image=image.convert("RGB") if image is not None else None, task=task,
+                                input=row.get(source.get("input_field", "input"), "") or "",
+                                meta={"answers": row[a] if isinstance(row[a], list) else [row[a]]}))
+    return examples
+
+
+def _jsonl_text_examples(source: dict[str, Any], limit: int | None, task: str) -> list[Example]:
+    """Text-track JSONL: {"instruction", "input", "output"} per line."""
+    from llava_cit.data.llava_format import read_records
+
+    examples = []
+    for number, record in read_records(source["path"]):
+        if limit is not None and len(examples) >= limit:
+            break
+        for key in ("instruction", "output"):
+            if key not in record:
+                raise UserError(f"{source['path']}: line {number}: missing field '{key}'")
+        examples.append(Example(id=str(record.get("id", number)), turns=[(record["instruction"], record["output"])],
+                                task=task, input=record.get("input", "")))
+    return examples
+
+
+def load_source(source: dict[str, Any], task: str, split: str, limit: int | None = None, seed: int = 0,
+                suffix: str = "") -> list[Example]:
+    kind = source.get("type", "llava")
+    if kind == "synthetic":
+        count = source.get("count", 200) if limit is None else min(limit, source.get("count", limit))
+        generator = source.get("generator", task)
+        if generator not in synthetic.GENERATORS:
+            raise UserError(f"unknown synthetic generator '{generator}' (known: {', '.join(synthetic.GENERATORS)})")
+        examples = synthetic.generate(generator, count, seed=source.get("seed", seed), split=split)
+    elif kind == "llava":
+        if "path" not in source:
+            raise UserError(f"task '{task}': {split} source of type llava needs 'path'")
+        examples = load_llava(source["path"], source.get("image_folder"), limit, task)
+    elif kind == "hf":
+        examples = _hf_examples(source, limit, task)
+    elif kind == "jsonl":
+        examples = _jsonl_text_examples(source, limit, task)
+    else:
+        raise UserError(f"task '{task}': unknown source type '{kind}' (known: {', '.join(SOURCE_TYPES)})")
+    if not examples:
+        raise UserError(f"task '{task}': the {split} dataset is empty")
+    for example in examples:
+        example.task = task
+        if suffix and suffix not in example.turns[0][0]:
+            question, answer = example.turns[0]
+            example.turns[0] = (f"{question}\n{suffix}", answer)
+    return examples

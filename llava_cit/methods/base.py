@@ -1,0 +1,26 @@
+"""What a continual-learning method decides: each stage's training data, adapter and routing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llava_cit.data.example import Example
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method in three answers.
+
+    continues: does stage i start from stage i-1's adapter (one adapter for the whole sequence)?
+    routes: does inference route each query through the switch to its task's adapter?
+    """
+
+    name: str
+    continues: bool
+    routes: bool
+    description: str = ""
+
+    def training_examples(self, stage: int, tasks: list[str], train: dict[str, list[Example]],
+                          replay: dict[str, list[Example]]) -> list[Example]:
+        """Stage `stage`'s training data; `replay[t]` are the retained examples of earlier task t."""
+        return list(train[tasks[stage]])

@@ -1,0 +1,24 @@
+"""Methods by name; each method module registers itself in one line."""
+
+from __future__ import annotations
+
+from llava_cit.errors import UserError
+from llava_cit.methods.base import Method
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    import llava_cit.methods.multitask  # noqa: F401
+    import llava_cit.methods.rehearsal  # noqa: F401
+    import llava_cit.methods.seq_lora  # noqa: F401
+    import llava_cit.methods.switchcit  # noqa: F401
+
+    if name not in METHODS:
+        raise UserError(f"unknown method '{name}' (known: {', '.join(sorted(METHODS))})")
+    return METHODS[name]

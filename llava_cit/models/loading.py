@@ -1,0 +1,103 @@
+"""One entry point for every model: a Hugging Face id, a local path, or a built-in tiny spec."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoProcessor,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    LlavaForConditionalGeneration,
+)
+
+from llava_cit.errors import UserError
+from llava_cit.models.tiny import TINY_SPECS, build_tiny
+
+DTYPES = {"auto": "auto", "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    processor: Any  # a LlavaProcessor for vision models, a tokenizer for causal LMs
+    is_vision: bool
+    spec: str
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer if self.is_vision else self.processor
+
+
+def quantization_config(load_in_4bit: bool) -> BitsAndBytesConfig | None:
+    if not load_in_4bit:
+        return None
+    if not torch.cuda.is_available():
+        raise UserError("4-bit (QLoRA) loading needs a CUDA GPU: bitsandbytes LoRA gets no gradients on CPU")
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def _resolve_dtype(dtype: str | None):
+    if dtype is None:
+        return None
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype '{dtype}' (known: {', '.join(DTYPES)})")
+    return DTYPES[dtype]
+
+
+def load_model(
+    spec: str,
+    dtype: str | None = None,
+    device_map: str | dict | None = None,
+    load_in_4bit: bool = False,
+    trust_remote_code: bool = False,
+    seed: int = 0,
+) -> LoadedModel:
+    """Load `spec`: `tiny-llava`/`tiny-bloom`/`tiny-opt`, a local directory, or a Hub id."""
+    quant = quantization_config(load_in_4bit)
+    torch_dtype = _resolve_dtype(dtype)
+    if spec in TINY_SPECS:
+        model, processor = build_tiny(spec, seed=seed)
+        if quant is None and device_map is None:
+            if torch_dtype not in (None, "auto"):
+                model = model.to(torch_dtype)
+            return LoadedModel(model, processor, spec == "tiny-llava", spec)
+        # Quantisation and device maps go through from_pretrained: round-trip the tiny model.
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+            return load_model(tmp, dtype, device_map, load_in_4bit, trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        kind = "local directory" if Path(spec).exists() else "model spec"
+        raise UserError(
+            f"unknown {kind} '{spec}': not a built-in tiny spec ({', '.join(TINY_SPECS)}), "
+            f"a model directory, or a reachable Hugging Face id ({str(err).splitlines()[0][:120]})"
+        ) from None
+    kwargs = dict(trust_remote_code=trust_remote_code, quantization_config=quant, device_map=device_map)
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype
+    is_vision = config.model_type in ("llava", "llava_next", "llava_onevision") or hasattr(config, "vision_config")
+    if is_vision:
+        model = LlavaForConditionalGeneration.from_pretrained(spec, **kwargs)
+        processor = AutoProcessor.from_pretrained(spec, trust_remote_code=trust_remote_code)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(spec, **kwargs)
+        processor = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+    tokenizer = processor.tokenizer if is_vision else processor
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model, processor, is_vision, spec)

@@ -1,0 +1,59 @@
+"""A short generic pre-training of a tiny, randomly initialised base (LLaVA's stage-1 analogue).
+
+LoRA on a random base learns poorly, so the demo first teaches the tiny model to caption the
+synthetic images (full fine-tuning), then freezes it. The result is cached on disk, keyed by
+everything that determines it, and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from transformers import PrinterCallback, Trainer
+
+from llava_cit.atomic import publish_dir, staging_dir
+from llava_cit.collation import Encoder, TrainCollator
+from llava_cit.config import RunConfig, TrainSettings
+from llava_cit.data.sources import load_source
+from llava_cit.models.loading import LoadedModel, load_model
+from llava_cit.training import ListDataset, training_arguments
+
+CACHE_VERSION = 1
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("LLAVA_CIT_CACHE", Path.home() / ".cache" / "llava-cit"))
+
+
+def pretrained_base(config: RunConfig, say=lambda text: None) -> LoadedModel:
+    p = config.pretrain
+    key = json.dumps({"v": CACHE_VERSION, "model": config.model, "pretrain": vars(p), "seed": config.seed},
+                     sort_keys=True)
+    target = cache_root() / "pretrained" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    if (target / "model.safetensors").is_file():
+        say(f"using the cached pre-trained base {target}")
+        return load_model(str(target), config.dtype)
+    say(f"pre-training the {config.model} base on {p.examples} '{p.task}' examples (cached afterwards)")
+    loaded = load_model(config.model, config.dtype, seed=config.seed)
+    examples = load_source({"type": "synthetic", "generator": p.task, "count": p.examples}, p.task, "train",
+                           seed=config.seed)
+    encoder = Encoder(loaded, max_length=config.train.max_length)
+    settings = TrainSettings(epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, scheduler="cosine",
+                             warmup_ratio=0.05, save_steps=10**9)
+    staging = staging_dir(target)
+    args = training_arguments(settings, staging / "trainer", config.seed, progress=False)
+    trainer = Trainer(model=loaded.model, args=args, train_dataset=ListDataset(examples, encoder),
+                      data_collator=TrainCollator(encoder.tokenizer.pad_token_id))
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    loaded.model.eval()
+    shutil.rmtree(staging / "trainer", ignore_errors=True)
+    loaded.model.save_pretrained(staging)
+    loaded.processor.save_pretrained(staging)
+    if not target.exists():
+        publish_dir(staging, target)
+    return load_model(str(target), config.dtype)

@@ -1,0 +1,37 @@
+"""Prompt formats: the LLaVA-1.5 conversation and the text track's instruction template."""
+
+from __future__ import annotations
+
+IMAGE_TOKEN = "<image>"
+GQA_SUFFIX = "Answer the question using a single word or phrase."
+TEXT_PREAMBLE = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request."
+)
+TEXT_PREAMBLE_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+)
+
+
+def llava_segments(turns: list[tuple[str, str]], system: str | None = None) -> list[tuple[str, str]]:
+    """(prompt, answer) text pieces of a LLaVA-1.5 conversation.
+
+    Renders `[system ]USER: {q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>`; the caller
+    appends the end-of-sequence token after each answer (as a token, not a string).
+    """
+    segments = []
+    for index, (question, answer) in enumerate(turns):
+        head = f"{system} " if (system and index == 0) else ""
+        segments.append((f"{head}USER: {question} ASSISTANT:", f" {answer}" if answer else ""))
+    return segments
+
+
+def text_prompt(instruction: str, input_text: str = "") -> str:
+    """The text track's template (Alpaca style, as in the SwitchCIT/CT0 setup)."""
+    if input_text:
+        return f"{TEXT_PREAMBLE}\n\n### Instruction:\n{instruction}\n\n### Input:\n{input_text}\n\n### Response:\n"
+    return f"{TEXT_PREAMBLE_NO_INPUT}\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+
+
+def text_segments(instruction: str, input_text: str, answer: str) -> list[tuple[str, str]]:
+    return [(text_prompt(instruction, input_text), answer)]

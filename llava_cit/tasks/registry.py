@@ -1,0 +1,96 @@
+"""Find tasks by name (built-in) or by file (a researcher's YAML/JSON/Python task file)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llava_cit.errors import UserError
+from llava_cit.tasks.spec import TaskSpec
+
+_REGISTRY: dict[str, TaskSpec] = {}
+
+
+def register(spec: TaskSpec) -> TaskSpec:
+    """Register a task under its name (one line per built-in task)."""
+    _REGISTRY[spec.name] = spec.validate()
+    return spec
+
+
+def known_tasks() -> list[str]:
+    import llava_cit.tasks.builtin  # noqa: F401  (registers the built-in tasks)
+
+    return sorted(_REGISTRY)
+
+
+def _absolutise(source: dict, base: Path) -> dict:
+    source = dict(source)
+    for key in ("path", "image_folder", "images"):
+        value = source.get(key)
+        if isinstance(value, str) and source.get("type", "llava") != "hf" and not Path(value).is_absolute():
+            source[key] = str((base / value).resolve())
+    return source
+
+
+def load_task_file(path: str | Path) -> TaskSpec:
+    """A task from a `.yaml`/`.yml`/`.json` spec, or a `.py` file defining `TASK = TaskSpec(...)`.
+
+    Relative data paths inside the file are taken relative to the file's folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"task file not found: {path}")
+    if path.suffix == ".py":
+        module_spec = importlib.util.spec_from_file_location(f"llava_cit_task_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        spec = getattr(module, "TASK", None)
+        if not isinstance(spec, TaskSpec):
+            raise UserError(f"{path}: a Python task file must define TASK = TaskSpec(...)")
+        data = None
+    else:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.suffix != ".json" else json.loads(
+                path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, json.JSONDecodeError) as err:
+            mark = getattr(err, "problem_mark", None)
+            line = mark.line + 1 if mark else getattr(err, "lineno", "?")
+            raise UserError(f"{path}: line {line}: malformed task file") from None
+        if not isinstance(data, dict) or "name" not in data:
+            raise UserError(f"{path}: a task file is a mapping with at least 'name'")
+        try:
+            spec = TaskSpec(**{k: v for k, v in data.items() if k != "source_file"})
+        except TypeError as err:
+            raise UserError(f"{path}: {err}") from None
+    spec.train = _absolutise(spec.train, path.parent)
+    spec.test = _absolutise(spec.test, path.parent)
+    spec.source_file = str(path)
+    return spec.validate()
+
+
+def resolve_task(entry: Any, base_dir: Path | None = None) -> TaskSpec:
+    """A config `tasks:` entry: a registered name, a task file path, or {name|file, ...overrides}."""
+    known = known_tasks()
+    overrides: dict[str, Any] = {}
+    if isinstance(entry, dict):
+        entry = dict(entry)
+        reference = entry.pop("file", None) or entry.pop("name", None)
+        overrides = entry
+    else:
+        reference = entry
+    if not isinstance(reference, str):
+        raise UserError(f"a task entry needs a name or a file, got {entry!r}")
+    if reference in _REGISTRY:
+        spec = _REGISTRY[reference]
+    elif reference.endswith((".yaml", ".yml", ".json", ".py")):
+        path = Path(reference)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        spec = load_task_file(path)
+    else:
+        raise UserError(f"unknown task '{reference}' (known: {', '.join(known)}; or a task file path)")
+    return spec.with_overrides(overrides).validate() if overrides else spec

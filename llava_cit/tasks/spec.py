@@ -1,0 +1,50 @@
+"""A task, declared in a few lines: data sources, prompt suffix, answer normaliser, metric."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from llava_cit.errors import UserError
+
+METRICS = ("exact_match", "ocrbench")
+
+
+@dataclass
+class TaskSpec:
+    name: str
+    kind: str = "vision"  # "vision" (image + question) or "text" (instruction + input)
+    train: dict[str, Any] = field(default_factory=dict)  # data source (see llava_cit.data.sources)
+    test: dict[str, Any] = field(default_factory=dict)
+    suffix: str = ""  # appended to every instruction, e.g. GQA's answer-format line
+    normalizer: str = "lower"  # benchmarks.normalize.NORMALIZERS
+    metric: str = "exact_match"
+    max_new_tokens: int = 16
+    description: str = ""
+    source_file: str | None = None  # where the spec was read from (task files)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> TaskSpec:
+        known = {f.name for f in dataclasses.fields(self)}
+        for key in overrides:
+            if key not in known:
+                raise UserError(f"task '{self.name}': unknown key '{key}' (known: {', '.join(sorted(known))})")
+        merged = dataclasses.asdict(self)
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        return TaskSpec(**merged)
+
+    def validate(self) -> TaskSpec:
+        if self.kind not in ("vision", "text"):
+            raise UserError(f"task '{self.name}': kind must be 'vision' or 'text', got '{self.kind}'")
+        if self.metric not in METRICS:
+            raise UserError(f"task '{self.name}': unknown metric '{self.metric}' (known: {', '.join(METRICS)})")
+        from benchmarks.normalize import NORMALIZERS
+
+        if self.normalizer not in NORMALIZERS:
+            raise UserError(f"task '{self.name}': unknown normalizer '{self.normalizer}' "
+                            f"(known: {', '.join(NORMALIZERS)})")
+        return self

@@ -1,0 +1,214 @@
+"""SwitchNetwork: route an instruction to the task whose adapter should serve it.
+
+features = frozen LM's last-token hidden state of the instruction (switch.extractor)
+classifier = 2-layer MLP over standardised features (switch.classifier)
+rejection = a query farther from every retained example than the retained examples are from
+            each other (the `quantile` of their leave-one-out nearest-neighbour distances in
+            standardised feature space, times 1 + margin) is unlike every learned task: it
+            gets None and the caller serves it with the bare base model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from switch.classifier import SwitchClassifier, train_classifier
+from switch.errors import SwitchError
+from switch.extractor import TINY_EXTRACTOR, FeatureExtractor
+from switch.instruction import switch_text
+
+FORMAT_VERSION = 1
+WEIGHTS, META, EXTRACTOR_DIR = "switch.safetensors", "switch.json", "extractor"
+THRESHOLD_RULE = (
+    "quantile `reject_quantile` over retained examples of their leave-one-out nearest-neighbour euclidean "
+    "distance (standardised features), times (1 + margin); a query whose nearest retained example is farther "
+    "is rejected"
+)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class SwitchNetwork:
+    def __init__(self, extractor: str | FeatureExtractor = "facebook/opt-125m", hidden: int = 200,
+                 layer: int = -1, pooling: str = "last", epochs: int = 300, lr: float = 1e-3,
+                 reject: bool = True, margin: float = 0.1, reject_quantile: float = 0.95, seed: int = 0, cache_dir: str | None = None):
+        if isinstance(extractor, str):
+            extractor = FeatureExtractor(extractor, layer=layer, pooling=pooling, cache_dir=cache_dir, seed=seed)
+        self.extractor = extractor
+        self.hidden, self.epochs, self.lr, self.seed = hidden, epochs, lr, seed
+        self.reject, self.margin, self.reject_quantile = reject, margin, reject_quantile
+        self.labels: list[str] = []
+        self.classifier: SwitchClassifier | None = None
+        self.mean = self.std = self.bank = None
+        self.threshold: float | None = None
+        self.fit_info: dict = {}
+
+    # -- training ------------------------------------------------------------------------
+    def features(self, texts: Sequence[str], inputs: Sequence[str] | None = None) -> torch.Tensor:
+        inputs = inputs or [""] * len(texts)
+        return self.extractor([switch_text(t, i) for t, i in zip(texts, inputs)])
+
+    def _standardise(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - self.mean) / self.std
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str], inputs: Sequence[str] | None = None) -> SwitchNetwork:
+        if len(texts) != len(labels):
+            raise SwitchError(f"{len(texts)} texts but {len(labels)} labels")
+        if not texts:
+            raise SwitchError("no retained examples to fit the switch on")
+        self.labels = sorted(set(labels), key=list(labels).index)
+        features = self.features(texts, inputs)
+        self.mean = features.mean(0)
+        self.std = features.std(0, unbiased=False).clamp(min=1e-6)
+        z = self._standardise(features)
+        target = torch.tensor([self.labels.index(label) for label in labels])
+        self.classifier = SwitchClassifier(z.shape[1], len(self.labels), self.hidden)
+        loss = 0.0
+        if len(self.labels) > 1:
+            loss = train_classifier(self.classifier, z, target, epochs=self.epochs, lr=self.lr, seed=self.seed)
+        self.bank, self.threshold = z, self._calibrate(z)
+        train_acc = sum(p == t for (p, _), t in zip(self._predict_z(z, reject=False), labels)) / len(labels)
+        self.fit_info = {"examples": len(texts), "per_class": {c: list(labels).count(c) for c in self.labels},
+                         "final_loss": loss, "train_accuracy": train_acc}
+        return self
+
+    def _calibrate(self, z: torch.Tensor) -> float | None:
+        """Leave-one-out nearest-neighbour distances of the retained examples set the rejection radius."""
+        if len(z) < 2:
+            return None
+        distances = torch.cdist(z, z)
+        distances.fill_diagonal_(float("inf"))
+        return float(torch.quantile(distances.min(1).values, self.reject_quantile)) * (1 + self.margin)
+
+    def nearest_distance(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(z, self.bank).min(1).values
+
+    # -- routing -------------------------------------------------------------------------
+    def _predict_z(self, z: torch.Tensor, reject: bool) -> list[tuple[str | None, float]]:
+        if len(self.labels) == 1:
+            return [(self.labels[0], 1.0)] * len(z)
+        with torch.no_grad():
+            probs = torch.softmax(self.classifier(z), dim=1)
+        confidence, index = probs.max(1)
+        results = [(self.labels[i], float(c)) for i, c in zip(index.tolist(), confidence)]
+        if reject and self.reject and self.threshold is not None:
+            nearest = self.nearest_distance(z).tolist()
+            results = [(label if d <= self.threshold else None, c) for (label, c), d in zip(results, nearest)]
+        return results
+
+    def predict(self, texts: Sequence[str], inputs: Sequence[str] | None = None) -> list[tuple[str | None, float]]:
+        """(task label, or None when the query is unlike every learned task; confidence) per text."""
+        if self.classifier is None:
+            raise SwitchError("the switch is not fitted")
+        if not texts:
+            return []
+        return self._predict_z(self._standardise(self.features(texts, inputs)), reject=True)
+
+    @property
+    def parameter_count(self) -> int:
+        return self.classifier.parameter_count if self.classifier is not None else 0
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        """Weights in safetensors and a JSON description with checksums; written atomically."""
+        directory = Path(directory)
+        if self.classifier is None:
+            raise SwitchError("the switch is not fitted")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+        try:
+            tensors = {f"classifier.{k}": v.contiguous() for k, v in self.classifier.state_dict().items()}
+            tensors.update(mean=self.mean, std=self.std, bank=self.bank.contiguous())
+            save_file(tensors, str(tmp / WEIGHTS))
+            extractor_path = None
+            if self.extractor.model_id == TINY_EXTRACTOR:
+                self.extractor.save_model(tmp / EXTRACTOR_DIR)
+                extractor_path = EXTRACTOR_DIR
+            files = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "extractor": self.extractor.model_id,
+                "extractor_path": extractor_path,
+                "layer": self.extractor.layer,
+                "pooling": self.extractor.pooling,
+                "labels": self.labels,
+                "threshold": self.threshold,
+                "threshold_rule": THRESHOLD_RULE,
+                "margin": self.margin,
+                "reject_quantile": self.reject_quantile,
+                "reject": self.reject,
+                "feature_dim": int(self.mean.shape[0]),
+                "hidden": self.hidden,
+                "parameter_count": self.parameter_count,
+                "seed": self.seed,
+                "fit": self.fit_info,
+                "checksums": {str(p.relative_to(tmp)): _sha256(p) for p in files},
+            }
+            (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def load(cls, directory: str | Path, labels: Sequence[str] | None = None,
+             extractor: FeatureExtractor | None = None, cache_dir: str | None = None) -> SwitchNetwork:
+        """Load a saved switch, verifying checksums; `labels` (if given) must match the saved ones."""
+        directory = Path(directory)
+        meta_path = directory / META
+        if not meta_path.is_file():
+            raise SwitchError(f"{directory}: not a switch directory (no {META})")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise SwitchError(f"{meta_path}: line {err.lineno}: malformed JSON ({err.msg})") from None
+        for name, digest in meta.get("checksums", {}).items():
+            path = directory / name
+            if not path.is_file():
+                raise SwitchError(f"{directory}: missing file {name}")
+            if _sha256(path) != digest:
+                raise SwitchError(f"{directory}: checksum mismatch for {name} (file changed since it was saved)")
+        if WEIGHTS not in meta.get("checksums", {}):
+            raise SwitchError(f"{directory}: {META} lists no checksum for {WEIGHTS}")
+        if labels is not None and list(labels) != meta["labels"]:
+            raise SwitchError(f"{directory}: switch labels {meta['labels']} do not match the expected {list(labels)}")
+        if extractor is None:
+            if meta.get("extractor_path"):
+                from transformers import AutoModel, AutoTokenizer
+
+                path = directory / meta["extractor_path"]
+                extractor = FeatureExtractor.from_model(
+                    AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), meta["extractor"],
+                    layer=meta["layer"], pooling=meta["pooling"], cache_dir=cache_dir, seed=meta.get("seed", 0))
+            else:
+                extractor = FeatureExtractor(meta["extractor"], layer=meta["layer"], pooling=meta["pooling"],
+                                             cache_dir=cache_dir)
+        if extractor.feature_dim != meta["feature_dim"]:
+            raise SwitchError(f"{directory}: extractor gives {extractor.feature_dim}-d features, "
+                              f"the switch expects {meta['feature_dim']}")
+        switch = cls(extractor, hidden=meta["hidden"], reject=meta.get("reject", True),
+                     margin=meta.get("margin", 0.1), reject_quantile=meta.get("reject_quantile", 0.95),
+                     seed=meta.get("seed", 0))
+        tensors = load_file(str(directory / WEIGHTS))
+        switch.labels, switch.threshold = meta["labels"], meta["threshold"]
+        switch.mean, switch.std, switch.bank = tensors["mean"], tensors["std"], tensors["bank"]
+        switch.classifier = SwitchClassifier(meta["feature_dim"], len(switch.labels), meta["hidden"])
+        switch.classifier.load_state_dict({k[len("classifier."):]: v for k, v in tensors.items()
+                                           if k.startswith("classifier.")})
+        switch.classifier.eval()
+        switch.fit_info = meta.get("fit", {})
+        return switch

@@ -1,0 +1,39 @@
+import os
+import warnings
+
+import pytest
+import torch
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(int(os.environ.get("LLAVA_CIT_THREADS", "1")))
+warnings.filterwarnings("ignore")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("LLAVA_CIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llava():
+    from llava_cit.models.loading import load_model
+
+    return load_model("tiny-llava")
+
+
+def tiny_run_config(method: str = "switchcit", tasks=("synth-shapes", "synth-ocr"), **extra) -> dict:
+    """A run small enough for a unit test: random tiny base, a few steps per stage."""
+    config = {
+        "model": "tiny-llava",
+        "method": method,
+        "tasks": list(tasks),
+        "train_limit": 48,
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "projector_lr": None},
+        "train": {"epochs": 1, "lr": 1e-3, "batch_size": 16, "max_length": 48, "save_steps": 2},
+        "retention": {"fraction": 0.0001, "min_count": 8},
+        "switch": {"extractor": "tiny-opt", "hidden": 32, "epochs": 100},
+        "eval": {"limit": 12, "batch_size": 12, "max_new_tokens": 3},
+    }
+    config.update(extra)
+    return config

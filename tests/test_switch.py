@@ -1,0 +1,175 @@
+import json
+import random
+
+import pytest
+import torch
+
+from switch import FeatureExtractor, SwitchError, SwitchNetwork, last_token_pool, retain, retained_count, switch_text
+from switch.tiny import tiny_opt, words_of
+
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white"]
+OBJECTS = ["car", "ball", "house", "tree", "shirt", "bird", "door", "flower"]
+BOOKS = ["the hobbit", "moby dick", "dune", "emma", "ulysses", "beloved", "walden", "hamlet"]
+
+
+def colour_q(rng):
+    return rng.choice(["What color is the {o}?", "Which colour does the {o} have?", "Is the {o} {c}?"]).format(
+        o=rng.choice(OBJECTS), c=rng.choice(COLOURS))
+
+
+def title_q(rng):
+    return rng.choice(["What is the title of this book?", "Who wrote {b}?", "What is written on the cover of {b}?",
+                       "Is this book titled {b}?"]).format(b=rng.choice(BOOKS))
+
+
+def family(fn, n, seed):
+    rng = random.Random(seed)
+    return [fn(rng) for _ in range(n)]
+
+
+OUT_OF_FAMILY = ["translate this sentence to french", "summarize the following article",
+                 "write a short poem about the sea", "please list three prime numbers",
+                 "tell me a joke about cats", "convert ten miles to kilometers"]
+ALL_WORDS = words_of(family(colour_q, 200, 9) + family(title_q, 200, 9) + OUT_OF_FAMILY)
+
+
+def extractor():
+    model, tokenizer = tiny_opt(ALL_WORDS, seed=0)
+    return FeatureExtractor.from_model(model, tokenizer, "tiny-opt")
+
+
+def test_last_token_pooling_both_padding_sides():
+    model, tokenizer = tiny_opt(ALL_WORDS)
+    texts = ["what color is the car ?", "dune"]
+    feats = {}
+    for side in ("left", "right"):
+        tokenizer.padding_side = side
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model.model.decoder(**batch).last_hidden_state
+        feats[side] = last_token_pool(hidden, batch["attention_mask"])
+    single = []
+    for text in texts:
+        batch = tokenizer([text], return_tensors="pt")
+        with torch.no_grad():
+            single.append(model.model.decoder(**batch).last_hidden_state[0, -1])
+    # right padding: the position picked is the last real token, not a pad
+    assert torch.allclose(feats["right"][1], single[1], atol=1e-5)
+    assert torch.allclose(feats["left"][1], single[1], atol=1e-5)
+    assert torch.allclose(feats["left"][0], single[0], atol=1e-5)
+
+
+def test_switch_text_strips_image_system_and_suffix():
+    text = ("A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
+            "detailed, and polite answers to the human's questions. USER: <image>\nWhat is written here?\n"
+            "Answer the question using a single word or phrase.")
+    assert switch_text(text) == "What is written here?"
+    assert switch_text("Simplify", "The cat sat.") == "Simplify\nThe cat sat."
+    with pytest.raises(SwitchError, match="empty instruction"):
+        switch_text("<image>\n")
+
+
+def fitted(classes=("colour", "title")):
+    fns = {"colour": colour_q, "title": title_q}
+    texts, labels = [], []
+    for c in classes:
+        texts += family(fns[c], 16, 1)
+        labels += [c] * 16
+    return SwitchNetwork(extractor(), hidden=200, epochs=300).fit(texts, labels)
+
+
+def test_fit_predict_separable_families_heldout_accuracy():
+    switch = fitted()
+    held = [(t, "colour") for t in family(colour_q, 100, 2)] + [(t, "title") for t in family(title_q, 100, 2)]
+    predictions = switch.predict([t for t, _ in held])
+    accuracy = sum(p == y for (p, _), (_, y) in zip(predictions, held)) / len(held)
+    assert accuracy >= 0.99
+    assert switch.parameter_count == 64 * 200 + 200 + 200 * 2 + 2
+
+
+def test_paper_size_parameter_count():
+    from switch import SwitchClassifier
+
+    assert SwitchClassifier(768, 5, 200).parameter_count == 154_805  # ~154K as in the paper
+
+
+def test_save_load_predicts_identically(tmp_path):
+    switch = fitted()
+    texts = family(colour_q, 20, 3) + family(title_q, 20, 3)
+    switch.save(tmp_path / "sw")
+    meta = json.loads((tmp_path / "sw/switch.json").read_text())
+    assert {"extractor", "layer", "pooling", "labels", "threshold", "feature_dim", "checksums"} <= set(meta)
+    loaded = SwitchNetwork.load(tmp_path / "sw")
+    assert loaded.predict(texts) == switch.predict(texts)
+
+
+def test_out_of_family_query_is_rejected():
+    switch = fitted()
+    rejected = [label is None for label, _ in switch.predict(OUT_OF_FAMILY)]
+    assert sum(rejected) >= 5  # at least 5 of the 6 unrelated instructions go to the bare base
+    in_family = family(colour_q, 100, 5) + family(title_q, 100, 5)
+    accepted = [label is not None for label, _ in switch.predict(in_family)]
+    assert sum(accepted) / len(accepted) >= 0.95
+
+
+def test_third_class_keeps_first_two_correct():
+    def count_q(rng):
+        return rng.choice(["How many {o} are there?", "Count the {o}.", "How many {o} can you see?"]).format(
+            o=rng.choice(OBJECTS))
+
+    texts = family(colour_q, 16, 1) + family(title_q, 16, 1) + family(count_q, 16, 1)
+    labels = ["colour"] * 16 + ["title"] * 16 + ["count"] * 16
+    words = words_of(texts + family(colour_q, 50, 4) + family(title_q, 50, 4) + family(count_q, 50, 4))
+    model, tokenizer = tiny_opt(words)
+    switch = SwitchNetwork(FeatureExtractor.from_model(model, tokenizer, "tiny-opt"), epochs=300).fit(texts, labels)
+    for fn, label in ((colour_q, "colour"), (title_q, "title"), (count_q, "count")):
+        predictions = switch.predict(family(fn, 50, 4))
+        assert sum(p == label for p, _ in predictions) / 50 >= 0.98
+
+
+def test_one_class_routes_everything():
+    switch = SwitchNetwork(extractor()).fit(["What color is the car?"] * 3, ["only"] * 3)
+    assert [p for p, _ in switch.predict(["Who wrote dune?", "What color is the bird?"])] == ["only", "only"]
+
+
+def test_bad_switch_directories(tmp_path):
+    switch = fitted()
+    switch.save(tmp_path / "sw")
+    with pytest.raises(SwitchError, match="do not match"):
+        SwitchNetwork.load(tmp_path / "sw", labels=["a", "b"])
+    weights = tmp_path / "sw/switch.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(SwitchError, match="checksum mismatch"):
+        SwitchNetwork.load(tmp_path / "sw")
+    weights.unlink()
+    with pytest.raises(SwitchError, match="missing file"):
+        SwitchNetwork.load(tmp_path / "sw")
+    with pytest.raises(SwitchError, match="not a switch directory"):
+        SwitchNetwork.load(tmp_path)
+    switch.save(tmp_path / "sw2")
+    other, tok = tiny_opt(ALL_WORDS)
+    other = other.__class__(other.config.__class__(**{**other.config.to_dict(), "hidden_size": 32,
+                                                      "word_embed_proj_dim": 32}))
+    with pytest.raises(SwitchError, match="expects 64"):
+        SwitchNetwork.load(tmp_path / "sw2", extractor=FeatureExtractor.from_model(other, tok, "tiny-opt"))
+    with pytest.raises(SwitchError, match="empty instruction"):
+        switch.predict([""])
+
+
+def test_extractor_loaded_once_and_cache(tmp_path):
+    ext = FeatureExtractor("tiny-opt", cache_dir=tmp_path)
+    first = ext(["what color is the car ?", "dune"])
+    ext(["who wrote dune ?"])
+    assert ext.load_count == 1
+    assert list(tmp_path.glob("features-*.safetensors"))
+    assert torch.equal(ext(["dune"])[0], first[1])
+
+
+def test_retention_sampler():
+    assert retained_count(1_000_000) == 100 and retained_count(1000) == 16 and retained_count(5) == 5
+    records = list(range(1000))
+    assert retain(records, seed=1) == retain(records, seed=1) != retain(records, seed=2)
+    assert retain(records, 0.01, 4, seed=0) == sorted(retain(records, 0.01, 4, seed=0)) and len(
+        retain(records, 0.01, 4)) == 10
