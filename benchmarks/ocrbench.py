@@ -39,7 +39,11 @@ def score(prediction: str, answers: str | Sequence[str], dataset_name: str = "")
 
 
 def load_annotations(path: str | Path) -> list[dict]:
-    records = json.loads(Path(path).read_text(encoding="utf-8"))
+    """The official `OCRBench.json` records (dataset_name, id, image_path, question, answers, type)."""
+    try:
+        records = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
     if not isinstance(records, list):
         raise ValueError(f"{path}: expected a list of OCRBench records")
     for index, record in enumerate(records):

@@ -36,7 +36,7 @@ def pretrained_base(config: RunConfig, say=lambda text: None) -> LoadedModel:
     target = cache_root() / "pretrained" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if (target / "model.safetensors").is_file():
         say(f"using the cached pre-trained base {target}")
-        return load_model(str(target), config.dtype)
+        return load_model(str(target), config.dtype, config.device_map, config.load_in_4bit)
     say(f"pre-training the {config.model} base on {p.examples} '{p.task}' examples (cached afterwards)")
     loaded = load_model(config.model, config.dtype, seed=config.seed)
     examples = load_source({"type": "synthetic", "generator": p.task, "count": p.examples}, p.task, "train",
@@ -56,4 +56,4 @@ def pretrained_base(config: RunConfig, say=lambda text: None) -> LoadedModel:
     loaded.processor.save_pretrained(staging)
     if not target.exists():
         publish_dir(staging, target)
-    return load_model(str(target), config.dtype)
+    return load_model(str(target), config.dtype, config.device_map, config.load_in_4bit)

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from torch.utils.data import Dataset
 from transformers import PrinterCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -60,6 +60,8 @@ def add_adapter(model, name: str, settings: LoraSettings, is_vision: bool) -> Pe
     if isinstance(model, PeftModel):
         model.add_adapter(name, lora_config(model.get_base_model(), settings, is_vision))
         return model
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)  # QLoRA
     return get_peft_model(model, lora_config(model, settings, is_vision), adapter_name=name)
 
 

@@ -47,7 +47,8 @@ class FeatureExtractor:
 
     def __init__(self, model_id: str = "facebook/opt-125m", layer: int = -1, pooling: str = "last",
                  device: str | None = None, batch_size: int = 64, max_length: int = 256,
-                 cache_dir: str | Path | None = None, trust_remote_code: bool = False, seed: int = 0):
+                 cache_dir: str | Path | None = None, trust_remote_code: bool = False, seed: int = 0,
+                 memory_cache: bool = True):
         if pooling not in POOLING:
             raise SwitchError(f"unknown pooling '{pooling}' (known: {', '.join(POOLING)})")
         self.model_id, self.layer, self.pooling = model_id, layer, pooling
@@ -56,6 +57,7 @@ class FeatureExtractor:
         self.trust_remote_code = trust_remote_code
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._cache: dict[str, torch.Tensor] = {}
+        self.memory_cache = memory_cache or cache_dir is not None
         self.model = None
         self.tokenizer = None
         self.load_count = 0  # how many times a model was loaded: once per extractor
@@ -126,7 +128,10 @@ class FeatureExtractor:
             self._write_cache()
         if not texts:
             return torch.empty(0, self.feature_dim)
-        return torch.stack([self._cache[k] for k in keys])
+        features = torch.stack([self._cache[k] for k in keys])
+        if not self.memory_cache:
+            self._cache.clear()
+        return features
 
     # -- on-disk cache (optional) ---------------------------------------------------------
     def _cache_file(self) -> Path | None:

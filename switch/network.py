@@ -26,11 +26,12 @@ from switch.extractor import TINY_EXTRACTOR, FeatureExtractor
 from switch.instruction import switch_text
 
 FORMAT_VERSION = 1
+NUMERICAL_FLOOR = 1e-3  # per-dimension distance treated as identical (CPU vs GPU float noise)
 WEIGHTS, META, EXTRACTOR_DIR = "switch.safetensors", "switch.json", "extractor"
 THRESHOLD_RULE = (
-    "quantile `reject_quantile` over retained examples of their leave-one-out nearest-neighbour euclidean "
-    "distance (standardised features), times (1 + margin); a query whose nearest retained example is farther "
-    "is rejected"
+    "quantile `reject_quantile` over the distinct retained instructions of their leave-one-out nearest-neighbour "
+    "euclidean distance (standardised features), times (1 + margin), at least 1e-3*sqrt(dim); a query whose "
+    "nearest retained instruction is farther is rejected"
 )
 
 
@@ -43,7 +44,8 @@ def _sha256(path: Path) -> str:
 class SwitchNetwork:
     def __init__(self, extractor: str | FeatureExtractor = "facebook/opt-125m", hidden: int = 200,
                  layer: int = -1, pooling: str = "last", epochs: int = 300, lr: float = 1e-3,
-                 reject: bool = True, margin: float = 0.1, reject_quantile: float = 0.95, seed: int = 0, cache_dir: str | None = None):
+                 reject: bool = True, margin: float = 0.1, reject_quantile: float = 0.95, seed: int = 0,
+                 cache_dir: str | None = None):
         if isinstance(extractor, str):
             extractor = FeatureExtractor(extractor, layer=layer, pooling=pooling, cache_dir=cache_dir, seed=seed)
         self.extractor = extractor
@@ -78,7 +80,10 @@ class SwitchNetwork:
         loss = 0.0
         if len(self.labels) > 1:
             loss = train_classifier(self.classifier, z, target, epochs=self.epochs, lr=self.lr, seed=self.seed)
-        self.bank, self.threshold = z, self._calibrate(z)
+        distinct = sorted({switch_text(t, i): n for n, (t, i) in enumerate(zip(texts, inputs or [""] * len(texts)))}
+                          .values())
+        self.bank = z[distinct]  # repeated instructions say nothing about spread: calibrate on distinct ones
+        self.threshold = self._calibrate(self.bank)
         train_acc = sum(p == t for (p, _), t in zip(self._predict_z(z, reject=False), labels)) / len(labels)
         self.fit_info = {"examples": len(texts), "per_class": {c: list(labels).count(c) for c in self.labels},
                          "final_loss": loss, "train_accuracy": train_acc}
@@ -88,12 +93,13 @@ class SwitchNetwork:
         """Leave-one-out nearest-neighbour distances of the retained examples set the rejection radius."""
         if len(z) < 2:
             return None
-        distances = torch.cdist(z, z)
+        distances = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist")
         distances.fill_diagonal_(float("inf"))
-        return float(torch.quantile(distances.min(1).values, self.reject_quantile)) * (1 + self.margin)
+        radius = float(torch.quantile(distances.min(1).values, self.reject_quantile)) * (1 + self.margin)
+        return max(radius, NUMERICAL_FLOOR * z.shape[1] ** 0.5)  # never below float noise across devices
 
     def nearest_distance(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.cdist(z, self.bank).min(1).values
+        return torch.cdist(z, self.bank, compute_mode="donot_use_mm_for_euclid_dist").min(1).values
 
     # -- routing -------------------------------------------------------------------------
     def _predict_z(self, z: torch.Tensor, reject: bool) -> list[tuple[str | None, float]]:

@@ -6,7 +6,8 @@ import torch
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(int(os.environ.get("LLAVA_CIT_THREADS", "1")))
+if os.environ.get("LLAVA_CIT_THREADS"):
+    torch.set_num_threads(int(os.environ["LLAVA_CIT_THREADS"]))
 warnings.filterwarnings("ignore")
 
 

@@ -3,9 +3,9 @@ import shutil
 
 import pytest
 import yaml
+from conftest import tiny_run_config
 from transformers import TrainerCallback
 
-from conftest import tiny_run_config
 from llava_cit.atomic import dir_checksums
 from llava_cit.config import load_config
 from llava_cit.continual.metrics import average, backward_transfer, relative_gain
@@ -91,7 +91,7 @@ def test_resume_after_crash_mid_stage(tmp_path):
 def test_extending_a_run_leaves_old_adapters_byte_identical(tmp_path):
     run(tmp_path, "x", tasks=["synth-shapes"])
     before = dir_checksums(tmp_path / "x/adapters")
-    runner, results = run(tmp_path, "x", tasks=["synth-shapes", "synth-ocr"])
+    _, results = run(tmp_path, "x", tasks=["synth-shapes", "synth-ocr"])
     after = dir_checksums(tmp_path / "x/adapters")
     assert {k: v for k, v in after.items() if k.startswith("00-")} == before
     assert results["tasks"] == ["synth-shapes", "synth-ocr"]

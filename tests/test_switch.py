@@ -173,3 +173,14 @@ def test_retention_sampler():
     assert retain(records, seed=1) == retain(records, seed=1) != retain(records, seed=2)
     assert retain(records, 0.01, 4, seed=0) == sorted(retain(records, 0.01, 4, seed=0)) and len(
         retain(records, 0.01, 4)) == 10
+
+
+def test_repeated_instructions_do_not_collapse_the_rejection_radius():
+    # Templated tasks retain the same instruction many times; the radius must come from distinct ones,
+    # or float noise (e.g. GPU vs CPU features) would reject the very instructions that were retained.
+    texts = ["What is written on the sign?"] * 8 + ["What color is the shape on the left?"] * 8
+    switch = SwitchNetwork(extractor(), epochs=100).fit(texts, ["ocr"] * 8 + ["shapes"] * 8)
+    assert switch.threshold > 0
+    z = switch._standardise(switch.features(texts[:1]))
+    assert [p for p, _ in switch._predict_z(z + 1e-4 * torch.randn_like(z), reject=True)] == ["ocr"]
+    assert [p for p, _ in switch.predict(["What color is the shape on the left?"])] == ["shapes"]

@@ -227,7 +227,6 @@ class ContinualRunner:
 
     # -- evaluation ------------------------------------------------------------------------
     def _evaluate(self, stage: int, switch: SwitchNetwork | None):
-        c = self.config
         seen = self.tasks[: stage + 1]
         tests = {t.name: self.test_set(t) for t in seen}
         routed: dict[str, list[tuple[str | None, float]]] = {}

@@ -14,9 +14,9 @@ def register(method: Method) -> Method:
 
 
 def get_method(name: str) -> Method:
-    import llava_cit.methods.multitask  # noqa: F401
-    import llava_cit.methods.rehearsal  # noqa: F401
-    import llava_cit.methods.seq_lora  # noqa: F401
+    import llava_cit.methods.multitask
+    import llava_cit.methods.rehearsal
+    import llava_cit.methods.seq_lora
     import llava_cit.methods.switchcit  # noqa: F401
 
     if name not in METHODS:

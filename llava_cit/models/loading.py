@@ -44,6 +44,10 @@ def quantization_config(load_in_4bit: bool) -> BitsAndBytesConfig | None:
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
+        # QLoRA quantises the language model only: the vision tower, the (trainable) projector and
+        # the output head stay in higher precision, as in LLaVA's own 4-bit recipe.
+        llm_int8_skip_modules=["vision_tower", "multi_modal_projector", ".*vision_tower", ".*multi_modal_projector",
+                               "lm_head"],
     )
 
 
@@ -85,6 +89,8 @@ def load_model(
             f"unknown {kind} '{spec}': not a built-in tiny spec ({', '.join(TINY_SPECS)}), "
             f"a model directory, or a reachable Hugging Face id ({str(err).splitlines()[0][:120]})"
         ) from None
+    if quant is not None and device_map is None:
+        device_map = {"": torch.cuda.current_device()}
     kwargs = dict(trust_remote_code=trust_remote_code, quantization_config=quant, device_map=device_map)
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype

@@ -1,0 +1,157 @@
+"""What each benchmark asks: its records, images, prompt, scorer and report, behind one interface."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from benchmarks import gqa, ocrbench, ocrvqa
+from llava_cit.data.example import Example
+from llava_cit.data.images import BadImage, open_image
+from llava_cit.data.llava_format import read_records
+from llava_cit.errors import UserError
+
+
+@dataclass
+class EvalItem:
+    id: str
+    question: str
+    answers: list[str]
+    image_path: Path | None = None
+    image: Image.Image | None = None
+    meta: dict = field(default_factory=dict)
+    error: str | None = None  # set when the sample cannot be served (bad image, path outside the root)
+
+    def example(self) -> Example:
+        """The model-facing example; opens the image now (raises BadImage if it cannot)."""
+        image = self.image
+        if image is None and self.image_path is not None:
+            image = open_image(self.image_path)
+        return Example(id=self.id, turns=[(f"<image>\n{self.question}", self.answers[0])], image=image,
+                       meta={"answers": self.answers, **self.meta})
+
+
+@dataclass
+class Benchmark:
+    name: str
+    items: list[EvalItem]
+    score: Callable[[str, EvalItem], float]
+    report: Callable[[list[dict]], dict]
+
+
+def _under(root: Path, relative: str) -> tuple[Path | None, str | None]:
+    root_resolved = root.resolve()
+    candidate = (root / relative).resolve()
+    if root_resolved not in candidate.parents:
+        return None, f"image path '{relative}' escapes the images root {root}"
+    return candidate, None
+
+
+def _hf_rows(spec: str, split: str):
+    import datasets
+
+    try:
+        return datasets.load_dataset(spec, split=split)
+    except Exception as err:  # offline, or a wrong id
+        raise UserError(f"cannot load Hugging Face dataset '{spec}': {str(err).splitlines()[0][:160]}") from None
+
+
+def load_ocrbench(data: str, images: str | None) -> Benchmark:
+    items = []
+    if data.startswith("hf:"):
+        for row in _hf_rows(data[3:], "test"):
+            answers = row["answer"] if isinstance(row["answer"], list) else [row["answer"]]
+            items.append(EvalItem(str(row.get("id", len(items))), row["question"], answers, image=row["image"],
+                                  meta={"type": row["question_type"], "dataset_name": row.get("dataset", "")}))
+    else:
+        try:
+            records = ocrbench.load_annotations(data)
+        except (OSError, ValueError) as err:
+            raise UserError(str(err)) from None
+        root = Path(images) if images else Path(data).parent / "OCRBench_Images"
+        for record in records:
+            path, error = _under(root, record["image_path"])
+            answers = record["answers"] if isinstance(record["answers"], list) else [record["answers"]]
+            items.append(EvalItem(str(record["id"]), record["question"], answers, image_path=path, error=error,
+                                  meta={"type": record["type"], "dataset_name": record["dataset_name"]}))
+
+    def score(prediction: str, item: EvalItem) -> float:
+        return float(ocrbench.score(prediction, item.answers, item.meta["dataset_name"]))
+
+    return Benchmark("ocrbench", items, score, ocrbench.report)
+
+
+def load_gqa(data: str, images: str | None) -> Benchmark:
+    items = []
+    if data.startswith("hf:"):
+        rows = _hf_rows(data[3:], "testdev")
+        records = [dict(row) for row in rows]
+    else:
+        try:
+            records = gqa.load_questions(data)
+        except (OSError, ValueError) as err:
+            raise UserError(str(err)) from None
+    root = Path(images) if images else Path(data).parent / "images"
+    for record in records:
+        path, error = _under(root, f"{record['imageId']}.jpg") if "image" not in record else (None, None)
+        items.append(EvalItem(str(record["id"]), f"{record['question']}\n{gqa.PROMPT_SUFFIX}", [record["answer"]],
+                              image_path=path, image=record.get("image"), error=error,
+                              meta={"types": record.get("types") or {}}))
+    return Benchmark("gqa", items, lambda prediction, item: float(gqa.score(prediction, item.answers[0])), gqa.report)
+
+
+def load_llava_format(name: str, data: str, images: str | None, normalizer_score) -> list[EvalItem]:
+    root = Path(images) if images else Path(data).parent
+    items = []
+    for line, record in read_records(data):
+        conversations = record.get("conversations") or []
+        if len(conversations) < 2:
+            raise UserError(f"{data}: line {line}: field 'conversations' needs a question and an answer")
+        question = conversations[0]["value"].replace("<image>", "").strip()
+        path, error = _under(root, record["image"]) if record.get("image") else (None, None)
+        items.append(EvalItem(str(record.get("id", len(items))), question, [conversations[1]["value"]],
+                              image_path=path, error=error))
+    return items
+
+
+def load_ocrvqa(data: str, images: str | None) -> Benchmark:
+    items = load_llava_format("ocrvqa", data, images, ocrvqa.score)
+    return Benchmark("ocrvqa", items, lambda prediction, item: float(ocrvqa.score(prediction, item.answers)),
+                     ocrvqa.report)
+
+
+def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
+    """Any registered task (or task file) evaluated on its declared test source (or --data)."""
+    from llava_cit.continual.runner import score_prediction
+    from llava_cit.data.sources import load_source
+    from llava_cit.tasks.registry import resolve_task
+
+    task = resolve_task(name)
+    source = dict(task.test)
+    if data:
+        source = {"type": "llava", "path": data, "image_folder": images}
+    examples = load_source(source, task.name, "test", suffix=task.suffix)
+    items = [EvalItem(ex.id, ex.instruction.replace("<image>", "").strip(), ex.meta.get("answers") or [ex.answer],
+                      image=ex.image, meta={"task": task.name}) for ex in examples]
+    by_id = {ex.id: ex for ex in examples}
+    return Benchmark(task.name, items, lambda prediction, item: score_prediction(task, prediction, by_id[item.id]),
+                     ocrvqa.report)
+
+
+LOADERS = {"ocrbench": load_ocrbench, "gqa": load_gqa, "ocrvqa": load_ocrvqa}
+
+
+def load_benchmark(name: str, data: str | None, images: str | None) -> Benchmark:
+    if name in LOADERS:
+        if not data:
+            raise UserError(f"--data is required for '{name}' (a local file, or hf:<dataset id>)")
+        if not data.startswith("hf:") and not Path(data).is_file():
+            raise UserError(f"data file not found: {data}")
+        return LOADERS[name](data, images)
+    return load_task(name, data, images)
+
+
+__all__ = ["BadImage", "Benchmark", "EvalItem", "load_benchmark"]

@@ -1,0 +1,160 @@
+"""Evaluation throughput: batched vs batch-1, routed mixed-task batches vs single-task batches vs
+route-then-generate one query at a time, and scaling with the number of adapters loaded.
+
+All numbers are ratios of things run side by side in one process on one model (a LLaVA built from
+a config, random weights; generation is forced to a fixed length so every variant does the same work).
+
+    python scripts/bench/eval_throughput.py --size small --out docs/bench_eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from llava_cit.collation import Encoder
+from llava_cit.data import synthetic
+from llava_cit.generation import generate_batch
+from llava_cit.models.loading import LoadedModel
+from llava_cit.models.tiny import default_words
+from llava_cit.training import language_model_target_regex
+from switch import FeatureExtractor, SwitchNetwork
+from switch.tiny import build_word_tokenizer, tiny_opt, words_of
+
+SIZES = {  # vision (hidden, layers, image, patch), text (hidden, layers, intermediate)
+    "tiny": ((64, 2, 32, 8), (128, 2, 256)),
+    "small": ((384, 6, 224, 14), (1024, 12, 2816)),
+    "base": ((768, 12, 336, 14), (2048, 16, 5632)),
+}
+
+
+def build(size: str, dtype) -> LoadedModel:
+    (vh, vl, image, patch), (th, tl, ti) = SIZES[size]
+    tokenizer = build_word_tokenizer(default_words())
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": image}, crop_size={"height": image, "width": image}),
+        tokenizer=tokenizer, patch_size=patch, vision_feature_select_strategy="default", num_additional_image_tokens=1)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=vh, intermediate_size=4 * vh, num_hidden_layers=vl,
+                                       num_attention_heads=max(1, vh // 64), image_size=image, patch_size=patch),
+        text_config=LlamaConfig(vocab_size=32000, hidden_size=th, intermediate_size=ti, num_hidden_layers=tl,
+                                num_attention_heads=max(1, th // 64), num_key_value_heads=max(1, th // 64),
+                                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default")
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = LlavaForConditionalGeneration(config).to(device=device, dtype=dtype).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model, processor, True, f"llava-{size}")
+
+
+def with_adapters(loaded: LoadedModel, count: int):
+    target = language_model_target_regex(loaded.model)
+    model = None
+    for i in range(count):
+        cfg = LoraConfig(r=16, lora_alpha=32, target_modules=target, init_lora_weights=False)
+        if model is None:
+            model = get_peft_model(loaded.model, cfg, adapter_name=f"task{i}")
+        else:
+            model.add_adapter(f"task{i}", cfg)
+    return model.to(loaded.model.device).eval()
+
+
+def clock(fn, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    loaded = build(args.size, dtype)
+    encoder = Encoder(loaded)
+    n = args.batch_size
+    shapes = synthetic.generate("synth-shapes", n, split="test")
+    ocr = synthetic.generate("synth-ocr", n, split="test")
+    mixed = [shapes[i // 2] if i % 2 == 0 else ocr[i // 2] for i in range(n)]
+    kwargs = {"max_new_tokens": args.new_tokens}
+    # the switch that routes the mixed batch (tiny extractor; its cost is part of routed serving)
+    retained = [ex.instruction for ex in synthetic.generate("synth-shapes", 16)] + \
+        [ex.instruction for ex in synthetic.generate("synth-ocr", 16)]
+    model_, tok = tiny_opt(words_of(retained))
+    switch = SwitchNetwork(FeatureExtractor.from_model(model_, tok, "tiny-opt"), epochs=200).fit(
+        retained, ["task0"] * 16 + ["task1"] * 16)
+
+    def force_length(model):
+        model.generation_config.eos_token_id = None  # every variant generates exactly new_tokens tokens
+
+    result = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+              "size": args.size, "dtype": str(dtype), "batch_size": n, "new_tokens": args.new_tokens,
+              "parameters_m": sum(p.numel() for p in loaded.model.parameters()) / 1e6}
+    peft = with_adapters(loaded, 2)
+    force_length(peft.base_model.model)
+    peft.set_adapter("task0")
+    batched = clock(lambda: generate_batch(peft, encoder, shapes, **kwargs), args.repeats)
+    one = clock(lambda: [generate_batch(peft, encoder, [ex], **kwargs) for ex in shapes], 1)
+    result["batched_vs_batch1"] = {"batched_s": batched, "batch1_s": one, "speedup": one / batched}
+
+    def routed(batch):
+        names = [label or "__base__" for label, _ in switch.predict([ex.instruction for ex in batch])]
+        return generate_batch(peft, encoder, batch, adapter_names=names, **kwargs)
+
+    single_task = clock(lambda: generate_batch(peft, encoder, shapes, adapter_names=["task0"] * n, **kwargs),
+                        args.repeats)
+    mixed_t = clock(lambda: routed(mixed), args.repeats)
+    mixed_names = [label or "__base__" for label, _ in switch.predict([ex.instruction for ex in mixed])]
+    mixed_fixed = clock(lambda: generate_batch(peft, encoder, mixed, adapter_names=mixed_names, **kwargs),
+                        args.repeats)
+    switch_only = clock(lambda: switch.predict([ex.instruction for ex in mixed]), args.repeats)
+    one_by_one = clock(lambda: [routed([ex]) for ex in mixed], 1)
+    result["routed"] = {"single_task_batch_s": single_task, "mixed_routed_batch_s": mixed_t,
+                        "mixed_batch_without_switch_s": mixed_fixed, "switch_predict_s": switch_only,
+                        "mixed_over_single_without_switch": single_task / mixed_fixed,
+                        "route_then_generate_one_at_a_time_s": one_by_one,
+                        "mixed_over_single_throughput": single_task / mixed_t,
+                        "mixed_batch_speedup_vs_one_at_a_time": one_by_one / mixed_t}
+    scaling = {}
+    for count in (2, 8, 32):
+        peft = with_adapters(LoadedModel(peft.unload(), loaded.processor, True, ""), count)
+        force_length(peft.base_model.model)
+        scaling[count] = clock(lambda: routed(mixed), args.repeats)
+    result["adapters_loaded_scaling_s"] = scaling
+    result["scaling_32_over_2"] = scaling[32] / scaling[2]
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
