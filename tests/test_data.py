@@ -79,3 +79,22 @@ def test_image_path_escaping_the_root_is_refused(tmp_path):
 def test_unknown_source_type():
     with pytest.raises(UserError, match="unknown source type 'ftp'"):
         load_source({"type": "ftp"}, "t", "train")
+
+
+def test_hugging_face_dataset_source(tmp_path):
+    # the `hf` source goes through datasets.load_dataset; a local file-backed dataset keeps it offline
+    import datasets
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    rows = []
+    for i, colour in enumerate(["red", "blue", "green"]):
+        Image.new("RGB", (8, 8), colour).save(root / f"{i}.png")
+        rows.append({"id": str(i), "image": str(root / f"{i}.png"), "question": "What color?", "answer": colour})
+    ds = datasets.Dataset.from_list(rows).cast_column("image", datasets.Image())
+    ds.to_parquet(str(tmp_path / "train.parquet"))
+    examples = load_source({"type": "hf", "path": "parquet", "data_files": str(tmp_path / "train.parquet"),
+                            "split": "train"}, "colours", "train", suffix="Answer with one word.")
+    assert [e.answer for e in examples] == ["red", "blue", "green"]
+    assert examples[0].image.getpixel((0, 0)) == (255, 0, 0)
+    assert examples[0].turns[0][0] == "<image>\nWhat color?\nAnswer with one word."

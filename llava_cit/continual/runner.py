@@ -16,8 +16,6 @@ import torch
 import yaml
 from peft import PeftModel
 
-from benchmarks.exact_match import exact_match
-from benchmarks.ocrbench import score as ocrbench_score
 from llava_cit.atomic import publish_dir, staging_dir, write_json, write_text
 from llava_cit.collation import Encoder
 from llava_cit.config import RunConfig
@@ -30,6 +28,7 @@ from llava_cit.generation import BASE, generate
 from llava_cit.methods.registry import get_method
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.pretraining import pretrained_base
+from llava_cit.scoring import score_all
 from llava_cit.tasks.registry import resolve_task
 from llava_cit.tasks.spec import TaskSpec
 from llava_cit.training import add_adapter, train_adapter
@@ -37,13 +36,6 @@ from switch import SwitchNetwork, retain
 from switch.retention import read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
-
-
-def score_prediction(task: TaskSpec, prediction: str, example: Example) -> float:
-    answers = example.meta.get("answers") or [example.answer]
-    if task.metric == "ocrbench":
-        return float(ocrbench_score(prediction, answers, example.meta.get("dataset_name", "")))
-    return exact_match(prediction, answers, task.normalizer)
 
 
 @dataclass
@@ -248,9 +240,11 @@ class ContinualRunner:
             flat = [(t, ex, (None, None)) for t in seen for ex in tests[t.name]]
             answers = self._generate([ex for _, ex, _ in flat], None)
         row, correct_routes, rows_by_task = [], 0, {t.name: [] for t in seen}
+        scores = {t.name: iter(score_all(t, [a for (u, _, _), a in zip(flat, answers) if u is t],
+                                         [ex for u, ex, _ in flat if u is t])) for t in seen}
         for (t, ex, (route, confidence)), answer in zip(flat, answers):
             rows_by_task[t.name].append({"id": ex.id, "question": ex.instruction, "prediction": answer,
-                                         "gold": ex.answer, "score": score_prediction(t, answer, ex),
+                                         "gold": ex.answer, "score": next(scores[t.name]),
                                          "routed_task": route, "confidence": confidence})
             correct_routes += route == t.name
         for t in seen:
@@ -262,7 +256,7 @@ class ContinualRunner:
         if self.method.routes and switch is not None:  # oracle routing for the new task's upper bound
             task = self.tasks[stage]
             oracle = self._generate(tests[task.name], [task.name] * len(tests[task.name]))
-            upper = sum(score_prediction(task, a, ex) for a, ex in zip(oracle, tests[task.name])) / len(oracle)
+            upper = sum(score_all(task, oracle, tests[task.name])) / len(oracle)
         return row, switch_accuracy, upper
 
     def _base_score(self, task: TaskSpec) -> float:
@@ -273,7 +267,7 @@ class ContinualRunner:
                                min(task.max_new_tokens, self.config.eval.max_new_tokens))
         else:
             answers = self._generate(tests, [BASE] * len(tests))
-        return sum(score_prediction(task, a, ex) for a, ex in zip(answers, tests)) / len(tests)
+        return sum(score_all(task, answers, tests)) / len(tests)
 
     def _generate(self, examples: list[Example], adapter_names: list[str] | None) -> list[str]:
         c = self.config
@@ -292,7 +286,7 @@ class ContinualRunner:
             "method": self.method.name,
             "model": self.config.model,
             "tasks": names,
-            "metric": {t.name: t.metric + (f" ({t.normalizer})" if t.metric == "exact_match" else "")
+            "metric": {t.name: t.metric + {"exact_match": f" ({t.normalizer})", "sari": " (/100)"}.get(t.metric, "")
                        for t in self.tasks if t.name in names},
             "matrix": matrix,
             "upper_bound": dict(zip(names, upper)),

@@ -16,7 +16,8 @@ def _hf_examples(source: dict[str, Any], limit: int | None, task: str) -> list[E
     import datasets
 
     try:
-        data = datasets.load_dataset(source["path"], source.get("name"), split=source.get("split", "train"))
+        data = datasets.load_dataset(source["path"], source.get("name"), split=source.get("split", "train"),
+                                     data_files=source.get("data_files"))
     except Exception as err:  # the hub is unreachable offline, or the dataset id is wrong
         raise UserError(f"cannot load Hugging Face dataset '{source['path']}': {str(err).splitlines()[0][:160]}") \
             from None

@@ -125,8 +125,8 @@ def load_ocrvqa(data: str, images: str | None) -> Benchmark:
 
 def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
     """Any registered task (or task file) evaluated on its declared test source (or --data)."""
-    from llava_cit.continual.runner import score_prediction
     from llava_cit.data.sources import load_source
+    from llava_cit.scoring import score_one
     from llava_cit.tasks.registry import resolve_task
 
     task = resolve_task(name)
@@ -137,7 +137,7 @@ def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
     items = [EvalItem(ex.id, ex.instruction.replace("<image>", "").strip(), ex.meta.get("answers") or [ex.answer],
                       image=ex.image, meta={"task": task.name}) for ex in examples]
     by_id = {ex.id: ex for ex in examples}
-    return Benchmark(task.name, items, lambda prediction, item: score_prediction(task, prediction, by_id[item.id]),
+    return Benchmark(task.name, items, lambda prediction, item: score_one(task, prediction, by_id[item.id]),
                      ocrvqa.report)
 
 

@@ -27,33 +27,37 @@ PROMPT_WORDS = ["USER: ASSISTANT: Below is an instruction that describes a task 
 
 
 def default_words() -> list[str]:
-    from llava_cit.data import text_synthetic  # local import: text track vocabulary
-
-    return words_of(PROMPT_WORDS + synthetic.vocabulary() + text_synthetic.vocabulary())
+    return words_of(PROMPT_WORDS + synthetic.vocabulary())
 
 
-def tiny_llava(seed: int = 0):
+def llava_from_sizes(vision_hidden: int = 64, vision_layers: int = 2, image_size: int = IMAGE_SIZE, patch: int = PATCH,
+                     text_hidden: int = 128, text_layers: int = 2, text_intermediate: int = 256,
+                     vocab_size: int | None = None, seed: int = 0):
+    """A LLaVA (CLIP vision + Llama text) of the given sizes, random weights, word tokenizer built in code."""
     tokenizer = build_word_tokenizer(default_words())
     image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": IMAGE_SIZE},
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
     )
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=PATCH,
+        patch_size=patch,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
     )
     vision = CLIPVisionConfig(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        image_size=IMAGE_SIZE, patch_size=PATCH, projection_dim=64,
+        hidden_size=vision_hidden, intermediate_size=2 * vision_hidden if vision_hidden < 128 else 4 * vision_hidden,
+        num_hidden_layers=vision_layers, num_attention_heads=max(4, vision_hidden // 64),
+        image_size=image_size, patch_size=patch, projection_dim=vision_hidden,
     )
+    heads = max(4, text_hidden // 64)
     text = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+        vocab_size=vocab_size or len(tokenizer), hidden_size=text_hidden, intermediate_size=text_intermediate,
+        num_hidden_layers=text_layers, num_attention_heads=heads, num_key_value_heads=heads,
+        max_position_embeddings=256 if image_size <= 64 else (image_size // patch) ** 2 + 2048,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
     )
@@ -67,6 +71,11 @@ def tiny_llava(seed: int = 0):
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model, processor
+
+
+def tiny_llava(seed: int = 0):
+    """`tiny-llava`: image 32 px / patch 8 (16 image tokens), vision 64x2, text 128x2; ~0.45M parameters."""
+    return llava_from_sizes(seed=seed)
 
 
 def tiny_bloom(seed: int = 0):

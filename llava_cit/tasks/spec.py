@@ -8,7 +8,7 @@ from typing import Any
 
 from llava_cit.errors import UserError
 
-METRICS = ("exact_match", "ocrbench")
+METRICS = ("exact_match", "ocrbench", "rouge1", "sari", "bertscore")
 
 
 @dataclass
@@ -20,6 +20,7 @@ class TaskSpec:
     suffix: str = ""  # appended to every instruction, e.g. GQA's answer-format line
     normalizer: str = "lower"  # benchmarks.normalize.NORMALIZERS
     metric: str = "exact_match"
+    metric_args: dict[str, Any] = field(default_factory=dict)  # e.g. bertscore: {model_type: ..., num_layers: ...}
     max_new_tokens: int = 16
     description: str = ""
     source_file: str | None = None  # where the spec was read from (task files)

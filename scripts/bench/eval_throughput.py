@@ -13,29 +13,21 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import (
-    CLIPImageProcessorPil,
-    CLIPVisionConfig,
-    LlamaConfig,
-    LlavaConfig,
-    LlavaForConditionalGeneration,
-    LlavaProcessor,
-)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from llava_cit.collation import Encoder
 from llava_cit.data import synthetic
 from llava_cit.generation import generate_batch
 from llava_cit.models.loading import LoadedModel
-from llava_cit.models.tiny import default_words
+from llava_cit.models.tiny import llava_from_sizes
 from llava_cit.training import language_model_target_regex
+from scripts.bench.timing import clock
 from switch import FeatureExtractor, SwitchNetwork
-from switch.tiny import build_word_tokenizer, tiny_opt, words_of
+from switch.tiny import tiny_opt, words_of
 
 SIZES = {  # vision (hidden, layers, image, patch), text (hidden, layers, intermediate)
     "tiny": ((64, 2, 32, 8), (128, 2, 256)),
@@ -46,22 +38,9 @@ SIZES = {  # vision (hidden, layers, image, patch), text (hidden, layers, interm
 
 def build(size: str, dtype) -> LoadedModel:
     (vh, vl, image, patch), (th, tl, ti) = SIZES[size]
-    tokenizer = build_word_tokenizer(default_words())
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(size={"shortest_edge": image}, crop_size={"height": image, "width": image}),
-        tokenizer=tokenizer, patch_size=patch, vision_feature_select_strategy="default", num_additional_image_tokens=1)
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=vh, intermediate_size=4 * vh, num_hidden_layers=vl,
-                                       num_attention_heads=max(1, vh // 64), image_size=image, patch_size=patch),
-        text_config=LlamaConfig(vocab_size=32000, hidden_size=th, intermediate_size=ti, num_hidden_layers=tl,
-                                num_attention_heads=max(1, th // 64), num_key_value_heads=max(1, th // 64),
-                                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default")
-    torch.manual_seed(0)
+    model, processor = llava_from_sizes(vh, vl, image, patch, th, tl, ti, vocab_size=32000)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = LlavaForConditionalGeneration(config).to(device=device, dtype=dtype).eval()
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return LoadedModel(model, processor, True, f"llava-{size}")
+    return LoadedModel(model.to(device=device, dtype=dtype).eval(), processor, True, f"llava-{size}")
 
 
 def with_adapters(loaded: LoadedModel, count: int):
@@ -74,20 +53,6 @@ def with_adapters(loaded: LoadedModel, count: int):
         else:
             model.add_adapter(f"task{i}", cfg)
     return model.to(loaded.model.device).eval()
-
-
-def clock(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -122,8 +87,8 @@ def main() -> None:
     peft = with_adapters(loaded, 2)
     force_length(peft.base_model.model)
     peft.set_adapter("task0")
-    batched = clock(lambda: generate_batch(peft, encoder, shapes, **kwargs), args.repeats)
-    one = clock(lambda: [generate_batch(peft, encoder, [ex], **kwargs) for ex in shapes], 1)
+    batched = clock(lambda: generate_batch(peft, encoder, shapes, **kwargs), args.repeats, warmup=True)
+    one = clock(lambda: [generate_batch(peft, encoder, [ex], **kwargs) for ex in shapes], 1, warmup=True)
     result["batched_vs_batch1"] = {"batched_s": batched, "batch1_s": one, "speedup": one / batched}
 
     def routed(batch):
@@ -131,13 +96,13 @@ def main() -> None:
         return generate_batch(peft, encoder, batch, adapter_names=names, **kwargs)
 
     single_task = clock(lambda: generate_batch(peft, encoder, shapes, adapter_names=["task0"] * n, **kwargs),
-                        args.repeats)
-    mixed_t = clock(lambda: routed(mixed), args.repeats)
+                        args.repeats, warmup=True)
+    mixed_t = clock(lambda: routed(mixed), args.repeats, warmup=True)
     mixed_names = [label or "__base__" for label, _ in switch.predict([ex.instruction for ex in mixed])]
     mixed_fixed = clock(lambda: generate_batch(peft, encoder, mixed, adapter_names=mixed_names, **kwargs),
-                        args.repeats)
-    switch_only = clock(lambda: switch.predict([ex.instruction for ex in mixed]), args.repeats)
-    one_by_one = clock(lambda: [routed([ex]) for ex in mixed], 1)
+                        args.repeats, warmup=True)
+    switch_only = clock(lambda: switch.predict([ex.instruction for ex in mixed]), args.repeats, warmup=True)
+    one_by_one = clock(lambda: [routed([ex]) for ex in mixed], 1, warmup=True)
     result["routed"] = {"single_task_batch_s": single_task, "mixed_routed_batch_s": mixed_t,
                         "mixed_batch_without_switch_s": mixed_fixed, "switch_predict_s": switch_only,
                         "mixed_over_single_without_switch": single_task / mixed_fixed,
@@ -148,7 +113,7 @@ def main() -> None:
     for count in (2, 8, 32):
         peft = with_adapters(LoadedModel(peft.unload(), loaded.processor, True, ""), count)
         force_length(peft.base_model.model)
-        scaling[count] = clock(lambda: routed(mixed), args.repeats)
+        scaling[count] = clock(lambda: routed(mixed), args.repeats, warmup=True)
     result["adapters_loaded_scaling_s"] = scaling
     result["scaling_32_over_2"] = scaling[32] / scaling[2]
     print(json.dumps(result, indent=2))

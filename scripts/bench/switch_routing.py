@@ -16,7 +16,6 @@ import platform
 import random
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from transformers import AutoModel, AutoTokenizer, OPTConfig, OPTModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from llava_cit.data import synthetic
+from scripts.bench.timing import clock
 from switch import FeatureExtractor, SwitchNetwork, switch_text
 from switch.tiny import build_word_tokenizer, words_of
 
@@ -40,21 +40,11 @@ def opt125m_dir(words: list[str], where: Path, seed: int = 0) -> Path:
     return where
 
 
-def timed(fn) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def speed(model_dir: Path, texts: list[str], batch_size: int, one_by_one: int) -> dict:
     extractor = FeatureExtractor(str(model_dir), batch_size=batch_size, memory_cache=False)
     extractor(texts[:batch_size])  # warm-up (and the one load)
-    batched = timed(lambda: extractor(texts))
-    single = timed(lambda: [extractor([t]) for t in texts[:one_by_one]]) * len(texts) / one_by_one
+    batched = clock(lambda: extractor(texts))
+    single = clock(lambda: [extractor([t]) for t in texts[:one_by_one]]) * len(texts) / one_by_one
 
     def reload_per_batch():  # what the published SwitchCIT code does: load the extractor on every call
         for start in range(0, len(texts), batch_size):
@@ -64,7 +54,7 @@ def speed(model_dir: Path, texts: list[str], batch_size: int, one_by_one: int) -
             with torch.no_grad():
                 model(**batch)
 
-    reload = timed(reload_per_batch)
+    reload = clock(reload_per_batch)
     return {"texts": len(texts), "batch_size": batch_size, "batched_s": batched, "one_at_a_time_s": single,
             "one_at_a_time_measured_on": one_by_one, "reload_per_batch_s": reload,
             "speedup_vs_one_at_a_time": single / batched, "speedup_vs_reload_per_batch": reload / batched}
