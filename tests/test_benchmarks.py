@@ -109,3 +109,28 @@ def test_corrupt_image_and_traversal_are_counted_not_fatal(tmp_path):
     skipped = score_predictions(bench, rows, None, skip_bad=True)
     assert skipped["Final Score"] == {"correct": 3, "total": 8} and skipped["bad_policy"].startswith("excluded")
     assert json.loads((tmp_path / "out/scores.json").read_text())["bad_policy"] == "scored as wrong"
+
+
+def test_gqa_and_ocrvqa_local_files_end_to_end(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    questions = {}
+    records = []
+    for i in range(4):
+        Image.new("RGB", (16, 16)).save(images / f"img{i}.jpg")
+        questions[str(i)] = {"imageId": f"img{i}", "question": "Is it dark?", "answer": "yes",
+                             "types": {"structural": "verify", "semantic": "attr"}, "isBalanced": True}
+        records.append({"id": str(i), "image": f"img{i}.jpg", "conversations": [
+            {"from": "human", "value": "<image>\nWho wrote this book?"}, {"from": "gpt", "value": "Jane Austen"}]})
+    questions["9"] = {"imageId": "img0", "question": "unbalanced", "answer": "no", "isBalanced": False}
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    (tmp_path / "ocrvqa.json").write_text(json.dumps(records))
+
+    bench = load_benchmark("gqa", str(tmp_path / "q.json"), str(images))
+    assert len(bench.items) == 4 and bench.items[0].question.endswith(gqa.PROMPT_SUFFIX)
+    scores = score_predictions(bench, run_predictions(bench, EchoServer(), tmp_path / "g", batch_size=3), None)
+    assert scores["accuracy"] == 0.5 and scores["by_type"]["structural"]["verify"]["total"] == 4
+
+    bench = load_benchmark("ocrvqa", str(tmp_path / "ocrvqa.json"), str(images))
+    scores = score_predictions(bench, run_predictions(bench, EchoServer(), tmp_path / "o", batch_size=3), None)
+    assert scores["accuracy"] == 0.5 and scores["total"] == 4

@@ -103,7 +103,7 @@ def load_gqa(data: str, images: str | None) -> Benchmark:
     return Benchmark("gqa", items, lambda prediction, item: float(gqa.score(prediction, item.answers[0])), gqa.report)
 
 
-def load_llava_format(name: str, data: str, images: str | None, normalizer_score) -> list[EvalItem]:
+def load_llava_format(data: str, images: str | None) -> list[EvalItem]:
     root = Path(images) if images else Path(data).parent
     items = []
     for line, record in read_records(data):
@@ -118,7 +118,7 @@ def load_llava_format(name: str, data: str, images: str | None, normalizer_score
 
 
 def load_ocrvqa(data: str, images: str | None) -> Benchmark:
-    items = load_llava_format("ocrvqa", data, images, ocrvqa.score)
+    items = load_llava_format(data, images)
     return Benchmark("ocrvqa", items, lambda prediction, item: float(ocrvqa.score(prediction, item.answers)),
                      ocrvqa.report)
 
