@@ -157,7 +157,10 @@ class ContinualRunner:
         train = {t.name: self.train_set(t) for t in self.tasks[: stage + 1]}
         examples = self.method.training_examples(stage, names, train, self._replay(stage))
         base_score = self._base_score(task)
-        adapter, rel = f"s{stage:02d}-{task.name}", self.adapter_rel(stage)
+        # a routed method serves each adapter under its task's name: train it under that name too, so
+        # evaluation finds it in memory instead of loading a second copy from disk
+        adapter = task.name if self.method.routes else f"s{stage:02d}-{task.name}"
+        rel = self.adapter_rel(stage)
         checkpoints = self.run_dir / "checkpoints" / f"{stage:02d}-{task.name}"
         if (self.run_dir / rel).is_dir():  # trained and published before a crash: never retrain or rewrite it
             say(f"stage {stage} ({task.name}): adapter already saved, reusing {rel}")
