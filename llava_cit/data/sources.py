@@ -6,6 +6,7 @@ from typing import Any
 
 from llava_cit.data import synthetic
 from llava_cit.data.example import Example
+from llava_cit.data.hf_datasets import load_hf_dataset
 from llava_cit.data.llava_format import load_llava
 from llava_cit.errors import UserError
 
@@ -13,18 +14,11 @@ SOURCE_TYPES = ("synthetic", "llava", "hf", "jsonl")
 
 
 def _hf_examples(source: dict[str, Any], limit: int | None, task: str) -> list[Example]:
-    import datasets
-
-    try:
-        data = datasets.load_dataset(source["path"], source.get("name"), split=source.get("split", "train"),
-                                     data_files=source.get("data_files"))
-    except Exception as err:  # the hub is unreachable offline, or the dataset id is wrong
-        raise UserError(f"cannot load Hugging Face dataset '{source['path']}': {str(err).splitlines()[0][:160]}") \
-            from None
+    data = load_hf_dataset(source["path"], source.get("name"), source.get("split", "train"), source.get("data_files"))
     images = None
     if isinstance(source.get("images"), dict):  # e.g. lmms-lab/GQA: images in a separate config, keyed by id
         spec = source["images"]
-        image_rows = datasets.load_dataset(spec["path"], spec.get("name"), split=spec.get("split", "train"))
+        image_rows = load_hf_dataset(spec["path"], spec.get("name"), spec.get("split", "train"))
         images = {row["id"]: row["image"] for row in image_rows}
     q, a = source.get("question_field", "question"), source.get("answer_field", "answer")
     image_field, id_field = source.get("image_field", "image"), source.get("id_field", "id")

@@ -10,8 +10,10 @@ from PIL import Image
 
 from benchmarks import gqa, ocrbench, ocrvqa
 from llava_cit.data.example import Example
+from llava_cit.data.hf_datasets import load_hf_dataset
 from llava_cit.data.images import BadImage, open_image
 from llava_cit.data.llava_format import read_records
+from llava_cit.data.paths import resolve_under
 from llava_cit.errors import UserError
 
 
@@ -43,26 +45,17 @@ class Benchmark:
 
 
 def _under(root: Path, relative: str) -> tuple[Path | None, str | None]:
-    root_resolved = root.resolve()
-    candidate = (root / relative).resolve()
-    if root_resolved not in candidate.parents:
-        return None, f"image path '{relative}' escapes the images root {root}"
-    return candidate, None
-
-
-def _hf_rows(spec: str, split: str):
-    import datasets
-
+    """The resolved image path, or the reason it is refused (recorded as a bad sample, not raised)."""
     try:
-        return datasets.load_dataset(spec, split=split)
-    except Exception as err:  # offline, or a wrong id
-        raise UserError(f"cannot load Hugging Face dataset '{spec}': {str(err).splitlines()[0][:160]}") from None
+        return resolve_under(root, relative, "image path", root_name="the images root"), None
+    except UserError as err:
+        return None, str(err)
 
 
 def load_ocrbench(data: str, images: str | None) -> Benchmark:
     items = []
     if data.startswith("hf:"):
-        for row in _hf_rows(data[3:], "test"):
+        for row in load_hf_dataset(data[3:], split="test"):
             answers = row["answer"] if isinstance(row["answer"], list) else [row["answer"]]
             items.append(EvalItem(str(row.get("id", len(items))), row["question"], answers, image=row["image"],
                                   meta={"type": row["question_type"], "dataset_name": row.get("dataset", "")}))
@@ -87,7 +80,7 @@ def load_ocrbench(data: str, images: str | None) -> Benchmark:
 def load_gqa(data: str, images: str | None) -> Benchmark:
     items = []
     if data.startswith("hf:"):
-        rows = _hf_rows(data[3:], "testdev")
+        rows = load_hf_dataset(data[3:], split="testdev")
         records = [dict(row) for row in rows]
     else:
         try:
