@@ -42,20 +42,26 @@ def _say(text: str) -> None:
     console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}", soft_wrap=True, highlight=False)
 
 
-@app.command(epilog="Example: llava-cit demo --out runs/demo")
+@app.command(epilog="Examples:\n\n  llava-cit demo\n\n  llava-cit demo --track text\n\n"
+                    "  llava-cit demo --track text --method switchcit --method full-sft --out runs/text")
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Where the per-method run directories go."),
+    track: str = typer.Option("vision", help="vision: tiny LLaVA, two image tasks; text: tiny BLOOM, three CT0-style "
+                                             "text tasks."),
+    out: Path = typer.Option(None, help="Where the per-method run directories go (default runs/demo, runs/demo-text)."),
     method: list[str] = typer.Option(["switchcit", "seq-lora", "rehearsal"], help="Methods to compare."),
     set_: list[str] = typer.Option([], "--set", help="Override a config value, e.g. --set train.epochs=3"),
     force: bool = typer.Option(False, help="Move an existing run of a different config aside and start over."),
 ) -> None:
-    """Tiny LLaVA, two synthetic vision tasks, three methods: forgetting vs. SwitchCIT, offline on a CPU."""
+    """Tiny model, synthetic tasks, several methods: forgetting vs. SwitchCIT, offline on a CPU."""
     from llava_cit.continual.report import print_report
-    from llava_cit.demo import run_demo
+    from llava_cit.demo import DEMO_CONFIGS, run_demo
 
+    if track not in DEMO_CONFIGS:
+        raise UserError(f"unknown demo track '{track}' (known: {', '.join(DEMO_CONFIGS)})")
     _quiet_libraries()
     started = time.perf_counter()
-    run_dirs = run_demo(out, method, set_, force, say=_say)
+    out = out or Path("runs/demo" if track == "vision" else "runs/demo-text")
+    run_dirs = run_demo(out, method, set_, force, say=_say, track=track)
     print_report(run_dirs, console)
     _say(f"done in {time.perf_counter() - started:.0f} s; results.json and plots in {', '.join(map(str, run_dirs))}")
 

@@ -22,7 +22,7 @@ from llava_cit.data.sources import load_source
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.training import ListDataset, training_arguments
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: tiny-bloom vocabulary and the text template changed
 
 
 def cache_root() -> Path:

@@ -8,9 +8,6 @@ TEXT_PREAMBLE = (
     "Below is an instruction that describes a task, paired with an input that provides further "
     "context. Write a response that appropriately completes the request."
 )
-TEXT_PREAMBLE_NO_INPUT = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-)
 
 
 def llava_segments(turns: list[tuple[str, str]], system: str | None = None) -> list[tuple[str, str]]:
@@ -27,10 +24,13 @@ def llava_segments(turns: list[tuple[str, str]], system: str | None = None) -> l
 
 
 def text_prompt(instruction: str, input_text: str = "") -> str:
-    """The text track's template (Alpaca style, as in the SwitchCIT/CT0 setup)."""
+    """The text track's template: the general instruction preamble (SwitchCIT, after CT0), the
+    instruction (for the CT0 tasks: the filled CT0 prompt, which already holds the task's text), then
+    an `### Input:` block when the example has a separate input (e.g. the JSONL format's "input")."""
+    head = f"{TEXT_PREAMBLE}\n\n### Instruction:\n{instruction}\n\n"
     if input_text:
-        return f"{TEXT_PREAMBLE}\n\n### Instruction:\n{instruction}\n\n### Input:\n{input_text}\n\n### Response:\n"
-    return f"{TEXT_PREAMBLE_NO_INPUT}\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+        head += f"### Input:\n{input_text}\n\n"
+    return head + "### Response:\n"
 
 
 def text_segments(instruction: str, input_text: str, answer: str) -> list[tuple[str, str]]:

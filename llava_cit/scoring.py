@@ -8,11 +8,17 @@ from benchmarks import text_metrics
 from benchmarks.exact_match import exact_match
 from benchmarks.ocrbench import score as ocrbench_score
 from llava_cit.data.example import Example
+from llava_cit.tasks.ct0_prompts import constraint_met
 from llava_cit.tasks.spec import TaskSpec
 
 
 def references(example: Example) -> list[str]:
     return list(example.meta.get("answers") or [example.answer])
+
+
+def source(example: Example) -> str:
+    """The text a simplification rewrites (SARI's source): recorded by the loader, else the input field."""
+    return example.meta.get("source") or example.input
 
 
 def score_all(task: TaskSpec, predictions: Sequence[str], examples: Sequence[Example]) -> list[float]:
@@ -25,12 +31,30 @@ def score_all(task: TaskSpec, predictions: Sequence[str], examples: Sequence[Exa
     if task.metric == "rouge1":
         return text_metrics.rouge1(predictions, [references(ex) for ex in examples])
     if task.metric == "sari":
-        scores = text_metrics.sari([ex.input for ex in examples], predictions, [references(ex) for ex in examples])
+        scores = text_metrics.sari([source(ex) for ex in examples], predictions, [references(ex) for ex in examples])
         return [s / 100 for s in scores]
     if task.metric == "bertscore":
         return text_metrics.bertscore_f1(predictions, [references(ex)[0] for ex in examples],
                                          **task.metric_args)
     raise ValueError(f"unknown metric {task.metric}")
+
+
+def extra_scores(task: TaskSpec, predictions: Sequence[str], examples: Sequence[Example]
+                 ) -> dict[str, list[float | None]]:
+    """The task's extra metrics per sample (None where a sample does not carry what the metric needs)."""
+    out: dict[str, list[float | None]] = {}
+    for name in task.extra_metrics:
+        if name == "constraint_rate":
+            out[name] = [float(constraint_met(p, ex.meta["constraint"]["type"], ex.meta["constraint"]["word"]))
+                         if "constraint" in ex.meta else None for p, ex in zip(predictions, examples)]
+        else:
+            raise ValueError(f"unknown extra metric {name}")
+    return out
+
+
+def mean_defined(values: Sequence[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return sum(defined) / len(defined) if defined else None
 
 
 def score_one(task: TaskSpec, prediction: str, example: Example) -> float:

@@ -18,6 +18,7 @@ from llava_cit.config import load_config
 from llava_cit.data.example import Example
 from llava_cit.errors import UserError
 from llava_cit.generation import BASE, generate_batch
+from llava_cit.methods.registry import get_method
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.pretraining import pretrained_base
 from switch import SwitchNetwork
@@ -64,10 +65,18 @@ class RunServer(Server):
             raise UserError(f"{run_dir}: not a finished run directory (no results.json)")
         results = json.loads(results_path.read_text(encoding="utf-8"))
         config = load_config(None, base=yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
+        adapters: dict[str, str] = results["adapters"]
+        self.switch, self.method = None, results["method"]
+        if get_method(results["method"]).full_finetune:  # full-sft: the last stage's whole model serves
+            if adapter is not None and adapter != results["tasks"][-1]:
+                raise UserError(f"{run_dir} is a full-sft run: only its last model ({results['tasks'][-1]}) "
+                                f"is kept in memory; serve --adapter {results['tasks'][-1]} or none")
+            self.fixed = results["tasks"][-1]
+            loaded = load_model(str(run_dir / adapters[self.fixed]), config.dtype, config.device_map)
+            super().__init__(loaded, loaded.model, max_length=config.train.max_length)
+            return
         loaded = pretrained_base(config) if config.pretrain.task else load_model(
             config.model, config.dtype, config.device_map, config.load_in_4bit, config.trust_remote_code, config.seed)
-        adapters: dict[str, str] = results["adapters"]
-        self.switch = None
         if adapter is not None:
             if adapter not in adapters:
                 raise UserError(f"{run_dir} has no adapter for task '{adapter}' (it has: {', '.join(adapters)})")
@@ -90,7 +99,6 @@ class RunServer(Server):
                 model.load_adapter(run_dir / rel, adapter_name=name)
         if self.fixed is not None:
             model.set_adapter(self.fixed)
-        self.method = results["method"]
         super().__init__(loaded, model, max_length=config.train.max_length)
 
     def routes(self, examples: list[Example]):

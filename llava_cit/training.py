@@ -17,9 +17,10 @@ from torch.utils.data import Dataset
 from transformers import PrinterCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from llava_cit.collation import Encoder, TrainCollator
+from llava_cit.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.config import LoraSettings, TrainSettings
 from llava_cit.data.example import Example
+from llava_cit.errors import UserError
 
 PROJECTOR_MODULES = ["multi_modal_projector.linear_1", "multi_modal_projector.linear_2"]
 log = logging.getLogger(__name__)
@@ -140,18 +141,34 @@ def train_adapter(
     callbacks: list | None = None,
 ) -> dict:
     """Train adapter `adapter` of `model` on `examples`; resumes from the last checkpoint in `checkpoint_dir`."""
-    if not examples:
-        raise ValueError("no training examples")
     model.set_adapter(adapter)
     for name, param in model.named_parameters():  # only this adapter's LoRA (and projector copy) learns
         param.requires_grad = f".{adapter}." in name and ("lora_" in name or "modules_to_save" in name)
+    projector_lr = lora.projector_lr if (encoder.loaded.is_vision and lora.train_projector) else None
+    return _fit(model, examples, encoder, settings, checkpoint_dir, seed, progress, callbacks, projector_lr)
+
+
+def train_full(model: torch.nn.Module, examples: list[Example], encoder: Encoder, settings: TrainSettings,
+               checkpoint_dir: Path, seed: int = 0, progress: bool = True, callbacks: list | None = None) -> dict:
+    """Full fine-tuning (`full-sft`): every weight learns, except a vision tower's (kept frozen, as in LLaVA)."""
+    for name, param in model.named_parameters():
+        param.requires_grad = "vision_tower" not in name
+    return _fit(model, examples, encoder, settings, checkpoint_dir, seed, progress, callbacks, None)
+
+
+def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettings, checkpoint_dir: Path, seed: int,
+         progress: bool, callbacks: list | None, projector_lr: float | None) -> dict:
+    if not examples:
+        raise ValueError("no training examples")
+    _check_answers_fit(examples, encoder, settings.max_length)
+    model.train()
     args = training_arguments(settings, checkpoint_dir, seed, progress)
     trainer = LoraTrainer(
         model=model,
         args=args,
         train_dataset=ListDataset(examples, encoder),
         data_collator=TrainCollator(encoder.tokenizer.pad_token_id),
-        projector_lr=lora.projector_lr if (encoder.loaded.is_vision and lora.train_projector) else None,
+        projector_lr=projector_lr,
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # no raw log dicts on the terminal; they stay in trainer state
@@ -165,6 +182,17 @@ def train_adapter(
         "samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
         "resumed_from": Path(last).name if last else None,
     }
+
+
+def _check_answers_fit(examples: list[Example], encoder: Encoder, max_length: int, probe: int = 256) -> None:
+    """Refuse to train when truncation at `max_length` cuts off every answer (the loss would be empty)."""
+    sample = examples[:probe]
+    cut = sum(all(label == IGNORE_INDEX for label in encoder.encode_train(ex)["labels"]) for ex in sample)
+    if cut == len(sample):
+        raise UserError(f"train.max_length={max_length} cuts off the answer of every training example "
+                        f"(checked {len(sample)}): raise train.max_length")
+    if cut:
+        log.warning("train.max_length=%d cuts off the answer of %d of %d examples checked", max_length, cut, len(sample))
 
 
 def trainable_parameter_count(model: torch.nn.Module) -> int:

@@ -36,7 +36,16 @@ def method_table(results: dict) -> Table:
         table.add_row(f"{i}: {tasks[i]}", *[_fmt(v) for v in row], _fmt(results["switch_accuracy"][i]))
     table.add_row("upper bound", *[_fmt(results["upper_bound"][t]) for t in tasks], "")
     table.add_row("untrained base", *[_fmt(results.get("base_model", {}).get(t)) for t in tasks], "")
+    final_extra = final_extra_metrics(results)
+    for name in sorted({m for values in final_extra.values() for m in values}):
+        table.add_row(f"{name} (last stage)", *[_fmt(final_extra.get(t, {}).get(name)) for t in tasks], "")
     return table
+
+
+def final_extra_metrics(results: dict) -> dict[str, dict[str, float | None]]:
+    """{task: {metric: value}} of the extra metrics (e.g. HGen's constraint rate) after the last stage."""
+    stages = results.get("extra_metrics") or []
+    return stages[-1] if stages else {}
 
 
 def comparison_table(runs: list[dict]) -> Table:
@@ -45,11 +54,15 @@ def comparison_table(runs: list[dict]) -> Table:
     table.add_column("method")
     for task in tasks:
         table.add_column(task, justify="right")
+    extra = sorted({(t, m) for r in runs for t, values in final_extra_metrics(r).items() for m in values})
+    for task, name in extra:
+        table.add_column(f"{task} {name}", justify="right")
     for column in ("average", "BWT", "switch acc."):
         table.add_column(column, justify="right")
     for results in runs:
-        final = results["final"]
-        table.add_row(results["method"], *[_fmt(final.get(t)) for t in tasks], _fmt(results["average"]),
+        final, final_extra = results["final"], final_extra_metrics(results)
+        table.add_row(results["method"], *[_fmt(final.get(t)) for t in tasks],
+                      *[_fmt(final_extra.get(t, {}).get(m)) for t, m in extra], _fmt(results["average"]),
                       _fmt(results["bwt"]), _fmt(results["switch_accuracy"][-1]))
     return table
 

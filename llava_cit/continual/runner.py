@@ -28,10 +28,10 @@ from llava_cit.generation import BASE, generate
 from llava_cit.methods.registry import get_method
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.pretraining import pretrained_base
-from llava_cit.scoring import score_all
+from llava_cit.scoring import extra_scores, mean_defined, score_all
 from llava_cit.tasks.registry import resolve_task
 from llava_cit.tasks.spec import TaskSpec
-from llava_cit.training import add_adapter, train_adapter
+from llava_cit.training import add_adapter, train_adapter, train_full
 from switch import SwitchNetwork, retain
 from switch.retention import read_jsonl, write_jsonl
 
@@ -62,6 +62,7 @@ class ContinualRunner:
         self.manifest = Manifest(self.run_dir)
         self._loaded = loaded
         self._peft: PeftModel | None = None
+        self._full_stage: int | None = None  # full-sft: the stage whose weights the in-memory model holds
         self._train: dict[str, list[Example]] = {}
         self._test: dict[str, list[Example]] = {}
 
@@ -119,7 +120,36 @@ class ContinualRunner:
         return self._test[task.name]
 
     def adapter_rel(self, stage: int) -> str:
-        return f"adapters/{stage:02d}-{self.tasks[stage].name}"
+        """Where stage `stage` saves what it learned: a LoRA adapter, or (full-sft) the whole model."""
+        folder = "models" if self.method.full_finetune else "adapters"
+        return f"{folder}/{stage:02d}-{self.tasks[stage].name}"
+
+    def _load_full(self, stage: int) -> None:
+        """full-sft: continue from the whole model saved by stage `stage` (after a restart)."""
+        c = self.config
+        self._loaded = load_model(str(self.run_dir / self.adapter_rel(stage)), c.dtype, c.device_map, c.load_in_4bit)
+        if c.device_map is None and torch.cuda.is_available():
+            self._loaded.model.to("cuda")
+        self._full_stage = stage
+
+    def _train_full(self, stage: int, task: TaskSpec, examples: list[Example], checkpoints: Path) -> dict:
+        """full-sft: train every weight on this stage's examples and save the whole model (never rewritten)."""
+        rel = self.adapter_rel(stage)
+        if (self.run_dir / rel).is_dir():
+            self.progress.message(f"stage {stage} ({task.name}): model already saved, reusing {rel}")
+            self._load_full(stage)
+            return {"reused_saved_model": True}
+        if stage > 0 and self._full_stage != stage - 1:
+            self._load_full(stage - 1)
+        c = self.config
+        info = train_full(self.loaded.model, examples, self.encoder, c.train, checkpoints, seed=c.seed,
+                          progress=self.progress.show_trainer_bars, callbacks=self.progress.trainer_callbacks)
+        staging = staging_dir(self.run_dir / rel)
+        self.loaded.model.save_pretrained(staging)
+        self.loaded.processor.save_pretrained(staging)
+        publish_dir(staging, self.run_dir / rel)
+        self._full_stage = stage
+        return info
 
     def _use_adapter(self, name: str, rel: str, trainable: bool = False) -> PeftModel:
         path = self.run_dir / rel
@@ -156,13 +186,16 @@ class ContinualRunner:
         names = [t.name for t in self.tasks]
         train = {t.name: self.train_set(t) for t in self.tasks[: stage + 1]}
         examples = self.method.training_examples(stage, names, train, self._replay(stage))
-        base_score = self._base_score(task)
+        # full-sft overwrites the base itself: after stage 0 there is no untrained base left to score
+        base_score = None if (self.method.full_finetune and stage > 0) else self._base_score(task)
         # a routed method serves each adapter under its task's name: train it under that name too, so
         # evaluation finds it in memory instead of loading a second copy from disk
         adapter = task.name if self.method.routes else f"s{stage:02d}-{task.name}"
         rel = self.adapter_rel(stage)
         checkpoints = self.run_dir / "checkpoints" / f"{stage:02d}-{task.name}"
-        if (self.run_dir / rel).is_dir():  # trained and published before a crash: never retrain or rewrite it
+        if self.method.full_finetune:
+            train_info = self._train_full(stage, task, examples, checkpoints)
+        elif (self.run_dir / rel).is_dir():  # trained and published before a crash: never retrain or rewrite it
             say(f"stage {stage} ({task.name}): adapter already saved, reusing {rel}")
             self._use_adapter(adapter, rel)
             train_info = {"reused_saved_adapter": True}
@@ -196,11 +229,11 @@ class ContinualRunner:
             artifacts.append(f"switch/stage-{stage:02d}")
 
         eval_started = time.perf_counter()
-        row, switch_accuracy, upper = self._evaluate(stage, switch)
+        row, switch_accuracy, upper, extra = self._evaluate(stage, switch)
         entry = {
             "stage": stage, "task": task.name, "adapter": rel, "scores": row, "upper_bound": upper,
             "base_score": base_score,
-            "switch_accuracy": switch_accuracy, "train": train_info,
+            "switch_accuracy": switch_accuracy, "extra_metrics": extra, "train": train_info,
             "seconds": {"train": train_seconds, "eval": time.perf_counter() - eval_started,
                         "stage": time.perf_counter() - started},
             "switch": f"switch/stage-{stage:02d}" if switch else None,
@@ -237,30 +270,39 @@ class ContinualRunner:
             flat = [(t, ex, route) for t in seen for ex, route in zip(tests[t.name], routed[t.name])]
             answers = self._generate([ex for _, ex, _ in flat], [r[0] or BASE for _, _, r in flat])
         else:
-            name = f"s{stage:02d}-{self.tasks[stage].name}"
-            self._use_adapter(name, self.adapter_rel(stage))
-            self._peft.set_adapter(name)
+            if not self.method.full_finetune:  # full-sft: the trained model itself answers
+                name = f"s{stage:02d}-{self.tasks[stage].name}"
+                self._use_adapter(name, self.adapter_rel(stage))
+                self._peft.set_adapter(name)
             flat = [(t, ex, (None, None)) for t in seen for ex in tests[t.name]]
             answers = self._generate([ex for _, ex, _ in flat], None)
-        row, correct_routes, rows_by_task = [], 0, {t.name: [] for t in seen}
-        scores = {t.name: iter(score_all(t, [a for (u, _, _), a in zip(flat, answers) if u is t],
-                                         [ex for u, ex, _ in flat if u is t])) for t in seen}
+        row, correct_routes, rows_by_task, extra = [], 0, {t.name: [] for t in seen}, {}
+        scores, extras = {}, {}
+        for t in seen:
+            predictions = [a for (u, _, _), a in zip(flat, answers) if u is t]
+            examples = [ex for u, ex, _ in flat if u is t]
+            scores[t.name] = iter(score_all(t, predictions, examples))
+            per_sample = extra_scores(t, predictions, examples)
+            extras[t.name] = iter([dict(zip(per_sample, values)) for values in zip(*per_sample.values())]
+                                  if per_sample else [{}] * len(examples))
         for (t, ex, (route, confidence)), answer in zip(flat, answers):
             rows_by_task[t.name].append({"id": ex.id, "question": ex.instruction, "prediction": answer,
-                                         "gold": ex.answer, "score": next(scores[t.name]),
+                                         "gold": ex.answer, "score": next(scores[t.name]), **next(extras[t.name]),
                                          "routed_task": route, "confidence": confidence})
             correct_routes += route == t.name
         for t in seen:
             rows = rows_by_task[t.name]
             write_jsonl(self.run_dir / "predictions" / f"stage-{stage:02d}" / f"{t.name}.jsonl", rows)
             row.append(sum(r["score"] for r in rows) / len(rows))
+            if t.extra_metrics:
+                extra[t.name] = {m: mean_defined([r[m] for r in rows]) for m in t.extra_metrics}
         switch_accuracy = correct_routes / len(flat) if (self.method.routes and switch is not None) else None
         upper = row[stage]
         if self.method.routes and switch is not None:  # oracle routing for the new task's upper bound
             task = self.tasks[stage]
             oracle = self._generate(tests[task.name], [task.name] * len(tests[task.name]))
             upper = sum(score_all(task, oracle, tests[task.name])) / len(oracle)
-        return row, switch_accuracy, upper
+        return row, switch_accuracy, upper, extra
 
     def _base_score(self, task: TaskSpec) -> float:
         """The bare base model's score on a task before any adapter learns it (the 'untrained' reference)."""
@@ -275,7 +317,8 @@ class ContinualRunner:
     def _generate(self, examples: list[Example], adapter_names: list[str] | None) -> list[str]:
         c = self.config
         budget = max([t.max_new_tokens for t in self.tasks] + [1])
-        return generate(self._peft, self.encoder, examples, c.eval.batch_size, min(budget, c.eval.max_new_tokens),
+        model = self._peft if self._peft is not None else self.loaded.model
+        return generate(model, self.encoder, examples, c.eval.batch_size, min(budget, c.eval.max_new_tokens),
                         adapter_names)
 
     # -- results ---------------------------------------------------------------------------
@@ -299,6 +342,7 @@ class ContinualRunner:
             "bwt": backward_transfer(matrix),
             "relative_gain": relative_gain(matrix, upper),
             "switch_accuracy": [s["switch_accuracy"] for s in stages],
+            "extra_metrics": [s.get("extra_metrics", {}) for s in stages],
             "adapters": {s["task"]: s["adapter"] for s in stages},
             "switch": stages[-1]["switch"] if stages else None,
             "timings": {

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from llava_cit.data import synthetic
+from llava_cit.data.ct0_datasets import READERS, read_ct0
 from llava_cit.data.example import Example
 from llava_cit.data.hf_datasets import load_hf_dataset
 from llava_cit.data.llava_format import load_llava
 from llava_cit.errors import UserError
+from llava_cit.tasks import ct0_prompts
 
-SOURCE_TYPES = ("synthetic", "llava", "hf", "jsonl")
+SOURCE_TYPES = ("synthetic", "llava", "hf", "jsonl", "ct0")
 
 
 def _hf_examples(source: dict[str, Any], limit: int | None, task: str) -> list[Example]:
@@ -37,7 +39,11 @@ def _hf_examples(source: dict[str, Any], limit: int | None, task: str) -> list[E
 
 
 def _jsonl_text_examples(source: dict[str, Any], limit: int | None, task: str) -> list[Example]:
-    """Text-track JSONL: {"instruction", "input", "output"} per line."""
+    """Text-track JSONL: {"instruction", "input", "output"} per line.
+
+    Optional per line: "references" (every acceptable output, e.g. ASSET's ten), "source" (the text
+    SARI compares against; default: the input), "constraint" ({"type": start|contain|end, "word": ...}).
+    """
     from llava_cit.data.llava_format import read_records
 
     examples = []
@@ -47,14 +53,35 @@ def _jsonl_text_examples(source: dict[str, Any], limit: int | None, task: str) -
         for key in ("instruction", "output"):
             if key not in record:
                 raise UserError(f"{source['path']}: line {number}: missing field '{key}'")
+        meta = {"answers": list(record["references"])} if record.get("references") else {}
+        if record.get("source"):
+            meta["source"] = record["source"]
+        constraint = record.get("constraint")
+        if constraint is not None:
+            if not (isinstance(constraint, dict) and constraint.get("type") in ct0_prompts.CONSTRAINT_TYPES
+                    and isinstance(constraint.get("word"), str)):
+                raise UserError(f"{source['path']}: line {number}: field 'constraint' must be "
+                                f"{{\"type\": start|contain|end, \"word\": ...}}")
+            meta["constraint"] = constraint
         examples.append(Example(id=str(record.get("id", number)), turns=[(record["instruction"], record["output"])],
-                                task=task, input=record.get("input", "")))
+                                task=task, input=record.get("input", ""), meta=meta))
     return examples
+
+
+def _ct0_examples(source: dict[str, Any], limit: int | None, task: str, seed: int, split: str) -> list[Example]:
+    """A CT0 dataset (see llava_cit.data.ct0_datasets) from the Hub or local files, with the CT0 prompts."""
+    reader = source.get("reader")
+    if reader not in READERS:
+        raise UserError(f"task '{task}': a ct0 source needs 'reader' (one of: {', '.join(READERS)})")
+    rows = load_hf_dataset(source["path"], source.get("name"), source.get("split", "train"), source.get("data_files"))
+    return read_ct0(reader, rows, limit, seed, split)
 
 
 def load_source(source: dict[str, Any], task: str, split: str, limit: int | None = None, seed: int = 0,
                 suffix: str = "") -> list[Example]:
     kind = source.get("type", "llava")
+    if source.get("max_records") is not None:  # the source's own cap (the paper trains on 100,000 per task)
+        limit = source["max_records"] if limit is None else min(limit, source["max_records"])
     if kind == "synthetic":
         count = source.get("count", 200) if limit is None else min(limit, source.get("count", limit))
         generator = source.get("generator", task)
@@ -69,6 +96,8 @@ def load_source(source: dict[str, Any], task: str, split: str, limit: int | None
         examples = _hf_examples(source, limit, task)
     elif kind == "jsonl":
         examples = _jsonl_text_examples(source, limit, task)
+    elif kind == "ct0":
+        examples = _ct0_examples(source, limit, task, seed, split)
     else:
         raise UserError(f"task '{task}': unknown source type '{kind}' (known: {', '.join(SOURCE_TYPES)})")
     if not examples:

@@ -17,6 +17,7 @@ import random
 from PIL import Image, ImageDraw, ImageFont
 
 from llava_cit.data.example import Example
+from llava_cit.data.synthetic_text import TEXT_GENERATORS
 
 IMAGE_SIZE = 32
 COLORS = {
@@ -111,7 +112,8 @@ def caption_example(rng: random.Random, index: int) -> Example:
     return Example(id=f"synth-caption-{index}", turns=[(f"<image>\n{CAPTION_PROMPT}", caption)], image=image)
 
 
-GENERATORS = {"synth-shapes": shapes_example, "synth-ocr": ocr_example, "synth-caption": caption_example}
+GENERATORS = {"synth-shapes": shapes_example, "synth-ocr": ocr_example, "synth-caption": caption_example,
+              **TEXT_GENERATORS}
 
 
 def generate(name: str, count: int, seed: int = 0, split: str = "train") -> list[Example]:

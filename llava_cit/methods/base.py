@@ -13,12 +13,14 @@ class Method:
 
     continues: does stage i start from stage i-1's adapter (one adapter for the whole sequence)?
     routes: does inference route each query through the switch to its task's adapter?
+    full_finetune: are all the base model's weights trained (no LoRA), and saved whole after each stage?
     """
 
     name: str
     continues: bool
     routes: bool
     description: str = ""
+    full_finetune: bool = False
 
     def training_examples(self, stage: int, tasks: list[str], train: dict[str, list[Example]],
                           replay: dict[str, list[Example]]) -> list[Example]:

@@ -14,6 +14,7 @@ def register(method: Method) -> Method:
 
 
 def get_method(name: str) -> Method:
+    import llava_cit.methods.full_sft
     import llava_cit.methods.multitask
     import llava_cit.methods.rehearsal
     import llava_cit.methods.seq_lora

@@ -18,7 +18,7 @@ from transformers import (
     LlavaProcessor,
 )
 
-from llava_cit.data import synthetic
+from llava_cit.data import synthetic, synthetic_text
 from switch.tiny import build_word_tokenizer, tiny_opt, words_of
 
 TINY_SPECS = ("tiny-llava", "tiny-bloom", "tiny-opt")
@@ -28,6 +28,11 @@ PROMPT_WORDS = ["USER: ASSISTANT: Below is an instruction that describes a task 
 
 def default_words() -> list[str]:
     return words_of(PROMPT_WORDS + synthetic.vocabulary())
+
+
+def text_words() -> list[str]:
+    """The tiny BLOOM's vocabulary: the vision words (first, unchanged) plus the CT0 prompts and text tasks."""
+    return words_of(PROMPT_WORDS + synthetic.vocabulary() + synthetic_text.vocabulary())
 
 
 def llava_from_sizes(vision_hidden: int = 64, vision_layers: int = 2, image_size: int = IMAGE_SIZE, patch: int = PATCH,
@@ -78,10 +83,11 @@ def tiny_llava(seed: int = 0):
     return llava_from_sizes(seed=seed)
 
 
-def tiny_bloom(seed: int = 0):
-    tokenizer = build_word_tokenizer(default_words())
+def tiny_bloom(seed: int = 0, hidden: int = 128, layers: int = 2):
+    """`tiny-bloom`: BLOOM 128x2 (ALiBi, as BLOOMZ), word tokenizer over the text tasks' vocabulary."""
+    tokenizer = build_word_tokenizer(text_words())
     config = BloomConfig(
-        vocab_size=len(tokenizer), hidden_size=128, n_layer=2, n_head=4,
+        vocab_size=len(tokenizer), hidden_size=hidden, n_layer=layers, n_head=4,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )

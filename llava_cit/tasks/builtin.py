@@ -27,3 +27,62 @@ register(TaskSpec(
     test={"type": "llava", "path": "ocrvqa_test_llava.json", "image_folder": "images"},
     suffix=GQA_SUFFIX, normalizer="lower", max_new_tokens=16,
 ))
+
+# The offline text track: generated articles, CT0 prompt families, tiny BLOOM (llava-cit demo --track text)
+register(TaskSpec(
+    name="synth-simp", kind="text", metric="sari", max_new_tokens=8,
+    description="generated Simp in miniature: drop the size word and the place (CT0 simplification prompts); SARI",
+    train={"type": "synthetic", "generator": "synth-simp", "count": 1000},
+    test={"type": "synthetic", "generator": "synth-simp", "count": 200},
+))
+register(TaskSpec(
+    name="synth-inqqg", kind="text", metric="rouge1", max_new_tokens=8,
+    description="generated InqQG in miniature: the question an article answers (CT0 question prompts); ROUGE-1",
+    train={"type": "synthetic", "generator": "synth-inqqg", "count": 1000},
+    test={"type": "synthetic", "generator": "synth-inqqg", "count": 200},
+))
+register(TaskSpec(
+    name="synth-hgen", kind="text", metric="rouge1", extra_metrics=["constraint_rate"], max_new_tokens=8,
+    description="generated HGen in miniature: a headline with a start/contain/end keyword (CT0 title prompts); "
+                "ROUGE-1 and constraint rate",
+    train={"type": "synthetic", "generator": "synth-hgen", "count": 1000},
+    test={"type": "synthetic", "generator": "synth-hgen", "count": 200},
+))
+
+# The BLOOMZ text track (SwitchCIT, after CT0): Simp -> Emdg -> InqQG -> Exp -> HGen, with the CT0 prompts.
+# Hub ids are the datasets' current homes; any of them can be replaced in a config, e.g.
+#   tasks: [{name: hgen, train: {path: json, data_files: my_gigaword.jsonl, split: train}}]
+BERTSCORE = {"model_type": "microsoft/deberta-large-mnli"}  # the paper's BERTScore model
+register(TaskSpec(
+    name="simp", kind="text", metric="sari", max_new_tokens=64,
+    description="Simp: text simplification, trained on WikiAuto, evaluated on ASSET (10 references); SARI",
+    train={"type": "ct0", "reader": "wiki_auto", "path": "chaojiang06/wiki_auto", "name": "auto_full_with_split",
+           "split": "train", "max_records": 100000},
+    test={"type": "ct0", "reader": "asset", "path": "facebook/asset", "name": "simplification", "split": "validation"},
+))
+register(TaskSpec(
+    name="emdg", kind="text", metric="bertscore", metric_args=BERTSCORE, max_new_tokens=64,
+    description="Emdg: empathetic dialogue response given the emotion and the context; BERTScore F1",
+    train={"type": "ct0", "reader": "empathetic_dialogues", "path": "facebook/empathetic_dialogues", "split": "train",
+           "max_records": 100000},
+    test={"type": "ct0", "reader": "empathetic_dialogues", "path": "facebook/empathetic_dialogues", "split": "test"},
+))
+register(TaskSpec(
+    name="inqqg", kind="text", metric="bertscore", metric_args=BERTSCORE, max_new_tokens=48,
+    description="InqQG: the inquisitive question a text answers (ELI5, text -> question); BERTScore F1",
+    train={"type": "ct0", "reader": "eli5", "path": "eli5", "split": "train_asks", "max_records": 100000},
+    test={"type": "ct0", "reader": "eli5", "path": "eli5", "split": "test_asks"},
+))
+register(TaskSpec(
+    name="exp", kind="text", metric="bertscore", metric_args=BERTSCORE, max_new_tokens=64,
+    description="Exp: explain why two sentences entail / contradict / are unrelated (e-SNLI); BERTScore F1",
+    train={"type": "ct0", "reader": "esnli", "path": "esnli/esnli", "split": "train", "max_records": 100000},
+    test={"type": "ct0", "reader": "esnli", "path": "esnli/esnli", "split": "test"},
+))
+register(TaskSpec(
+    name="hgen", kind="text", metric="rouge1", extra_metrics=["constraint_rate"], max_new_tokens=32,
+    description="HGen: headline starting with / containing / ending with a keyword (gigaword); ROUGE-1 and "
+                "the constraint rate",
+    train={"type": "ct0", "reader": "gigaword", "path": "Harvard/gigaword", "split": "train", "max_records": 100000},
+    test={"type": "ct0", "reader": "gigaword", "path": "Harvard/gigaword", "split": "test"},
+))

@@ -9,6 +9,7 @@ from typing import Any
 from llava_cit.errors import UserError
 
 METRICS = ("exact_match", "ocrbench", "rouge1", "sari", "bertscore")
+EXTRA_METRICS = ("constraint_rate",)  # reported beside the main metric (HGen: keyword constraint met)
 
 
 @dataclass
@@ -21,6 +22,7 @@ class TaskSpec:
     normalizer: str = "lower"  # benchmarks.normalize.NORMALIZERS
     metric: str = "exact_match"
     metric_args: dict[str, Any] = field(default_factory=dict)  # e.g. bertscore: {model_type: ..., num_layers: ...}
+    extra_metrics: list[str] = field(default_factory=list)  # EXTRA_METRICS, e.g. ["constraint_rate"]
     max_new_tokens: int = 16
     description: str = ""
     source_file: str | None = None  # where the spec was read from (task files)
@@ -43,6 +45,9 @@ class TaskSpec:
             raise UserError(f"task '{self.name}': kind must be 'vision' or 'text', got '{self.kind}'")
         if self.metric not in METRICS:
             raise UserError(f"task '{self.name}': unknown metric '{self.metric}' (known: {', '.join(METRICS)})")
+        unknown = [m for m in self.extra_metrics if m not in EXTRA_METRICS]
+        if unknown:
+            raise UserError(f"task '{self.name}': unknown extra metric '{unknown[0]}' (known: {', '.join(EXTRA_METRICS)})")
         from benchmarks.normalize import NORMALIZERS
 
         if self.normalizer not in NORMALIZERS:
