@@ -31,9 +31,13 @@ def rouge1(predictions: Sequence[str], references: Sequence[str | Sequence[str]]
     return scores
 
 
-def bertscore_f1(predictions: Sequence[str], references: Sequence[str], model_type: str = "microsoft/deberta-large-mnli",
-                 num_layers: int | None = None, batch_size: int = 32, device: str | None = None) -> list[float]:
-    """Per-sample BERTScore F1 (no idf, no baseline rescaling)."""
+def bertscore_f1(predictions: Sequence[str], references: Sequence[str | Sequence[str]],
+                 model_type: str = "microsoft/deberta-large-mnli", num_layers: int | None = None, batch_size: int = 32,
+                 device: str | None = None) -> list[float]:
+    """Per-sample BERTScore F1 (no idf, no baseline rescaling); with several references per sample,
+    bert-score's own multi-reference mode (the best over the references)."""
+    if any(not isinstance(r, str) for r in references):
+        references = [[r] if isinstance(r, str) else list(r) for r in references]
     try:
         from bert_score import score
     except ImportError as err:
@@ -44,6 +48,20 @@ def bertscore_f1(predictions: Sequence[str], references: Sequence[str], model_ty
     except OSError as err:
         raise MetricUnavailable(f"BERTScore cannot load '{model_type}': {str(err).splitlines()[0][:160]}") from None
     return [float(v) for v in f1]
+
+
+def check_bertscore(model_type: str = "microsoft/deberta-large-mnli", **_) -> None:
+    """Fail fast (before hours of training) when BERTScore could not run: no package, or the model unreachable."""
+    try:
+        import bert_score  # noqa: F401
+    except ImportError as err:
+        raise MetricUnavailable("BERTScore needs the bert-score package: pip install 'llava-cit[bertscore]'") from err
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(model_type)
+    except (OSError, ValueError) as err:
+        raise MetricUnavailable(f"BERTScore cannot load '{model_type}': {str(err).splitlines()[0][:160]}") from None
 
 
 # -- SARI -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from benchmarks import text_metrics
 from benchmarks.exact_match import exact_match
 from benchmarks.ocrbench import score as ocrbench_score
 from llava_cit.data.example import Example
+from llava_cit.errors import UserError
 from llava_cit.tasks.ct0_prompts import constraint_met
 from llava_cit.tasks.spec import TaskSpec
 
@@ -34,7 +35,7 @@ def score_all(task: TaskSpec, predictions: Sequence[str], examples: Sequence[Exa
         scores = text_metrics.sari([source(ex) for ex in examples], predictions, [references(ex) for ex in examples])
         return [s / 100 for s in scores]
     if task.metric == "bertscore":
-        return text_metrics.bertscore_f1(predictions, [references(ex)[0] for ex in examples],
+        return text_metrics.bertscore_f1(predictions, [references(ex) for ex in examples],
                                          **task.metric_args)
     raise ValueError(f"unknown metric {task.metric}")
 
@@ -55,6 +56,16 @@ def extra_scores(task: TaskSpec, predictions: Sequence[str], examples: Sequence[
 def mean_defined(values: Sequence[float | None]) -> float | None:
     defined = [v for v in values if v is not None]
     return sum(defined) / len(defined) if defined else None
+
+
+def check_metric(task: TaskSpec) -> None:
+    """Raise UserError now if the task's metric could not run at evaluation time (e.g. BERTScore offline)."""
+    if task.metric == "bertscore":
+        try:
+            text_metrics.check_bertscore(**task.metric_args)
+        except text_metrics.MetricUnavailable as err:
+            raise UserError(f"task '{task.name}': {err} (set metric_args.model_type to a local model, or "
+                            f"evaluate elsewhere)") from None
 
 
 def score_one(task: TaskSpec, prediction: str, example: Example) -> float:

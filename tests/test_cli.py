@@ -16,6 +16,9 @@ def test_help_lists_commands_with_examples():
     for command in ("demo", "train", "report", "route"):
         assert command in result.stdout
     assert "Example" in cli("train", "--help").stdout
+    assert "--track text" in cli("demo", "--help").stdout
+    result = cli("demo", "--track", "audio")
+    assert result.returncode == 2 and result.stderr.strip() == "error: unknown demo track 'audio' (known: vision, text)"
 
 
 def test_bad_input_is_one_line_no_traceback(tmp_path):

@@ -175,3 +175,15 @@ def test_the_model_sees_preamble_then_the_filled_ct0_prompt(first_prompt):
     prompt_ids = Encoder(loaded).encode_prompt(ex)
     expected = loaded.tokenizer(text_prompt(ex.instruction), add_special_tokens=False).input_ids
     assert prompt_ids[-len(expected):] == expected
+
+
+def test_a_run_whose_bertscore_model_is_unreachable_fails_before_training(tmp_path):
+    from conftest import tiny_run_config
+
+    from llava_cit.config import load_config
+    from llava_cit.continual.runner import ContinualRunner
+
+    config = load_config(None, base=tiny_run_config(model="tiny-bloom", tasks=["emdg"]))
+    with pytest.raises(UserError, match="task 'emdg': BERTScore cannot load 'microsoft/deberta-large-mnli'"):
+        ContinualRunner(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "adapters").exists()

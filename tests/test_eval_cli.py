@@ -70,3 +70,25 @@ def test_eval_bad_arguments(tmp_path):
     assert result.returncode == 2 and "data file not found" in result.stderr
     result = cli("eval", "--benchmark", "ocrbench", "--data", "x.json")
     assert result.returncode == 2 and "exactly one of --model, --run" in result.stderr
+
+
+def test_text_task_eval_scores_in_batch_with_the_constraint_rate(tmp_path):
+    from llava_cit.data import synthetic
+
+    tests = synthetic.generate("synth-hgen", 6, split="test")  # synth-hgen's own test source
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("\n".join(json.dumps({"id": ex.id, "prediction": ex.answer if i < 3 else "nothing at all"})
+                               for i, ex in enumerate(tests)))
+    result = cli("eval", "--benchmark", "synth-hgen", "--predictions", str(preds), "--limit", "6", "--out",
+                 str(tmp_path / "s"))
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((tmp_path / "s/scores.json").read_text())
+    assert scores["metric"] == "rouge1" and scores["scored"] == 6
+    assert scores["accuracy"] == 0.5 and scores["constraint_rate"] == 0.5  # gold titles meet their constraint
+    assert "constraint_rate" in result.stdout
+
+    out = tmp_path / "m"  # a bare tiny BLOOM answers the text prompts (no <image>), scores land per sample
+    result = cli("eval", "--benchmark", "synth-hgen", "--model", "tiny-bloom", "--limit", "4", "--max-new-tokens", "3",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "scores.json").read_text())["samples"] == 4

@@ -40,3 +40,6 @@ def test_bertscore_wiring_with_a_tiny_local_model(tmp_path):
                           model_type=str(tmp_path), num_layers=2, device="cpu")
     assert scores[0] == pytest.approx(1.0, abs=1e-5)  # identical sentences: every token matches itself
     assert scores[1] < 1.0
+    multi = bertscore_f1(["dog ran far away", "the cat sat"], [["the cat sat", "dog ran far away"], "the cat sat"],
+                         model_type=str(tmp_path), num_layers=2, device="cpu")  # e-SNLI: up to 3 references
+    assert multi == [pytest.approx(1.0, abs=1e-5), pytest.approx(1.0, abs=1e-5)]  # the matching reference counts

@@ -28,7 +28,7 @@ from llava_cit.generation import BASE, generate
 from llava_cit.methods.registry import get_method
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.pretraining import pretrained_base
-from llava_cit.scoring import extra_scores, mean_defined, score_all
+from llava_cit.scoring import check_metric, extra_scores, mean_defined, score_all
 from llava_cit.tasks.registry import resolve_task
 from llava_cit.tasks.spec import TaskSpec
 from llava_cit.training import add_adapter, train_adapter, train_full
@@ -58,6 +58,8 @@ class ContinualRunner:
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
             raise UserError(f"a task appears twice in the sequence: {names}")
+        for task in self.tasks:  # a metric that cannot run fails now, not after the first stage's training
+            check_metric(task)
         self._prepare_dir(force)
         self.manifest = Manifest(self.run_dir)
         self._loaded = loaded

@@ -5,7 +5,7 @@ and asks for a different, checkable output with a CT0 prompt family, so the task
 inputs but not their answers (the situation in which one adapter tuned task after task forgets):
 
 * `synth-simp`  (Simp in miniature): drop the size word and the place -> `the red dog sleeps .`; SARI.
-* `synth-inqqg` (InqQG): the question the article answers -> `where is the big dog ?`; ROUGE-1.
+* `synth-inqqg` (InqQG): the question the article answers -> `what does the red dog do ?`; ROUGE-1.
 * `synth-hgen`  (HGen): a headline that starts with / contains / ends with a keyword ->
   `red dog sleeps near park`; ROUGE-1 and the constraint rate.
 * `synth-text-base`: copy a text (`Repeat the text: "..."`): the tiny base's generic pre-training.
@@ -46,7 +46,7 @@ def simp_example(rng: random.Random, index: int) -> Example:
 def inqqg_example(rng: random.Random, index: int) -> Example:
     f = _fact(rng)
     instruction = ct0_prompts.fill(ct0_prompts.choose(ct0_prompts.GENERATE_A_QUESTION, rng), {"text": article(f)})
-    return Example(id=f"synth-inqqg-{index}", turns=[(instruction, f"where is the {f['size']} {f['animal']} ?")])
+    return Example(id=f"synth-inqqg-{index}", turns=[(instruction, f"what does the {f['color']} {f['animal']} do ?")])
 
 
 def hgen_example(rng: random.Random, index: int) -> Example:
@@ -76,5 +76,5 @@ TEXT_GENERATORS = {"synth-simp": simp_example, "synth-inqqg": inqqg_example, "sy
 
 def vocabulary() -> list[str]:
     """Every text the generated text tasks and the CT0 prompts use (for the tiny word tokenizer)."""
-    texts = ct0_prompts.all_prompt_texts() + [REPEAT_PROMPT.replace("[text]", " "), "the near where is ?"]
+    texts = ct0_prompts.all_prompt_texts() + [REPEAT_PROMPT.replace("[text]", " "), "the near what does do ?"]
     return texts + SIZES + COLORS + ANIMALS + ACTIONS + PLACES

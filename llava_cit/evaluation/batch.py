@@ -82,7 +82,7 @@ def score_predictions(benchmark: Benchmark, rows: dict[str, dict], out_dir: Path
                       limit: int | None = None) -> dict:
     """Score rows (ours, or predictions made by another tool: JSONL with id + prediction)."""
     items = benchmark.items[:limit] if limit else benchmark.items
-    scored, bad, missing = [], [], []
+    scored, bad, missing, answered = [], [], [], []
     for item in items:
         row = rows.get(item.id)
         if row is None:
@@ -90,12 +90,15 @@ def score_predictions(benchmark: Benchmark, rows: dict[str, dict], out_dir: Path
             continue
         if row.get("error") or row.get("prediction") is None:
             bad.append({"id": item.id, "error": row.get("error") or "no prediction"})
-            if skip_bad:
-                continue
-            value = 0.0
-        else:
-            value = benchmark.score(str(row["prediction"]), item)
-        scored.append({**item.meta, "id": item.id, "score": value})
+            if not skip_bad:
+                scored.append({**item.meta, "id": item.id, "score": 0.0})
+            continue
+        answered.append((item, str(row["prediction"])))
+    if benchmark.score_batch is not None and answered:
+        values = benchmark.score_batch([p for _, p in answered], [item for item, _ in answered])
+    else:
+        values = [{"score": benchmark.score(prediction, item)} for item, prediction in answered]
+    scored += [{**item.meta, "id": item.id, **value} for (item, _), value in zip(answered, values)]
     scores = {
         "benchmark": benchmark.name,
         **benchmark.report(scored),

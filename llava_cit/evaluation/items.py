@@ -26,13 +26,15 @@ class EvalItem:
     image: Image.Image | None = None
     meta: dict = field(default_factory=dict)
     error: str | None = None  # set when the sample cannot be served (bad image, path outside the root)
+    input: str = ""  # text track: the example's separate input, if any
 
     def example(self) -> Example:
         """The model-facing example; opens the image now (raises BadImage if it cannot)."""
         image = self.image
         if image is None and self.image_path is not None:
             image = open_image(self.image_path)
-        return Example(id=self.id, turns=[(f"<image>\n{self.question}", self.answers[0])], image=image,
+        question = self.question if image is None else f"<image>\n{self.question}"
+        return Example(id=self.id, turns=[(question, self.answers[0])], image=image, input=self.input,
                        meta={"answers": self.answers, **self.meta})
 
 
@@ -42,6 +44,8 @@ class Benchmark:
     items: list[EvalItem]
     score: Callable[[str, EvalItem], float]
     report: Callable[[list[dict]], dict]
+    # optional: score a whole list at once (BERTScore loads its model once) and add per-sample extras
+    score_batch: Callable[[list[str], list[EvalItem]], list[dict]] | None = None
 
 
 def _under(root: Path, relative: str) -> tuple[Path | None, str | None]:
@@ -117,21 +121,37 @@ def load_ocrvqa(data: str, images: str | None) -> Benchmark:
 
 
 def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
-    """Any registered task (or task file) evaluated on its declared test source (or --data)."""
+    """Any registered task (or task file) evaluated on its declared test source (or --data: a LLaVA-format
+    file for a vision task, a JSONL {"instruction","input","output"} file for a text task)."""
     from llava_cit.data.sources import load_source
-    from llava_cit.scoring import score_one
+    from llava_cit.scoring import extra_scores, score_all
     from llava_cit.tasks.registry import resolve_task
 
     task = resolve_task(name)
     source = dict(task.test)
     if data:
-        source = {"type": "llava", "path": data, "image_folder": images}
+        source = {"type": "jsonl", "path": data} if task.kind == "text" else {
+            "type": "llava", "path": data, "image_folder": images}
     examples = load_source(source, task.name, "test", suffix=task.suffix)
     items = [EvalItem(ex.id, ex.instruction.replace("<image>", "").strip(), ex.meta.get("answers") or [ex.answer],
-                      image=ex.image, meta={"task": task.name}) for ex in examples]
+                      image=ex.image, meta={"task": task.name}, input=ex.input) for ex in examples]
     by_id = {ex.id: ex for ex in examples}
-    return Benchmark(task.name, items, lambda prediction, item: score_one(task, prediction, by_id[item.id]),
-                     ocrvqa.report)
+
+    def score_batch(predictions: list[str], batch: list[EvalItem]) -> list[dict]:
+        chosen = [by_id[item.id] for item in batch]
+        extras = extra_scores(task, predictions, chosen)
+        return [{"score": value, **{m: values[i] for m, values in extras.items()}}
+                for i, value in enumerate(score_all(task, predictions, chosen))]
+
+    def report(rows: list[dict]) -> dict:
+        out = {"accuracy": sum(r["score"] for r in rows) / len(rows) if rows else None, "metric": task.metric}
+        for metric in task.extra_metrics:
+            defined = [r[metric] for r in rows if r.get(metric) is not None]
+            out[metric] = sum(defined) / len(defined) if defined else None
+        return out
+
+    return Benchmark(task.name, items, lambda prediction, item: score_batch([prediction], [item])[0]["score"], report,
+                     score_batch=score_batch)
 
 
 LOADERS = {"ocrbench": load_ocrbench, "gqa": load_gqa, "ocrvqa": load_ocrvqa}

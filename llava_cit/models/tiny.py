@@ -83,8 +83,8 @@ def tiny_llava(seed: int = 0):
     return llava_from_sizes(seed=seed)
 
 
-def tiny_bloom(seed: int = 0, hidden: int = 128, layers: int = 2):
-    """`tiny-bloom`: BLOOM 128x2 (ALiBi, as BLOOMZ), word tokenizer over the text tasks' vocabulary."""
+def tiny_bloom(seed: int = 0, hidden: int = 256, layers: int = 2):
+    """`tiny-bloom`: BLOOM 256x2 (ALiBi, as BLOOMZ), word tokenizer over the text tasks' vocabulary."""
     tokenizer = build_word_tokenizer(text_words())
     config = BloomConfig(
         vocab_size=len(tokenizer), hidden_size=hidden, n_layer=layers, n_head=4,
