@@ -74,11 +74,12 @@ def run_demo(out: Path, methods=DEMO_METHODS, overrides: list[str] = (), force: 
         config = load_config(None, [*overrides, f"method={method}"], base=json.loads(json.dumps(DEMO_CONFIGS[track])))
         run_dir = out / method
         runner = ContinualRunner(config, run_dir, force=force, progress=progress)
-        if first is not None and not runner.manifest.stages:
+        lora = not runner.method.full_finetune  # every LoRA method's stage 0 is the same adapter; full-sft's is not
+        if lora and first is not None and not runner.manifest.stages:
             share_first_stage(first, run_dir)
             runner.manifest = type(runner.manifest)(run_dir)
         say(f"[{method}] run directory {run_dir}")
         runner.run()
-        first = first or run_dir
+        first = first or (run_dir if lora else None)
         run_dirs.append(run_dir)
     return run_dirs

@@ -84,7 +84,7 @@ def test_text_task_eval_scores_in_batch_with_the_constraint_rate(tmp_path):
     assert result.returncode == 0, result.stderr
     scores = json.loads((tmp_path / "s/scores.json").read_text())
     assert scores["metric"] == "rouge1" and scores["scored"] == 6
-    assert scores["accuracy"] == 0.5 and scores["constraint_rate"] == 0.5  # gold titles meet their constraint
+    assert scores["score"] == 0.5 and scores["constraint_rate"] == 0.5  # gold titles meet their constraint
     assert "constraint_rate" in result.stdout
 
     out = tmp_path / "m"  # a bare tiny BLOOM answers the text prompts (no <image>), scores land per sample

@@ -58,6 +58,8 @@ class ContinualRunner:
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
             raise UserError(f"a task appears twice in the sequence: {names}")
+        if self.method.full_finetune and config.load_in_4bit:
+            raise UserError("full-sft trains every weight: it cannot train a 4-bit model (use a LoRA method for QLoRA)")
         for task in self.tasks:  # a metric that cannot run fails now, not after the first stage's training
             check_metric(task)
         self._prepare_dir(force)

@@ -124,7 +124,7 @@ def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
     """Any registered task (or task file) evaluated on its declared test source (or --data: a LLaVA-format
     file for a vision task, a JSONL {"instruction","input","output"} file for a text task)."""
     from llava_cit.data.sources import load_source
-    from llava_cit.scoring import extra_scores, score_all
+    from llava_cit.scoring import extra_scores, mean_defined, score_all
     from llava_cit.tasks.registry import resolve_task
 
     task = resolve_task(name)
@@ -143,12 +143,9 @@ def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
         return [{"score": value, **{m: values[i] for m, values in extras.items()}}
                 for i, value in enumerate(score_all(task, predictions, chosen))]
 
-    def report(rows: list[dict]) -> dict:
-        out = {"accuracy": sum(r["score"] for r in rows) / len(rows) if rows else None, "metric": task.metric}
-        for metric in task.extra_metrics:
-            defined = [r[metric] for r in rows if r.get(metric) is not None]
-            out[metric] = sum(defined) / len(defined) if defined else None
-        return out
+    def report(rows: list[dict]) -> dict:  # "score": the mean of the task's metric over the samples, in [0, 1]
+        return {"score": mean_defined([r["score"] for r in rows]), "metric": task.metric,
+                **{m: mean_defined([r.get(m) for r in rows]) for m in task.extra_metrics}}
 
     return Benchmark(task.name, items, lambda prediction, item: score_batch([prediction], [item])[0]["score"], report,
                      score_batch=score_batch)

@@ -22,7 +22,7 @@ def print_scores(scores: dict, console: Console) -> None:
         if acc is not None:
             table.add_row("Scene Text-centric VQA accuracy", f"{acc:.4f}")
     elif "metric" in scores:  # a registered task: its metric's mean, then its extra metrics
-        for name, key in [(scores["metric"], "accuracy")] + [(k, k) for k in scores if k.endswith("_rate")]:
+        for name, key in [(scores["metric"], "score")] + [(k, k) for k in scores if k.endswith("_rate")]:
             table.add_row(name, "—" if scores[key] is None else f"{scores[key]:.4f}", style="bold")
     else:
         table.add_row("accuracy", "—" if scores["accuracy"] is None else f"{scores['accuracy']:.4f}", style="bold")
