@@ -43,3 +43,35 @@ def test_bertscore_wiring_with_a_tiny_local_model(tmp_path):
     multi = bertscore_f1(["dog ran far away", "the cat sat"], [["the cat sat", "dog ran far away"], "the cat sat"],
                          model_type=str(tmp_path), num_layers=2, device="cpu")  # e-SNLI: up to 3 references
     assert multi == [pytest.approx(1.0, abs=1e-5), pytest.approx(1.0, abs=1e-5)]  # the matching reference counts
+
+
+def test_sari_uses_evaluates_implementation_when_it_loads(monkeypatch):
+    import sys
+    import types
+
+    from benchmarks.text_metrics import MetricUnavailable, _evaluate_sari
+
+    calls = []
+
+    class FakeSari:
+        def compute(self, sources, predictions, references):
+            calls.append((sources, predictions, references))
+            return {"sari": 42.0}
+
+    fake = types.ModuleType("evaluate")
+    fake.load = lambda name: FakeSari() if name == "sari" else None
+    monkeypatch.setitem(sys.modules, "evaluate", fake)
+    _evaluate_sari.cache_clear()
+    assert sari(["a b c"], ["a b"], [["a b"]]) == [42.0]
+    assert calls == [(["a b c"], ["a b"], [["a b"]])]
+    assert sari(["a b c"], ["a b"], [["a b"]], backend="port")[0] != 42.0
+
+    def unreachable(name):
+        raise ConnectionError("offline")
+
+    fake.load = unreachable  # offline: the port answers, and "evaluate" alone says it cannot
+    _evaluate_sari.cache_clear()
+    assert sari(["a b c"], ["a b"], [["a b"]]) == sari(["a b c"], ["a b"], [["a b"]], backend="port")
+    with pytest.raises(MetricUnavailable):
+        sari(["a b c"], ["a b"], [["a b"]], backend="evaluate")
+    _evaluate_sari.cache_clear()
