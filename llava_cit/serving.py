@@ -68,10 +68,11 @@ class RunServer(Server):
         adapters: dict[str, str] = results["adapters"]
         self.switch, self.method = None, results["method"]
         if get_method(results["method"]).full_finetune:  # full-sft: the last stage's whole model serves
-            if adapter is not None and adapter != results["tasks"][-1]:
-                raise UserError(f"{run_dir} is a full-sft run: only its last model ({results['tasks'][-1]}) "
-                                f"is kept in memory; serve --adapter {results['tasks'][-1]} or none")
-            self.fixed = results["tasks"][-1]
+            last = results["tasks"][-1]
+            if adapter is not None and adapter != last:
+                raise UserError(f"{run_dir} is a full-sft run: it serves the model of its last stage ('{last}'), "
+                                f"there is no separate '{adapter}' to choose")
+            self.fixed = last
             loaded = load_model(str(run_dir / adapters[self.fixed]), config.dtype, config.device_map)
             super().__init__(loaded, loaded.model, max_length=config.train.max_length)
             return

@@ -187,3 +187,20 @@ def test_a_run_whose_bertscore_model_is_unreachable_fails_before_training(tmp_pa
     with pytest.raises(UserError, match="task 'emdg': BERTScore cannot load 'microsoft/deberta-large-mnli'"):
         ContinualRunner(config, tmp_path / "run")
     assert not (tmp_path / "run" / "adapters").exists()
+
+
+def test_bloomz_configs_carry_the_papers_table_7_settings():
+    from pathlib import Path
+
+    from llava_cit.config import load_config
+
+    configs = sorted(Path(__file__).parent.parent.glob("scripts/configs/bloomz_*_text_*.yaml"))
+    assert len(configs) == 4
+    seen = set()
+    for path in configs:
+        c = load_config(path)
+        assert c.tasks == ["simp", "emdg", "inqqg", "exp", "hgen"] and c.method == "switchcit"
+        assert (c.lora.r, c.lora.alpha, c.lora.dropout) == (64, 16, 0.05)
+        assert (c.train.lr, c.train.epochs, c.train.scheduler, c.train.optim) == (2e-5, 3, "constant", "adamw_torch")
+        seen.add((c.model, c.retention.fraction))
+    assert seen == {(m, f) for m in ("bigscience/bloomz-1b1", "bigscience/bloomz-7b1") for f in (0.0001, 0.01)}
