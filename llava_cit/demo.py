@@ -40,7 +40,7 @@ TEXT_DEMO_CONFIG = {
     "tasks": ["synth-simp", "synth-inqqg", "synth-hgen"],
     "seed": 0,
     "train_limit": 800,
-    "pretrain": {"task": "synth-text-base", "examples": 8000, "epochs": 4, "lr": 3e-3, "batch_size": 64},
+    "pretrain": {"task": "synth-text-base", "examples": 4000, "epochs": 4, "lr": 3e-3, "batch_size": 64},
     "lora": {"r": 16, "alpha": 32, "dropout": 0.0},
     "train": {"epochs": 4, "lr": 3e-3, "batch_size": 32, "scheduler": "cosine", "warmup_ratio": 0.03,
               "max_length": 96, "save_steps": 50},

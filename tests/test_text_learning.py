@@ -2,7 +2,7 @@
 it, and SwitchCIT keeps it by routing each query to its own adapter.
 
 Uses `llava-cit demo --track text`'s own settings (tiny BLOOM pre-trained to copy text, CT0 prompt
-families), shortened: two tasks, a smaller pre-training and training set, two methods (~4 min on
+families), shortened: two tasks, a smaller training set, two methods (~4 min on
 2 CPU cores).
 """
 
@@ -12,7 +12,7 @@ from llava_cit.demo import run_demo
 
 
 def test_text_demo_forgetting_vs_switch(tmp_path):
-    overrides = ["tasks=[synth-simp, synth-inqqg]", "pretrain.examples=4000", "train_limit=400", "eval.limit=60"]
+    overrides = ["tasks=[synth-simp, synth-inqqg]", "train_limit=400", "eval.limit=60"]
     switch_dir, seq_dir = run_demo(tmp_path, ("switchcit", "seq-lora"), overrides, track="text")
     switch, seq = (json.loads((d / "results.json").read_text()) for d in (switch_dir, seq_dir))
     base, learned = switch["base_model"]["synth-simp"], switch["matrix"][0][0]
