@@ -53,6 +53,13 @@ def extra_scores(task: TaskSpec, predictions: Sequence[str], examples: Sequence[
     return out
 
 
+def score_samples(task: TaskSpec, predictions: Sequence[str], examples: Sequence[Example]) -> list[dict]:
+    """Per sample: {"score": the task's metric, plus one key per extra metric}."""
+    extras = extra_scores(task, predictions, examples)
+    return [{"score": value, **{name: values[i] for name, values in extras.items()}}
+            for i, value in enumerate(score_all(task, predictions, examples))]
+
+
 def mean_defined(values: Sequence[float | None]) -> float | None:
     defined = [v for v in values if v is not None]
     return sum(defined) / len(defined) if defined else None
@@ -66,7 +73,3 @@ def check_metric(task: TaskSpec) -> None:
         except text_metrics.MetricUnavailable as err:
             raise UserError(f"task '{task.name}': {err} (set metric_args.model_type to a local model, or "
                             f"evaluate elsewhere)") from None
-
-
-def score_one(task: TaskSpec, prediction: str, example: Example) -> float:
-    return score_all(task, [prediction], [example])[0]

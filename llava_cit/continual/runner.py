@@ -28,7 +28,7 @@ from llava_cit.generation import BASE, generate
 from llava_cit.methods.registry import get_method
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.pretraining import pretrained_base
-from llava_cit.scoring import check_metric, extra_scores, mean_defined, score_all
+from llava_cit.scoring import check_metric, mean_defined, score_all, score_samples
 from llava_cit.tasks.registry import resolve_task
 from llava_cit.tasks.spec import TaskSpec
 from llava_cit.training import add_adapter, train_adapter, train_full
@@ -281,17 +281,11 @@ class ContinualRunner:
             flat = [(t, ex, (None, None)) for t in seen for ex in tests[t.name]]
             answers = self._generate([ex for _, ex, _ in flat], None)
         row, correct_routes, rows_by_task, extra = [], 0, {t.name: [] for t in seen}, {}
-        scores, extras = {}, {}
-        for t in seen:
-            predictions = [a for (u, _, _), a in zip(flat, answers) if u is t]
-            examples = [ex for u, ex, _ in flat if u is t]
-            scores[t.name] = iter(score_all(t, predictions, examples))
-            per_sample = extra_scores(t, predictions, examples)
-            extras[t.name] = iter([dict(zip(per_sample, values)) for values in zip(*per_sample.values())]
-                                  if per_sample else [{}] * len(examples))
+        scores = {t.name: iter(score_samples(t, [a for (u, _, _), a in zip(flat, answers) if u is t],
+                                             [ex for u, ex, _ in flat if u is t])) for t in seen}
         for (t, ex, (route, confidence)), answer in zip(flat, answers):
             rows_by_task[t.name].append({"id": ex.id, "question": ex.instruction, "prediction": answer,
-                                         "gold": ex.answer, "score": next(scores[t.name]), **next(extras[t.name]),
+                                         "gold": ex.answer, **next(scores[t.name]),
                                          "routed_task": route, "confidence": confidence})
             correct_routes += route == t.name
         for t in seen:

@@ -124,7 +124,7 @@ def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
     """Any registered task (or task file) evaluated on its declared test source (or --data: a LLaVA-format
     file for a vision task, a JSONL {"instruction","input","output"} file for a text task)."""
     from llava_cit.data.sources import load_source
-    from llava_cit.scoring import extra_scores, mean_defined, score_all
+    from llava_cit.scoring import mean_defined, score_samples
     from llava_cit.tasks.registry import resolve_task
 
     task = resolve_task(name)
@@ -138,10 +138,7 @@ def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
     by_id = {ex.id: ex for ex in examples}
 
     def score_batch(predictions: list[str], batch: list[EvalItem]) -> list[dict]:
-        chosen = [by_id[item.id] for item in batch]
-        extras = extra_scores(task, predictions, chosen)
-        return [{"score": value, **{m: values[i] for m, values in extras.items()}}
-                for i, value in enumerate(score_all(task, predictions, chosen))]
+        return score_samples(task, predictions, [by_id[item.id] for item in batch])
 
     def report(rows: list[dict]) -> dict:  # "score": the mean of the task's metric over the samples, in [0, 1]
         return {"score": mean_defined([r["score"] for r in rows]), "metric": task.metric,
