@@ -13,19 +13,26 @@ PROMPT_SUFFIX = "Answer the question using a single word or phrase."
 
 
 def load_questions(path: str | Path, balanced_only: bool = True) -> list[dict]:
-    """The official question file (id -> {imageId, question, answer, types, isBalanced, ...}) as records."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    """The official question file (id -> {imageId, question, answer, types, isBalanced, ...}) as records.
+
+    Records missing a field are returned as they are (the caller counts them as bad samples)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
     if isinstance(data, list):  # already records (e.g. an exported HF split)
-        records = data
+        records = [r if isinstance(r, dict) else {} for r in data]
+    elif isinstance(data, dict):
+        records = [{"id": key, **value} if isinstance(value, dict) else {"id": key} for key, value in data.items()]
     else:
-        records = [{"id": key, **value} for key, value in data.items()]
-    for index, record in enumerate(records):
-        for key in ("imageId", "question", "answer"):
-            if key not in record:
-                raise ValueError(f"{path}: record {record.get('id', index)}: missing field '{key}'")
+        raise ValueError(f"{path}: expected GQA questions (an object id -> question, or a list of records)")
     if balanced_only:
         records = [r for r in records if r.get("isBalanced", True)]
     return records
+
+
+def missing_fields(record: dict) -> list[str]:
+    return [key for key in ("imageId", "question", "answer") if key not in record]
 
 
 def score(prediction: str, answer: str) -> int:

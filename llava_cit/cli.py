@@ -83,7 +83,7 @@ def train(
     run_config = load_config(config, set_)
     out = out or Path("runs") / config.stem
     runner = ContinualRunner(run_config, out, force=force, config_dir=config.parent,
-                             progress=Progress(message=_say, show_trainer_bars=True))
+                             progress=Progress(message=_say, show_trainer_bars=True, console=console))
     runner.run()
     print_report([out], console)
 
@@ -142,21 +142,32 @@ def eval_(
     model: str | None = typer.Option(None, help="A bare model: Hub id, local path or tiny spec."),
     run: Path | None = typer.Option(None, help="A run directory: routed by its switch (switchcit)."),
     adapter: str | None = typer.Option(None, help="With --run: serve every query with this task's adapter."),
-    predictions: Path | None = typer.Option(None, help="Score an existing predictions JSONL; no model."),
-    out: Path | None = typer.Option(None, help="Output directory (predictions.jsonl, scores.json)."),
-    batch_size: int = typer.Option(16, help="Samples per generate call."),
-    max_new_tokens: int = typer.Option(32, help="Generation budget per answer."),
-    limit: int | None = typer.Option(None, help="Only the first N samples (smoke runs)."),
-    skip_bad: bool = typer.Option(False, help="Exclude unreadable/missing images from the score (default: wrong)."),
+    predictions: Path | None = typer.Option(None, help="Score an existing predictions JSONL (rows keyed by index, "
+                                                       "dataset_name+id, or id where ids are unique); no model."),
+    out: Path | None = typer.Option(None, help="Output directory (default evals/<benchmark>-<source>-<hash>)."),
+    batch_size: int = typer.Option(16, min=1, help="Samples per generate call."),
+    max_new_tokens: int | None = typer.Option(None, min=1, help="Generation budget per answer (default: each routed "
+                                                                "task's own; else the benchmark's: OCRBench/OCR-VQA 128, GQA 16)."),
+    limit: int | None = typer.Option(None, min=1, help="Only the first N samples (smoke runs)."),
+    skip_bad: bool = typer.Option(False, help="Exclude bad samples (unreadable image, empty question, ...) from the "
+                                              "score (default: scored as wrong). Either way they are listed."),
     dtype: str | None = typer.Option(None, help="bfloat16, float16, float32 (bare --model only)."),
     load_in_4bit: bool = typer.Option(False, help="4-bit QLoRA loading (CUDA only; bare --model only)."),
+    system_prompt: str = typer.Option("auto", help="Bare --model only: auto (LLaVA-1.5's vicuna_v1 for LLaVA "
+                                                   "models), vicuna_v1, none, or the text itself. --run uses the run's."),
+    image_aspect_ratio: str = typer.Option("pad", help="Bare --model only: pad (LLaVA-1.5) or crop. --run uses the run's."),
+    trust_remote_code: bool = typer.Option(False, help="Allow model code from the Hub (never taken from a run folder "
+                                                       "without this flag)."),
+    force: bool = typer.Option(False, help="Start over in an output folder that holds another evaluation."),
 ) -> None:
     """Batch evaluation with the official scoring; resumable (re-run to continue)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    from llava_cit.evaluation.batch import load_external_predictions, run_predictions, score_predictions
+    from llava_cit.evaluation.batch import data_checksum, load_external_predictions, run_predictions, score_predictions
+    from llava_cit.evaluation.identity import claim, default_output, producer, run_checksums
     from llava_cit.evaluation.items import load_benchmark
     from llava_cit.evaluation.report import print_scores
+    from llava_cit.progress_display import ItemProgress
+    from llava_cit.run_lock import DirectoryLock
+    from llava_cit.run_log import RunLog
 
     _quiet_libraries()
     if sum(x is not None for x in (model, run, predictions)) != 1:
@@ -167,23 +178,33 @@ def eval_(
     if predictions is not None:
         if not predictions.is_file():
             raise UserError(f"predictions file not found: {predictions}")
-        scores = score_predictions(bench, load_external_predictions(predictions), out, skip_bad, limit)
+        scores = score_predictions(bench, load_external_predictions(predictions, bench), out, skip_bad, limit)
         print_scores(scores, console)
         return
     from llava_cit.serving import RunServer, bare_server
 
-    server = RunServer(run, adapter) if run else bare_server(model, dtype, load_in_4bit)
-    source = (run.name + (f"-{adapter}" if adapter else "")) if run else Path(model).name
-    out = out or Path("evals") / f"{bench.name}-{source}"
-    total = min(limit, len(bench.items)) if limit else len(bench.items)
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console) as bar:
-        job = bar.add_task(bench.name, total=total)
-        rows = run_predictions(bench, server, out, batch_size, max_new_tokens, limit,
-                               advance=lambda n: bar.advance(job, n))
-    scores = score_predictions(bench, rows, out, skip_bad, limit)
-    print_scores(scores, console)
-    _say(f"predictions in {out / 'predictions.jsonl'}, scores in {out / 'scores.json'}")
+    if run:
+        server = RunServer(run, adapter, trust_remote_code=trust_remote_code)
+        source = {"run": str(run.resolve()), "adapter": adapter, "checksums": run_checksums(run, adapter)}
+        label = run.name + (f"-{adapter}" if adapter else "")
+    else:
+        server = bare_server(model, dtype, load_in_4bit, trust_remote_code, system_prompt, image_aspect_ratio)
+        source = {"model": model, "dtype": dtype, "load_in_4bit": load_in_4bit}
+        label = Path(model).name
+    identity = producer(bench.name, data or "", data_checksum(data or ""), source,
+                        {"max_new_tokens": max_new_tokens, "default_budget": bench.max_new_tokens, "greedy": True},
+                        vars(server.prompt))
+    out = out or default_output(bench.name, label, identity)
+    with DirectoryLock(out, "evaluation folder"):
+        claim(out, identity, force, say=_say)
+        log = RunLog(out / "run.log", echo=_say)
+        total = min(limit, len(bench.items)) if limit else len(bench.items)
+        log(f"evaluating {bench.name} ({total} samples) into {out}")
+        with ItemProgress(bench.name, total, console, log) as bar:
+            rows = run_predictions(bench, server, out, batch_size, max_new_tokens, limit, advance=bar.advance)
+        scores = score_predictions(bench, rows, out, skip_bad, limit)
+        print_scores(scores, console)
+        log(f"predictions in {out / 'predictions.jsonl'}, scores in {out / 'scores.json'}")
 
 
 def main() -> None:

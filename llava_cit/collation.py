@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from llava_cit.data.example import Example
+from llava_cit.data.image_preprocessing import prepare_image
 from llava_cit.models.loading import LoadedModel
 from llava_cit.prompts import IMAGE_TOKEN, llava_segments, text_segments
 
@@ -34,20 +35,29 @@ def num_image_tokens(processor) -> int:
 class Encoder:
     """Encodes examples for one loaded model (vision or text)."""
 
-    def __init__(self, loaded: LoadedModel, max_length: int = 1024, system: str | None = None):
+    def __init__(self, loaded: LoadedModel, max_length: int = 1024, system: str | None = None,
+                 image_aspect_ratio: str = "pad"):
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.max_length = max_length
         self.system = system
+        self.image_aspect_ratio = image_aspect_ratio
         self.image_expansion = IMAGE_TOKEN * num_image_tokens(loaded.processor) if loaded.is_vision else None
         probe = self.tokenizer("a").input_ids
         bos = self.tokenizer.bos_token_id
         self.prefix = [bos] if (bos is not None and probe and probe[0] == bos) else []
 
+    @property
+    def max_positions(self) -> int | None:
+        """How many positions the language model can attend to (None: no fixed limit, e.g. BLOOM's ALiBi)."""
+        config = self.loaded.model.config
+        config = getattr(config, "text_config", None) or config
+        return getattr(config, "max_position_embeddings", None)
+
     def segments(self, example: Example, with_answer: bool = True) -> list[tuple[str, str]]:
         if self.loaded.is_vision:
             turns = list(example.turns)
-            if example.image is not None and IMAGE_TOKEN not in turns[0][0]:
+            if example.has_image and IMAGE_TOKEN not in turns[0][0]:
                 turns[0] = (f"{IMAGE_TOKEN}\n{turns[0][0]}", turns[0][1])
             if not with_answer:
                 turns[-1] = (turns[-1][0], "")
@@ -60,7 +70,7 @@ class Encoder:
             text = text.replace(IMAGE_TOKEN, self.image_expansion)
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
-    def encode_train(self, example: Example) -> dict[str, Any]:
+    def encode_train(self, example: Example, pixels: bool = True) -> dict[str, Any]:
         input_ids, labels = list(self.prefix), [IGNORE_INDEX] * len(self.prefix)
         eos = self.tokenizer.eos_token_id
         for prompt, answer in self.segments(example):
@@ -70,9 +80,15 @@ class Encoder:
             labels += [IGNORE_INDEX] * len(prompt_ids) + answer_ids
         input_ids, labels = input_ids[: self.max_length], labels[: self.max_length]
         item = {"input_ids": input_ids, "labels": labels}
-        if self.loaded.is_vision:
+        if self.loaded.is_vision and pixels:
             item["pixel_values"] = self.pixels([example])[0]
         return item
+
+    def prompt_text(self, example: Example) -> str:
+        """The prompt as text (before image-token expansion): what training, evaluation and serving all build."""
+        segments = self.segments(example, with_answer=False)
+        eos = self.tokenizer.eos_token or ""
+        return "".join(p + a + eos for p, a in segments[:-1]) + segments[-1][0]
 
     def encode_prompt(self, example: Example) -> list[int]:
         """Everything up to (and including) the last `ASSISTANT:`; the answer is left to generate."""
@@ -84,7 +100,8 @@ class Encoder:
         return ids + self._ids(segments[-1][0])
 
     def pixels(self, examples: list[Example]) -> torch.Tensor:
-        images = [ex.image.convert("RGB") for ex in examples]
+        images = [prepare_image(ex.load_image(), self.image_aspect_ratio, self.loaded.processor.image_processor)
+                  for ex in examples]
         return self.loaded.processor.image_processor(images, return_tensors="pt")["pixel_values"]
 
     def generation_batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:

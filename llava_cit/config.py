@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,8 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     save_steps: int = 200
     optim: str = "adamw_torch"
+    logging_steps: int = 10
+    report_to: str = "auto"  # the Trainer's trackers: auto (tensorboard if installed), tensorboard, wandb, none, ...
 
 
 @dataclass
@@ -55,14 +60,15 @@ class SwitchSettings:
     hidden: int = 200
     epochs: int = 200
     lr: float = 1e-3
-    reject: bool = True
+    reject: bool = False  # unknown-task rejection (off, as in the paper); when on, results.json reports false rejections
 
 
 @dataclass
 class EvalSettings:
     limit: int | None = None
     batch_size: int = 16
-    max_new_tokens: int = 16
+    max_new_tokens: int | None = None  # a cap on every task's own budget (None: each task's max_new_tokens)
+    upper_bound_from: str | None = None  # a switchcit run of the same tasks: its adapters are the upper bounds
 
 
 @dataclass
@@ -87,7 +93,8 @@ class RunConfig:
     tasks: list[Any] = field(default_factory=list)
     train_limit: int | None = None
     seed: int = 0
-    system_prompt: str | None = None
+    system_prompt: str | None = "auto"  # auto: LLaVA-1.5's vicuna_v1 for LLaVA models; vicuna_v1; none; or the text
+    image_aspect_ratio: str = "pad"  # pad (LLaVA-1.5: pad to a square with the mean colour) or crop (the processor's)
     lora: LoraSettings = field(default_factory=LoraSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
@@ -103,14 +110,96 @@ def _build(cls, data: dict[str, Any], where: str):
     if not isinstance(data, dict):
         raise UserError(f"config section '{where or 'top level'}' must be a mapping, got {type(data).__name__}")
     known = {f.name: f for f in fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():
+        path = f"{where}.{key}" if where else key
         if key not in known:
-            path = f"{where}.{key}" if where else key
             raise UserError(f"unknown config key '{path}' (known here: {', '.join(known)})")
         sub = _dataclass_type(known[key])
-        kwargs[key] = _build(sub, value or {}, f"{where}.{key}" if where else key) if sub else value
-    return cls(**kwargs)
+        kwargs[key] = _build(sub, value or {}, path) if sub else _typed(value, hints[key], path)
+    built = cls(**kwargs)
+    for key in known:
+        check = RANGES.get(f"{where}.{key}" if where else key)
+        value = getattr(built, key)
+        if check is not None and value is not None and not check[0](value):
+            raise UserError(f"config key '{where + '.' if where else ''}{key}' = {value!r}: must be {check[1]}")
+    return built
+
+
+def _typed(value: Any, annotation: Any, path: str) -> Any:
+    """`value` as the declared type (YAML 1.1 reads `3e-3` as a string: such a string is a float), or a
+    one-line error naming the key."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) or typing.get_origin(
+        annotation) is typing.Union else (annotation,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise UserError(f"config key '{path}' must not be empty ({_type_name(options)} expected)")
+    for option in options:
+        origin = typing.get_origin(option) or option
+        if origin is Any:
+            return value
+        if origin is bool and isinstance(value, bool):
+            return value
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin is float and not isinstance(value, bool):
+            if isinstance(value, (int, float)):
+                return float(value)
+            if isinstance(value, str):
+                try:
+                    number = float(value)
+                except ValueError:
+                    continue
+                if math.isfinite(number):
+                    return number
+        if origin is str and isinstance(value, str):
+            return value
+        if origin in (list, dict) and isinstance(value, origin):
+            return value
+    raise UserError(f"config key '{path}' = {value!r}: expected {_type_name(options)}")
+
+
+def _type_name(options) -> str:
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    return " or ".join(names.get(typing.get_origin(o) or o, getattr(o, "__name__", str(o))) for o in options)
+
+
+RANGES: dict[str, tuple] = {
+    "train.epochs": (lambda v: v > 0, "> 0"),
+    "train.lr": (lambda v: v > 0, "> 0"),
+    "train.batch_size": (lambda v: v >= 1, ">= 1"),
+    "train.grad_accum": (lambda v: v >= 1, ">= 1"),
+    "train.warmup_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "train.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "train.max_steps": (lambda v: v == -1 or v >= 1, "-1 (no limit) or >= 1"),
+    "train.max_length": (lambda v: v >= 8, ">= 8"),
+    "train.save_steps": (lambda v: v >= 1, ">= 1"),
+    "train.logging_steps": (lambda v: v >= 1, ">= 1"),
+    "lora.r": (lambda v: v >= 1, ">= 1"),
+    "lora.alpha": (lambda v: v > 0, "> 0"),
+    "lora.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "lora.projector_lr": (lambda v: v > 0, "> 0"),
+    "lora.bias": (lambda v: v in ("none", "all", "lora_only"), "none, all or lora_only"),
+    "retention.fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "retention.min_count": (lambda v: v >= 1, ">= 1"),
+    "switch.pooling": (lambda v: v in ("last", "mean"), "last or mean"),
+    "switch.hidden": (lambda v: v >= 1, ">= 1"),
+    "switch.epochs": (lambda v: v >= 1, ">= 1"),
+    "switch.lr": (lambda v: v > 0, "> 0"),
+    "eval.limit": (lambda v: v >= 1, ">= 1"),
+    "eval.batch_size": (lambda v: v >= 1, ">= 1"),
+    "eval.max_new_tokens": (lambda v: v >= 1, ">= 1"),
+    "pretrain.examples": (lambda v: v >= 0, ">= 0"),
+    "pretrain.epochs": (lambda v: v > 0, "> 0"),
+    "pretrain.lr": (lambda v: v > 0, "> 0"),
+    "pretrain.batch_size": (lambda v: v >= 1, ">= 1"),
+    "train_limit": (lambda v: v >= 1, ">= 1"),
+    "image_aspect_ratio": (lambda v: v in ("pad", "crop"), "pad or crop"),
+    "dtype": (lambda v: v in ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),
+              "auto, float32, bfloat16 or float16"),
+}
 
 
 def _dataclass_type(f: dataclasses.Field):

@@ -68,10 +68,15 @@ def share_first_stage(source: Path, target: Path) -> None:
 
 def run_demo(out: Path, methods=DEMO_METHODS, overrides: list[str] = (), force: bool = False,
              say=print, progress: Progress | None = None, track: str = "vision") -> list[Path]:
+    """Run each method; switchcit first when it is among them: its per-task adapters are every method's upper
+    bounds (eval.upper_bound_from), so relative gains share one denominator without training extra adapters."""
     progress = progress or Progress(message=say)
+    methods = sorted(methods, key=lambda m: m != "switchcit")
     run_dirs, first = [], None
     for method in methods:
-        config = load_config(None, [*overrides, f"method={method}"], base=json.loads(json.dumps(DEMO_CONFIGS[track])))
+        extra = [f"eval.upper_bound_from={out / 'switchcit'}"] if method != "switchcit" and "switchcit" in methods else []
+        config = load_config(None, [*overrides, f"method={method}", *extra],
+                             base=json.loads(json.dumps(DEMO_CONFIGS[track])))
         run_dir = out / method
         runner = ContinualRunner(config, run_dir, force=force, progress=progress)
         lora = not runner.method.full_finetune  # every LoRA method's stage 0 is the same adapter; full-sft's is not

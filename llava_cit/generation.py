@@ -1,20 +1,45 @@
-"""Batched greedy generation, optionally with a different adapter per sample (PEFT `adapter_names`)."""
+"""Batched greedy generation that never stops on one bad sample.
+
+A sample that cannot be served (an unreadable image, an empty question, a question that tokenizes to
+nothing, a prompt longer than the model's positions) gets an error instead of an answer; the rest of
+its batch is generated as usual. Generation stops at the end-of-sequence token.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 
 import torch
 
 from llava_cit.collation import Encoder
 from llava_cit.data.example import Example
+from llava_cit.data.images import BadImage
 
 BASE = "__base__"  # PEFT's name for "no adapter" in adapter_names
+
+Outcome = tuple[str | None, str | None]  # (answer, error): exactly one is None
 
 
 def batches(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def sample_problem(encoder: Encoder, example: Example, max_new_tokens: int) -> str | None:
+    """Why `example` cannot be answered (None if it can), checked before it reaches the model."""
+    question = example.turns[-1][0].replace("<image>", "").strip()
+    if not question:
+        return "empty question"
+    if not encoder.tokenizer(question, add_special_tokens=False).input_ids:
+        return "the question tokenizes to nothing"
+    limit = encoder.max_positions
+    if limit is not None:
+        length = len(encoder.encode_prompt(example))
+        if length + max_new_tokens > limit:
+            return (f"question too long: a prompt of {length} tokens plus {max_new_tokens} to generate exceeds "
+                    f"the model's {limit} positions")
+    return None
 
 
 @torch.inference_mode()
@@ -28,19 +53,49 @@ def generate_batch(model, encoder: Encoder, examples: list[Example], max_new_tok
         batch["pixel_values"] = batch["pixel_values"].to(next(model.parameters()).dtype)
     kwargs = {"adapter_names": adapter_names} if adapter_names is not None else {}
     output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                            pad_token_id=encoder.tokenizer.pad_token_id, **kwargs)
+                            pad_token_id=encoder.tokenizer.pad_token_id, eos_token_id=encoder.tokenizer.eos_token_id,
+                            **kwargs)
     new_tokens = output[:, batch["input_ids"].shape[1]:]
     return [text.strip() for text in encoder.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
-def generate(model, encoder: Encoder, examples: list[Example], batch_size: int = 16, max_new_tokens: int = 16,
-             adapter_names: list[str] | None = None, progress=None) -> list[str]:
+def generate_safely(model, encoder: Encoder, examples: list[Example], batch_size: int = 16, max_new_tokens: int = 16,
+                    adapter_names: list[str] | None = None, check: Callable[[Example], str | None] | None = None,
+                    progress: Callable[[int], None] | None = None) -> list[Outcome]:
+    """(answer, error) per example, in order; images are opened batch by batch, never all at once."""
     model.eval()
-    answers: list[str] = []
+    outcomes: list[Outcome] = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
         names = adapter_names[start:start + batch_size] if adapter_names is not None else None
-        answers += generate_batch(model, encoder, chunk, max_new_tokens, names)
+        results: list[Outcome | None] = [None] * len(chunk)
+        ready: list[int] = []
+        loaded: list[Example] = []
+        for i, example in enumerate(chunk):
+            problem = sample_problem(encoder, example, max_new_tokens) or (check(example) if check else None)
+            if problem is None and example.has_image:
+                try:
+                    example = dataclasses.replace(example, image=example.load_image())
+                except BadImage as err:
+                    problem = str(err)
+            if problem is not None:
+                results[i] = (None, problem)
+            else:
+                ready.append(i)
+                loaded.append(example)
+        if loaded:
+            answers = generate_batch(model, encoder, loaded, max_new_tokens,
+                                     [names[i] for i in ready] if names is not None else None)
+            for i, answer in zip(ready, answers):
+                results[i] = (answer, None)
+        outcomes += results
         if progress is not None:
             progress(len(chunk))
-    return answers
+    return outcomes
+
+
+def generate(model, encoder: Encoder, examples: list[Example], batch_size: int = 16, max_new_tokens: int = 16,
+             adapter_names: list[str] | None = None, progress=None) -> list[str]:
+    """Answers only (a bad sample answers ''): for callers that have checked their examples."""
+    return [answer or "" for answer, _ in generate_safely(model, encoder, examples, batch_size, max_new_tokens,
+                                                          adapter_names, progress=progress)]

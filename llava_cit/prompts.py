@@ -35,3 +35,23 @@ def text_prompt(instruction: str, input_text: str = "") -> str:
 
 def text_segments(instruction: str, input_text: str, answer: str) -> list[tuple[str, str]]:
     return [(text_prompt(instruction, input_text), answer)]
+
+
+# LLaVA-1.5's conversation template (llava/conversation.py `conv_vicuna_v1`, used by `llava_v1`)
+LLAVA_SYSTEM = (
+    "A chat between a curious human and an artificial intelligence assistant. The assistant gives "
+    "helpful, detailed, and polite answers to the human's questions."
+)
+NAMED_SYSTEM_PROMPTS = {"vicuna_v1": LLAVA_SYSTEM, "none": None}
+
+
+def resolve_system_prompt(value: str | None, is_vision: bool, spec: str) -> str | None:
+    """`auto` (the default): LLaVA-1.5's vicuna_v1 system prompt for a LLaVA model, none for a text model or
+    the built-in tiny specs (their word vocabulary has no system prompt); a named template; or the text itself."""
+    if value is None:
+        return None
+    if value == "auto":
+        return LLAVA_SYSTEM if (is_vision and not spec.startswith("tiny-")) else None
+    if value in NAMED_SYSTEM_PROMPTS:
+        return NAMED_SYSTEM_PROMPTS[value]
+    return value

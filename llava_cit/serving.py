@@ -1,7 +1,8 @@
 """Serve inference from a bare model, a run's fixed adapter, or a run routed by its switch.
 
-Routed serving keeps every task's adapter on one base and answers a mixed-task batch in one
-`generate` call with PEFT's per-sample `adapter_names` (never one query at a time).
+Routed serving routes every query of a batch first, then generates route by route with one active
+adapter (llava_cit.routing, the same path as the runner's evaluation). The prompt (system prompt,
+image preprocessing, each task's token budget) is the one the run stored when it trained.
 """
 
 from __future__ import annotations
@@ -13,101 +14,133 @@ import torch
 import yaml
 from peft import PeftModel
 
-from llava_cit.collation import Encoder
 from llava_cit.config import load_config
 from llava_cit.data.example import Example
+from llava_cit.data.paths import resolve_under
 from llava_cit.errors import UserError
-from llava_cit.generation import BASE, generate_batch
 from llava_cit.methods.registry import get_method
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.pretraining import pretrained_base
+from llava_cit.prompt_settings import PromptSettings
+from llava_cit.routing import generate_routed
 from switch import SwitchNetwork
+from switch.errors import SwitchError
+from switch.instruction import switch_text
 
-Prediction = tuple[str, str | None, float | None]  # (answer, routed task, switch confidence)
+Prediction = tuple[str | None, str | None, float | None, str | None]  # (answer, routed task, confidence, error)
 
 
 class Server:
     """Answers batches of examples; subclasses choose which adapter serves each one."""
 
-    def __init__(self, loaded: LoadedModel, model, max_length: int = 2048):
-        self.loaded, self.model = loaded, model
-        self.encoder = Encoder(loaded, max_length=max_length)
+    switch: SwitchNetwork | None = None
+    fixed: str | None = None
+
+    def __init__(self, loaded: LoadedModel, model, prompt: PromptSettings):
+        self.loaded, self.model, self.prompt = loaded, model, prompt
+        self.encoder = prompt.encoder(loaded)
         if torch.cuda.is_available() and loaded.model.device.type == "cpu" and not getattr(
                 loaded.model, "is_loaded_in_4bit", False):
             self.model.to("cuda")
         self.model.eval()
 
-    def routes(self, examples: list[Example]) -> list[tuple[str | None, float | None]]:
-        return [(None, None)] * len(examples)
-
-    def adapter_names(self, routes) -> list[str] | None:
+    def _switch_problem(self, example: Example) -> str | None:
+        if self.switch is None:
+            return None
+        try:
+            switch_text(example.instruction, example.input)
+        except SwitchError as err:
+            return str(err)
         return None
 
-    def answer(self, examples: list[Example], max_new_tokens: int = 16) -> list[Prediction]:
+    def routes(self, examples: list[Example]) -> list[tuple[str | None, float | None]]:
+        if self.switch is None:
+            return [(self.fixed, None)] * len(examples)
+        routable = [i for i, ex in enumerate(examples) if self._switch_problem(ex) is None]
+        predicted = self.switch.predict([examples[i].instruction for i in routable], [examples[i].input for i in routable])
+        routes: list[tuple[str | None, float | None]] = [(None, None)] * len(examples)
+        for i, route in zip(routable, predicted):
+            routes[i] = route
+        return routes
+
+    def answer(self, examples: list[Example], max_new_tokens: int | None = None, batch_size: int = 16,
+               progress=None, default_budget: int = 128) -> list[Prediction]:
+        """Answers in input order. Budget: `max_new_tokens` if given; else, routed, each routed task's own (as
+        the run trained it); else `default_budget` (the benchmark's)."""
         routes = self.routes(examples)
-        answers = generate_batch(self.model, self.encoder, examples, max_new_tokens, self.adapter_names(routes))
-        return [(a, r, c) for a, (r, c) in zip(answers, routes)]
+        budgets = self.prompt.max_new_tokens if self.switch is not None else {}
+
+        def budget(route):
+            return max_new_tokens or budgets.get(route) or default_budget
+
+        outcomes = generate_routed(self.model, self.encoder, examples, [r for r, _ in routes], budget, batch_size,
+                                   check=self._switch_problem, progress=progress)
+        return [(answer, route, confidence, error) for (answer, error), (route, confidence) in zip(outcomes, routes)]
 
 
-def bare_server(spec: str, dtype: str | None = None, load_in_4bit: bool = False,
-                trust_remote_code: bool = False) -> Server:
+def bare_server(spec: str, dtype: str | None = None, load_in_4bit: bool = False, trust_remote_code: bool = False,
+                system_prompt: str | None = "auto", image_aspect_ratio: str = "pad") -> Server:
+    from llava_cit.prompts import resolve_system_prompt
+
     loaded = load_model(spec, dtype, load_in_4bit=load_in_4bit, trust_remote_code=trust_remote_code)
-    return Server(loaded, loaded.model)
+    prompt = PromptSettings(resolve_system_prompt(system_prompt, loaded.is_vision, spec), image_aspect_ratio)
+    return Server(loaded, loaded.model, prompt)
 
 
 class RunServer(Server):
-    """A finished run directory: its base, its adapters, and (switchcit) its switch."""
+    """A finished run directory: its base, its adapters, and (routed methods) its switch.
 
-    def __init__(self, run_dir: str | Path, adapter: str | None = None):
+    Every path read from the run's files must stay inside the run directory; the run's own
+    `trust_remote_code` is honoured only when the caller passes `trust_remote_code=True`.
+    """
+
+    def __init__(self, run_dir: str | Path, adapter: str | None = None, trust_remote_code: bool = False):
         run_dir = Path(run_dir)
         results_path = run_dir / "results.json"
         if not results_path.is_file():
             raise UserError(f"{run_dir}: not a finished run directory (no results.json)")
         results = json.loads(results_path.read_text(encoding="utf-8"))
         config = load_config(None, base=yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
+        config.trust_remote_code = bool(config.trust_remote_code and trust_remote_code)
         adapters: dict[str, str] = results["adapters"]
-        self.switch, self.method = None, results["method"]
-        if get_method(results["method"]).full_finetune:  # full-sft: the last stage's whole model serves
+        self.run_dir, self.method = run_dir, results["method"]
+        inside = {name: resolve_under(run_dir, rel, f"adapter path of '{name}' in {results_path}", "the run directory")
+                  for name, rel in adapters.items()}
+        prompt = PromptSettings.load(run_dir)
+        method = get_method(results["method"])
+        if method.full_finetune:  # full-sft: the last stage's whole model serves
             last = results["tasks"][-1]
             if adapter is not None and adapter != last:
                 raise UserError(f"{run_dir} is a full-sft run: it serves the model of its last stage ('{last}'), "
                                 f"there is no separate '{adapter}' to choose")
             self.fixed = last
-            loaded = load_model(str(run_dir / adapters[self.fixed]), config.dtype, config.device_map)
-            super().__init__(loaded, loaded.model, max_length=config.train.max_length)
+            loaded = load_model(str(inside[last]), config.dtype, config.device_map)
+            super().__init__(loaded, loaded.model, prompt or PromptSettings.from_config(config, loaded.is_vision, {}))
             return
         loaded = pretrained_base(config) if config.pretrain.task else load_model(
             config.model, config.dtype, config.device_map, config.load_in_4bit, config.trust_remote_code, config.seed)
         if adapter is not None:
             if adapter not in adapters:
                 raise UserError(f"{run_dir} has no adapter for task '{adapter}' (it has: {', '.join(adapters)})")
-            chosen = {adapter: adapters[adapter]}
+            chosen = {adapter: inside[adapter]}
             self.fixed = adapter
-        elif results["method"] == "switchcit":
-            chosen, self.fixed = adapters, None
+        elif method.routes:
+            chosen, self.fixed = inside, None
             if results.get("switch"):
-                self.switch = SwitchNetwork.load(run_dir / results["switch"], labels=list(adapters))
+                switch_dir = resolve_under(run_dir, results["switch"], f"switch path in {results_path}",
+                                           "the run directory")
+                self.switch = SwitchNetwork.load(switch_dir, labels=list(adapters))
             else:
                 self.fixed = next(iter(adapters))  # one task learned: no switch needed
         else:  # one adapter carried through the sequence: its final state serves everything
             last = results["tasks"][-1]
-            chosen, self.fixed = {last: adapters[last]}, last
+            chosen, self.fixed = {last: inside[last]}, last
         model = None
-        for name, rel in chosen.items():
+        for name, path in chosen.items():
             if model is None:
-                model = PeftModel.from_pretrained(loaded.model, run_dir / rel, adapter_name=name)
+                model = PeftModel.from_pretrained(loaded.model, path, adapter_name=name)
             else:
-                model.load_adapter(run_dir / rel, adapter_name=name)
+                model.load_adapter(path, adapter_name=name)
         if self.fixed is not None:
             model.set_adapter(self.fixed)
-        super().__init__(loaded, model, max_length=config.train.max_length)
-
-    def routes(self, examples: list[Example]):
-        if self.switch is None:
-            return [(self.fixed, None)] * len(examples)
-        return self.switch.predict([ex.instruction for ex in examples], [ex.input for ex in examples])
-
-    def adapter_names(self, routes) -> list[str] | None:
-        if self.switch is None:
-            return None
-        return [task or BASE for task, _ in routes]
+        super().__init__(loaded, model, prompt or PromptSettings.from_config(config, loaded.is_vision, {}))

@@ -8,14 +8,16 @@ and checkpoint resume all come from the Trainer.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import shutil
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from torch.utils.data import Dataset
 from transformers import PrinterCallback, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from llava_cit.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.config import LoraSettings, TrainSettings
@@ -98,7 +100,84 @@ class LoraTrainer(Trainer):
         return super().create_optimizer(model)
 
 
-def training_arguments(settings: TrainSettings, output_dir: Path, seed: int, progress: bool) -> TrainingArguments:
+def keep_fp32_master_weights(model: torch.nn.Module) -> list[str]:
+    """Mixed precision that trains: every trainable parameter of a half-precision model that is not a LoRA
+    matrix (the projector copy in `modules_to_save`, every weight under full-sft) is kept in float32, so a
+    2e-5 step on a weight of 0.01 is not rounded away (`bf16(0.01) + 2e-5 == bf16(0.01)`). PEFT already keeps
+    LoRA matrices in float32. The module computes in float32 on float32 inputs and hands its output back in
+    the model's half precision, so the rest of the model is unchanged. Returns the modules upcast."""
+    half = (torch.bfloat16, torch.float16)
+    upcast = []
+    for name, module in model.named_modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad and p.dtype in half]
+        if not own or any(part.startswith("lora_") for part in name.split(".")):
+            continue
+        compute = own[0].dtype
+        module.float()
+
+        def to_fp32(_module, args, kwargs):
+            cast = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+            return tuple(cast), kwargs
+
+        def to_half(_module, _args, output, compute=compute):
+            if torch.is_tensor(output) and output.is_floating_point():
+                return output.to(compute)
+            return output
+
+        module.register_forward_pre_hook(to_fp32, with_kwargs=True)
+        module.register_forward_hook(to_half)
+        upcast.append(name)
+    return upcast
+
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+
+
+def checkpoint_complete(path: Path) -> bool:
+    """A Trainer checkpoint that resumes: weights, optimizer, scheduler, and a readable trainer_state.json (the
+    Trainer writes that last, so a kill mid-save leaves it missing or torn)."""
+    state = path / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))["global_step"]
+    except (OSError, ValueError, KeyError):
+        return False
+    if any(path.glob("global_step*")):  # DeepSpeed keeps weights and optimizer states in its own folder
+        return True
+    weights = any(next(path.rglob(name), None) is not None for name in WEIGHT_FILES)  # adapters may sit in sub-folders
+    return weights and (path / "optimizer.pt").is_file()
+
+
+def last_complete_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint in `directory`; newer incomplete ones (a kill mid-save) are deleted."""
+    if not directory.is_dir():
+        return None
+    found = sorted(((int(m.group(1)), p) for p in directory.iterdir() if p.is_dir() and (m := CHECKPOINT.match(p.name))),
+                   reverse=True)
+    for _, path in found:
+        if checkpoint_complete(path):
+            return path
+        log.warning("removing incomplete checkpoint %s (interrupted while it was saved)", path)
+        shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def trackers(settings: TrainSettings) -> list[str]:
+    """`train.report_to` as the Trainer's list: auto = tensorboard when installed, else nothing."""
+    value = settings.report_to.strip().lower()
+    if value == "auto":
+        try:
+            import tensorboard  # noqa: F401
+
+            return ["tensorboard"]
+        except ImportError:
+            return []
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    return [] if names in ([], ["none"]) else names
+
+
+def training_arguments(settings: TrainSettings, output_dir: Path, seed: int, progress: bool,
+                       run_name: str | None = None) -> TrainingArguments:
     use_cpu = not torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -115,10 +194,12 @@ def training_arguments(settings: TrainSettings, output_dir: Path, seed: int, pro
         gradient_checkpointing=settings.gradient_checkpointing,
         save_strategy="steps",
         save_steps=settings.save_steps,
-        save_total_limit=1,
+        save_total_limit=2,  # the older one stays until the newer is complete
         save_only_model=False,
-        logging_steps=10,
-        report_to=[],
+        logging_steps=settings.logging_steps,
+        report_to=[name for name in trackers(settings) if name != "tensorboard"],  # tensorboard: our own writer
+        run_name=run_name,
+        include_num_input_tokens_seen="all",
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=not progress,
@@ -139,30 +220,45 @@ def train_adapter(
     seed: int = 0,
     progress: bool = True,
     callbacks: list | None = None,
+    log_dir: Path | None = None,
+    run_name: str | None = None,
 ) -> dict:
-    """Train adapter `adapter` of `model` on `examples`; resumes from the last checkpoint in `checkpoint_dir`."""
+    """Train adapter `adapter` of `model` on `examples`; resumes from the last complete checkpoint in
+    `checkpoint_dir`. TensorBoard event files (when `train.report_to` asks for them) go to `log_dir`."""
     model.set_adapter(adapter)
     for name, param in model.named_parameters():  # only this adapter's LoRA (and projector copy) learns
         param.requires_grad = f".{adapter}." in name and ("lora_" in name or "modules_to_save" in name)
+    keep_fp32_master_weights(model)
     projector_lr = lora.projector_lr if (encoder.loaded.is_vision and lora.train_projector) else None
-    return _fit(model, examples, encoder, settings, checkpoint_dir, seed, progress, callbacks, projector_lr)
+    return _fit(model, examples, encoder, settings, checkpoint_dir, seed, progress, callbacks, projector_lr, log_dir,
+                run_name)
 
 
 def train_full(model: torch.nn.Module, examples: list[Example], encoder: Encoder, settings: TrainSettings,
-               checkpoint_dir: Path, seed: int = 0, progress: bool = True, callbacks: list | None = None) -> dict:
-    """Full fine-tuning (`full-sft`): every weight learns, except a vision tower's (kept frozen, as in LLaVA)."""
+               checkpoint_dir: Path, seed: int = 0, progress: bool = True, callbacks: list | None = None,
+               log_dir: Path | None = None, run_name: str | None = None) -> dict:
+    """Full fine-tuning (`full-sft`): every weight learns (float32 master weights), except a vision tower's
+    (kept frozen, as in LLaVA)."""
     for name, param in model.named_parameters():
         param.requires_grad = "vision_tower" not in name
-    return _fit(model, examples, encoder, settings, checkpoint_dir, seed, progress, callbacks, None)
+    keep_fp32_master_weights(model)
+    return _fit(model, examples, encoder, settings, checkpoint_dir, seed, progress, callbacks, None, log_dir, run_name)
 
 
 def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettings, checkpoint_dir: Path, seed: int,
-         progress: bool, callbacks: list | None, projector_lr: float | None) -> dict:
+         progress: bool, callbacks: list | None, projector_lr: float | None, log_dir: Path | None = None,
+         run_name: str | None = None) -> dict:
     if not examples:
         raise ValueError("no training examples")
     _check_answers_fit(examples, encoder, settings.max_length)
     model.train()
-    args = training_arguments(settings, checkpoint_dir, seed, progress)
+    args = training_arguments(settings, checkpoint_dir, seed, progress, run_name)
+    callbacks = list(callbacks or [])
+    if "tensorboard" in trackers(settings) and log_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(log_dir))))
     trainer = LoraTrainer(
         model=model,
         args=args,
@@ -171,23 +267,27 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
         projector_lr=projector_lr,
         callbacks=callbacks,
     )
-    trainer.remove_callback(PrinterCallback)  # no raw log dicts on the terminal; they stay in trainer state
-    last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
-    result = trainer.train(resume_from_checkpoint=last)
+    trainer.remove_callback(PrinterCallback)  # no raw log dicts on the terminal; they go to train_log.jsonl
+    last = last_complete_checkpoint(checkpoint_dir)
+    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    for callback in callbacks:
+        writer = getattr(callback, "tb_writer", None)
+        if writer is not None:
+            writer.close()
     model.eval()
     return {
         "steps": result.global_step,
         "train_loss": float(result.training_loss),
         "train_seconds": float(result.metrics.get("train_runtime", 0.0)),
         "samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
-        "resumed_from": Path(last).name if last else None,
+        "resumed_from": last.name if last else None,
     }
 
 
 def _check_answers_fit(examples: list[Example], encoder: Encoder, max_length: int, probe: int = 256) -> None:
     """Refuse to train when truncation at `max_length` cuts off every answer (the loss would be empty)."""
     sample = examples[:probe]
-    cut = sum(all(label == IGNORE_INDEX for label in encoder.encode_train(ex)["labels"]) for ex in sample)
+    cut = sum(all(label == IGNORE_INDEX for label in encoder.encode_train(ex, pixels=False)["labels"]) for ex in sample)
     if cut == len(sample):
         raise UserError(f"train.max_length={max_length} cuts off the answer of every training example "
                         f"(checked {len(sample)}): raise train.max_length")

@@ -76,6 +76,8 @@ class FeatureExtractor:
                 raise SwitchError(f"cannot load feature extractor '{self.model_id}': {str(err).splitlines()[0][:160]}") from None
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        # a long input is cut at its start: the instruction's end, where the last token is, always survives
+        self.tokenizer.truncation_side = "left"
         self.model.to(self.device).eval()
         self.load_count += 1
 
@@ -83,6 +85,7 @@ class FeatureExtractor:
     def from_model(cls, model, tokenizer, model_id: str, **kwargs) -> FeatureExtractor:
         extractor = cls(model_id, **kwargs)
         extractor.model, extractor.tokenizer = model.to(extractor.device).eval(), tokenizer
+        tokenizer.truncation_side = "left"
         return extractor
 
     def save_model(self, directory: Path) -> None:

@@ -52,13 +52,14 @@ class EchoServer:
     """A stand-in model: answers the gold for even ids and 'nope' otherwise; can crash after n batches."""
 
     def __init__(self, crash_after=None):
-        self.calls, self.crash_after = 0, crash_after
+        self.calls, self.crash_after, self.answered = 0, crash_after, 0
 
-    def answer(self, examples, max_new_tokens=16):
+    def answer(self, examples, max_new_tokens=None, batch_size=16, progress=None, default_budget=128):
         if self.crash_after is not None and self.calls >= self.crash_after:
             raise RuntimeError("simulated crash")
         self.calls += 1
-        return [(ex.meta["answers"][0] if int(ex.id) % 2 == 0 else "nope", None, None) for ex in examples]
+        self.answered += len(examples)
+        return [(ex.meta["answers"][0] if int(ex.id) % 2 == 0 else "nope", None, None, None) for ex in examples]
 
 
 def stand_in_benchmark(tmp_path, n=30, corrupt=(), escape=()):
@@ -87,13 +88,15 @@ def test_resume_after_interruption_gives_identical_scores(tmp_path):
     bench = load_benchmark("ocrbench", data, root)
     full = score_predictions(bench, run_predictions(bench, EchoServer(), tmp_path / "a", batch_size=4), None)
     with pytest.raises(RuntimeError):
-        run_predictions(bench, EchoServer(crash_after=3), tmp_path / "b", batch_size=4)
+        run_predictions(bench, EchoServer(crash_after=3), tmp_path / "b", batch_size=4, window=1)
     with open(tmp_path / "b/predictions.jsonl", "a") as handle:
-        handle.write('{"id": "torn')  # a line cut by the crash
+        handle.write('{"key": "torn')  # a line cut by the crash
     assert len(read_predictions(tmp_path / "b/predictions.jsonl")) == 12
     server = EchoServer()
-    resumed = score_predictions(bench, run_predictions(bench, server, tmp_path / "b", batch_size=4), None)
-    assert server.calls == 5  # only the 18 remaining samples were generated
+    resumed = score_predictions(bench, run_predictions(bench, server, tmp_path / "b", batch_size=4, window=1), None)
+    assert server.calls == 5 and server.answered == 18  # only the 18 remaining samples were generated
+    lines = (tmp_path / "b/predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 30 and all(json.loads(line) for line in lines)  # the torn line was healed away, not left mid-file
     assert resumed == full
     assert full["Final Score"] == {"correct": 15, "total": 30}
 
@@ -103,7 +106,7 @@ def test_corrupt_image_and_traversal_are_counted_not_fatal(tmp_path):
     bench = load_benchmark("ocrbench", data, root)
     rows = run_predictions(bench, EchoServer(), tmp_path / "out", batch_size=4)
     scores = score_predictions(bench, rows, tmp_path / "out")
-    bad = {b["id"]: b["error"] for b in scores["bad_samples"]}
+    bad = {b["key"]: b["error"] for b in scores["bad_samples"]}
     assert set(bad) == {"2", "4"} and "unreadable image" in bad["2"] and "escapes the images root" in bad["4"]
     assert scores["Final Score"] == {"correct": 3, "total": 10}  # ids 0, 6, 8 right; 2 and 4 scored as wrong
     skipped = score_predictions(bench, rows, None, skip_bad=True)

@@ -34,21 +34,24 @@ def test_synthetic_tasks_are_deterministic_and_disjoint():
 def test_llava_format_json_and_jsonl(tmp_path):
     Image.new("RGB", (8, 8), "red").save(tmp_path / "a.png")
     examples = load_llava(write_records(tmp_path, [record()]), tmp_path)
-    assert examples[0].turns == [("<image>\nWhat color?", "red")] and examples[0].image.size == (8, 8)
+    assert examples[0].turns == [("<image>\nWhat color?", "red")] and examples[0].load_image().size == (8, 8)
+    assert examples[0].image is None  # opened when a batch needs it, never held
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(json.dumps(record()) for _ in range(3)))
     assert len(load_llava(path, tmp_path)) == 3
 
 
 def test_missing_image(tmp_path):
+    example = load_llava(write_records(tmp_path, [record("nope.png")]), tmp_path)[0]
     with pytest.raises(UserError, match="missing image: .*nope.png"):
-        load_llava(write_records(tmp_path, [record("nope.png")]), tmp_path)
+        example.load_image()
 
 
 def test_unreadable_image(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png at all")
+    example = load_llava(write_records(tmp_path, [record("bad.png")]), tmp_path)[0]
     with pytest.raises(UserError, match="unreadable image: .*bad.png"):
-        load_llava(write_records(tmp_path, [record("bad.png")]), tmp_path)
+        example.load_image()
 
 
 def test_malformed_json_names_file_and_line(tmp_path):

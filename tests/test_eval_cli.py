@@ -1,6 +1,7 @@
 """End-to-end `llava-cit eval` through the CLI with tiny models and stand-in OCRBench images."""
 
 import json
+import shutil
 
 import yaml
 from conftest import tiny_run_config
@@ -51,6 +52,25 @@ def test_score_existing_predictions_without_a_model(tmp_path):
     assert scores["Final Score"] == {"correct": 3, "total": 6}
 
 
+def bad_question_file(tmp_path):
+    """OCRBench-format records: two good ones, then an empty, a blank and an over-long question, a missing answer."""
+    root = tmp_path / "imgs"
+    root.mkdir()
+    Image.new("RGB", (32, 32), "white").save(root / "a.png")
+    base = {"dataset_name": "IIIT5K", "image_path": "a.png", "answers": "red", "type": "Regular Text Recognition"}
+    questions = ["what is written on the sign ?", "what shape is on the left ?", "", "   ",
+                 " ".join(["what is written on the sign ?"] * 60), None]
+    records = []
+    for i, question in enumerate(questions):
+        record = dict(base, id=i, question=question if question is not None else "what shape ?")
+        if question is None:
+            del record["answers"]
+        records.append(record)
+    data = tmp_path / "OCRBench.json"
+    data.write_text(json.dumps(records))
+    return str(data), str(root)
+
+
 def test_routed_eval_of_a_run(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(tiny_run_config()))
@@ -63,6 +83,33 @@ def test_routed_eval_of_a_run(tmp_path):
     assert any(row["routed_task"] == "synth-ocr" for row in rows)
     result = cli("eval", "--benchmark", "synth-ocr", "--run", str(run), "--adapter", "nope")
     assert result.returncode == 2 and "has no adapter for task 'nope'" in result.stderr
+
+    # the same folder, other settings: refused (it would mix two evaluations); --force starts over
+    again = ["eval", "--benchmark", "synth-ocr", "--run", str(run), "--limit", "12", "--out", str(tmp_path / "e")]
+    result = cli(*again, "--max-new-tokens", "2")
+    assert result.returncode == 2 and "another producer or with other settings (generation differ)" in result.stderr
+    assert cli(*again, "--max-new-tokens", "2", "--force").returncode == 0
+    producer = json.loads((tmp_path / "e/producer.json").read_text())
+    assert producer["source"]["checksums"] and producer["prompt"]["image_aspect_ratio"] == "pad"
+
+    # one bad sample never stops an evaluation: routed, fixed adapter and bare model alike
+    data, root = bad_question_file(tmp_path)
+    for source in (["--run", str(run)], ["--run", str(run), "--adapter", "synth-ocr"], ["--model", "tiny-llava"]):
+        out = tmp_path / f"bad-{len(source)}-{source[-1]}"
+        result = cli("eval", "--benchmark", "ocrbench", "--data", data, "--images", root, *source, "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        scores = json.loads((out / "scores.json").read_text())
+        reasons = {b["key"]: b["error"] for b in scores["bad_samples"]}
+        assert set(reasons) == {"2", "3", "4", "5"} and scores["samples"] == 6 and scores["scored"] == 6
+        assert reasons["2"] == reasons["3"] == "empty question" and "too long" in reasons["4"]
+        assert "missing field 'answers'" in reasons["5"]
+
+    # default output folders of two different runs never collide
+    other = tmp_path / "copy" / "run"
+    shutil.copytree(run, other)
+    for r in (run, other):
+        assert cli("eval", "--benchmark", "synth-ocr", "--run", str(r), "--limit", "2", cwd=tmp_path).returncode == 0
+    assert len([p for p in (tmp_path / "evals").iterdir() if p.name.startswith("synth-ocr-run-")]) == 2
 
 
 def test_eval_bad_arguments(tmp_path):

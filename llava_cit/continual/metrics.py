@@ -29,3 +29,24 @@ def relative_gain(matrix: Matrix, upper_bound: list[float | None]) -> Matrix:
     """RG[i][j] = a[i][j] / UB_j (None where undefined)."""
     return [[(value / upper_bound[j]) if (value is not None and upper_bound[j]) else None
              for j, value in enumerate(row)] for row in matrix]
+
+
+def mean_finetuned(matrix: Matrix) -> float | None:
+    """MFT: mean over tasks of the score right after learning it, a[j][j]."""
+    values = [matrix[j][j] for j in range(len(matrix)) if j < len(matrix[j]) and matrix[j][j] is not None]
+    return sum(values) / len(values) if values else None
+
+
+def mean_final(matrix: Matrix) -> float | None:
+    """MFN: mean over tasks of the final score, a[T][j] (the same as `average`)."""
+    return average(matrix)
+
+
+def mean_average_accuracy(matrix: Matrix) -> float | None:
+    """MAA: mean over stages i of the mean over the tasks seen so far, a[i][0..i]."""
+    means = []
+    for i, row in enumerate(matrix):
+        seen = [v for v in row[: i + 1] if v is not None]
+        if seen:
+            means.append(sum(seen) / len(seen))
+    return sum(means) / len(means) if means else None

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 from llava_cit.data.example import Example
-from llava_cit.data.images import open_image
 from llava_cit.data.paths import resolve_under
 from llava_cit.errors import UserError
 
@@ -29,6 +28,8 @@ def read_records(path: str | Path) -> list[tuple[int, dict]]:
                 except json.JSONDecodeError as err:
                     raise UserError(f"{path}: line {number}: malformed JSON ({err.msg})") from None
         return records
+    if not stripped:
+        raise UserError(f"{path}: the file is empty (expected a JSON list or JSONL records)")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -40,7 +41,7 @@ def read_records(path: str | Path) -> list[tuple[int, dict]]:
     return [(0, record) for record in data]
 
 
-def _turns(record: dict, where: str) -> list[tuple[str, str]]:
+def conversation_turns(record: dict, where: str) -> list[tuple[str, str]]:
     conversations = record.get("conversations")
     if not isinstance(conversations, list) or not conversations:
         raise UserError(f"{where}: field 'conversations' is missing or empty")
@@ -64,21 +65,48 @@ def _turns(record: dict, where: str) -> list[tuple[str, str]]:
 
 
 def load_llava(path: str | Path, image_folder: str | Path | None = None, limit: int | None = None,
-               task: str = "") -> list[Example]:
+               task: str = "", keep_bad: bool = False) -> list[Example]:
+    """Examples of a LLaVA-format file; images are resolved (never outside `image_folder`) but not opened.
+
+    `keep_bad` (evaluation): a record that cannot be served is kept with its reason in `meta["error"]`
+    (scored as a bad sample) instead of stopping the load."""
     path = Path(path)
     folder = Path(image_folder) if image_folder else path.parent
     examples = []
-    for index, (line, record) in enumerate(read_records(path)):
+    records = read_records(path)
+    for index, (line, record) in enumerate(records):
         if limit is not None and len(examples) >= limit:
             break
+        records[index] = (line, None)  # each parsed record is dropped once it is an example
         where = f"{path}: line {line}" if line else f"{path}: record {index}"
-        if not isinstance(record, dict):
-            raise UserError(f"{where}: a record must be an object")
-        image = None
-        if record.get("image"):
-            image = open_image(resolve_under(folder, record["image"], "image path"))
-        examples.append(Example(id=str(record.get("id", index)), turns=_turns(record, where), image=image, task=task,
-                                input=record.get("input", "")))
+        try:
+            if not isinstance(record, dict):
+                raise UserError(f"{where}: a record must be an object")
+            image_path = None
+            if record.get("image"):
+                image_path = resolve_under(folder, record["image"], f"{where}: field 'image': image path")
+            examples.append(Example(id=str(record.get("id", index)), turns=conversation_turns(record, where),
+                                    image_path=image_path, task=task, input=record.get("input", "")))
+        except UserError as err:
+            if not keep_bad:
+                raise
+            rid = str(record.get("id", index)) if isinstance(record, dict) else str(index)
+            examples.append(Example(id=rid, turns=[("", "")], task=task, meta={"where": where, "error": str(err)}))
     if not examples:
         raise UserError(f"{path}: the dataset is empty")
     return examples
+
+
+def split_turns(examples: list[Example]) -> list[Example]:
+    """Test records with several turns become one sample per turn, keyed `<id>#<turn>` (turn from 1): turn k is
+    asked after the gold answers of turns 1..k-1 (teacher forcing), so every answer is scored once."""
+    out = []
+    for example in examples:
+        if len(example.turns) == 1:
+            out.append(example)
+            continue
+        for k in range(1, len(example.turns) + 1):
+            out.append(Example(id=f"{example.id}#{k}", turns=list(example.turns[:k]), image=example.image,
+                               image_path=example.image_path, task=example.task, input=example.input,
+                               meta={**example.meta, "record_id": example.id, "turn": k}))
+    return out

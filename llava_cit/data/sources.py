@@ -8,7 +8,7 @@ from llava_cit.data import synthetic
 from llava_cit.data.ct0_datasets import READERS, read_ct0
 from llava_cit.data.example import Example
 from llava_cit.data.hf_datasets import load_hf_dataset
-from llava_cit.data.llava_format import load_llava
+from llava_cit.data.llava_format import load_llava, split_turns
 from llava_cit.errors import UserError
 from llava_cit.tasks import ct0_prompts
 
@@ -38,7 +38,7 @@ def _hf_examples(source: dict[str, Any], limit: int | None, task: str) -> list[E
     return examples
 
 
-def _jsonl_text_examples(source: dict[str, Any], limit: int | None, task: str) -> list[Example]:
+def _jsonl_text_examples(source: dict[str, Any], limit: int | None, task: str, keep_bad: bool = False) -> list[Example]:
     """Text-track JSONL: {"instruction", "input", "output"} per line.
 
     Optional per line: "references" (every acceptable output, e.g. ASSET's ten), "source" (the text
@@ -50,9 +50,15 @@ def _jsonl_text_examples(source: dict[str, Any], limit: int | None, task: str) -
     for number, record in read_records(source["path"]):
         if limit is not None and len(examples) >= limit:
             break
-        for key in ("instruction", "output"):
-            if key not in record:
-                raise UserError(f"{source['path']}: line {number}: missing field '{key}'")
+        missing = [key for key in ("instruction", "output") if not isinstance(record, dict) or key not in record]
+        if missing:
+            error = f"{source['path']}: line {number}: missing field '{missing[0]}'"
+            if not keep_bad:
+                raise UserError(error)
+            rid = str(record.get("id", number)) if isinstance(record, dict) else str(number)
+            examples.append(Example(id=rid, turns=[(str(record.get("instruction", "")) if isinstance(record, dict)
+                                                    else "", "")], task=task, meta={"error": error}))
+            continue
         meta = {"answers": list(record["references"])} if record.get("references") else {}
         if record.get("source"):
             meta["source"] = record["source"]
@@ -77,8 +83,23 @@ def _ct0_examples(source: dict[str, Any], limit: int | None, task: str, seed: in
     return read_ct0(reader, rows, limit, seed, split)
 
 
+def source_name(source: dict[str, Any]) -> str:
+    return str(source.get("path") or source.get("generator") or source.get("type", "?"))
+
+
+def check_unique_ids(examples: list[Example], where: str) -> None:
+    """Every sample key is unique: resume, scoring and replay all look samples up by it."""
+    seen: set[str] = set()
+    for example in examples:
+        if example.id in seen:
+            raise UserError(f"{where}: duplicate sample id '{example.id}' (sample keys must be unique)")
+        seen.add(example.id)
+
+
 def load_source(source: dict[str, Any], task: str, split: str, limit: int | None = None, seed: int = 0,
-                suffix: str = "") -> list[Example]:
+                suffix: str = "", keep_bad: bool = False) -> list[Example]:
+    """A task's examples from its declared source. `keep_bad` (evaluation): records that cannot be served are
+    kept, their reason in `meta["error"]`, to be counted as bad samples."""
     kind = source.get("type", "llava")
     if source.get("max_records") is not None:  # the source's own cap (the paper trains on 100,000 per task)
         limit = source["max_records"] if limit is None else min(limit, source["max_records"])
@@ -91,20 +112,22 @@ def load_source(source: dict[str, Any], task: str, split: str, limit: int | None
     elif kind == "llava":
         if "path" not in source:
             raise UserError(f"task '{task}': {split} source of type llava needs 'path'")
-        examples = load_llava(source["path"], source.get("image_folder"), limit, task)
+        examples = load_llava(source["path"], source.get("image_folder"), limit, task, keep_bad)
     elif kind == "hf":
         examples = _hf_examples(source, limit, task)
     elif kind == "jsonl":
-        examples = _jsonl_text_examples(source, limit, task)
+        examples = _jsonl_text_examples(source, limit, task, keep_bad)
     elif kind == "ct0":
         examples = _ct0_examples(source, limit, task, seed, split)
     else:
         raise UserError(f"task '{task}': unknown source type '{kind}' (known: {', '.join(SOURCE_TYPES)})")
     if not examples:
         raise UserError(f"task '{task}': the {split} dataset is empty")
+    if split == "test":
+        examples = split_turns(examples)
+    check_unique_ids(examples, f"task '{task}': {split} source {source_name(source)}")
     for example in examples:
         example.task = task
-        if suffix and suffix not in example.turns[0][0]:
-            question, answer = example.turns[0]
-            example.turns[0] = (f"{question}\n{suffix}", answer)
+        if suffix:  # every question carries the answer-format line, as in LLaVA-1.5's data
+            example.turns = [(f"{q}\n{suffix}" if q.strip() and suffix not in q else q, a) for q, a in example.turns]
     return examples

@@ -1,104 +1,97 @@
 """Batch evaluation: predictions appended as they are produced, resumable, scored at the end.
 
-Re-running the same command on the same output directory skips every sample already in
-predictions.jsonl, so the final scores equal those of an uninterrupted run. Unreadable or
-missing images are counted and listed (scored as wrong, or excluded with skip_bad); they never
-stop a run.
+Every row carries the sample's unique `key`. Re-running the same command on the same output directory
+skips every sample already in predictions.jsonl, so the final scores equal those of an uninterrupted
+run. A sample that cannot be served (unreadable or missing image, empty or over-long question, missing
+answer) is counted and listed (scored as wrong, or excluded with skip_bad); it never stops a run.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 from llava_cit.atomic import write_json
 from llava_cit.data.images import BadImage
+from llava_cit.errors import UserError
 from llava_cit.evaluation.items import Benchmark, EvalItem
+from llava_cit.jsonl import append_rows, read_rows
 
 PREDICTIONS, SCORES = "predictions.jsonl", "scores.json"
+WINDOW = 8  # batches routed and generated together (grouped by route) between two appends
 
 
 def read_predictions(path: Path) -> dict[str, dict]:
-    """Rows by id; a torn last line (a crash mid-write) is ignored and will be redone."""
-    rows: dict[str, dict] = {}
-    if not path.is_file():
-        return rows
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and "id" in row:
-                rows[str(row["id"])] = row
-    return rows
-
-
-def _append(path: Path, rows: list[dict]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Our own rows by key; a torn last line (a crash mid-write) is ignored and will be redone."""
+    return {str(row["key"]): row for row in read_rows(path) if "key" in row}
 
 
 def _row(item: EvalItem, prediction: str | None, routed=None, confidence=None, error=None) -> dict:
-    return {"id": item.id, "question": item.question, "prediction": prediction, "gold": item.answers,
-            "routed_task": routed, "confidence": confidence, "error": error, **item.meta}
+    return {"key": item.key, **item.meta, "question": item.question, "prediction": prediction, "gold": item.answers,
+            "routed_task": routed, "confidence": confidence, "error": error}
 
 
-def run_predictions(benchmark: Benchmark, server, out_dir: Path, batch_size: int = 16, max_new_tokens: int = 16,
-                    limit: int | None = None, advance: Callable[[int], None] | None = None) -> dict[str, dict]:
+def run_predictions(benchmark: Benchmark, server, out_dir: Path, batch_size: int = 16, max_new_tokens: int | None = None,
+                    limit: int | None = None, advance: Callable[[int], None] | None = None,
+                    window: int = WINDOW) -> dict[str, dict]:
+    """Answer every sample not yet in `out_dir`/predictions.jsonl; returns the rows of the selected samples.
+    `window` batches are routed together (grouped by route) and appended at once."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / PREDICTIONS
     done = read_predictions(path)
     items = benchmark.items[:limit] if limit else benchmark.items
-    todo = [item for item in items if item.id not in done]
+    todo = [item for item in items if item.key not in done]
     if advance:
         advance(len(items) - len(todo))
-    for start in range(0, len(todo), batch_size):
-        chunk, rows, ready = todo[start:start + batch_size], [], []
+    step = batch_size * window
+    for start in range(0, len(todo), step):
+        chunk, rows, ready = todo[start:start + step], [], []
         for item in chunk:
             if item.error:
                 rows.append(_row(item, None, error=item.error))
+                continue
+            if not item.answers:
+                rows.append(_row(item, None, error="missing answer field"))
                 continue
             try:
                 ready.append((item, item.example()))
             except BadImage as err:
                 rows.append(_row(item, None, error=str(err)))
+        if advance and rows:
+            advance(len(rows))
         if ready:
-            answers = server.answer([example for _, example in ready], max_new_tokens)
-            rows += [_row(item, answer, routed, confidence) for (item, _), (answer, routed, confidence)
+            answers = server.answer([example for _, example in ready], max_new_tokens, batch_size, progress=advance,
+                                    default_budget=ready[0][0].max_new_tokens or benchmark.max_new_tokens)
+            rows += [_row(item, answer, routed, confidence, error) for (item, _), (answer, routed, confidence, error)
                      in zip(ready, answers)]
-        _append(path, rows)
-        done.update({row["id"]: row for row in rows})
-        if advance:
-            advance(len(chunk))
-    return {item.id: done[item.id] for item in items if item.id in done}
+        append_rows(path, rows)
+        done.update({row["key"]: row for row in rows})
+    return {item.key: done[item.key] for item in items if item.key in done}
 
 
 def score_predictions(benchmark: Benchmark, rows: dict[str, dict], out_dir: Path | None, skip_bad: bool = False,
                       limit: int | None = None) -> dict:
-    """Score rows (ours, or predictions made by another tool: JSONL with id + prediction)."""
+    """Score rows by sample key (ours, or another tool's: see load_external_predictions)."""
     items = benchmark.items[:limit] if limit else benchmark.items
     scored, bad, missing, answered = [], [], [], []
     for item in items:
-        row = rows.get(item.id)
+        row = rows.get(item.key)
         if row is None:
-            missing.append(item.id)
+            missing.append(item.key)
             continue
-        if row.get("error") or row.get("prediction") is None:
-            bad.append({"id": item.id, "error": row.get("error") or "no prediction"})
+        error = row.get("error") or item.error or (None if item.answers else "missing answer field")
+        if error or row.get("prediction") is None:
+            bad.append({"key": item.key, **item.meta, "error": error or "no prediction"})
             if not skip_bad:
-                scored.append({**item.meta, "id": item.id, "score": 0.0})
+                scored.append({**item.meta, "key": item.key, "score": 0.0})
             continue
         answered.append((item, str(row["prediction"])))
     if benchmark.score_batch is not None and answered:
         values = benchmark.score_batch([p for _, p in answered], [item for item, _ in answered])
     else:
         values = [{"score": benchmark.score(prediction, item)} for item, prediction in answered]
-    scored += [{**item.meta, "id": item.id, **value} for (item, _), value in zip(answered, values)]
+    scored += [{**item.meta, "key": item.key, **value} for (item, _), value in zip(answered, values)]
     scores = {
         "benchmark": benchmark.name,
         **benchmark.report(scored),
@@ -113,9 +106,30 @@ def score_predictions(benchmark: Benchmark, rows: dict[str, dict], out_dir: Path
     return scores
 
 
-def load_external_predictions(path: str | Path) -> dict[str, dict]:
-    rows = read_predictions(Path(path))
-    for row in rows.values():
+def load_external_predictions(path: str | Path, benchmark: Benchmark) -> dict[str, dict]:
+    """Another tool's predictions (JSONL): rows keyed by `index` (position in the file, as VLMEvalKit), by
+    `dataset_name` + `id`, by our `key`, or by `id` alone where ids are unique in the benchmark's file; the
+    answer in `prediction`, `answer` or `text`. Two rows for one sample are refused."""
+    path = Path(path)
+    rows: dict[str, dict] = {}
+    for number, row in enumerate(read_rows(path), 1):
+        key = benchmark.key_for_row(row, str(path))
+        if key is None:
+            continue
+        if key in rows:
+            raise UserError(f"{path}: row {number} answers sample '{key}' a second time (rows must be unique)")
         if "prediction" not in row:
-            row["prediction"] = row.get("answer") or row.get("text")
+            row["prediction"] = row.get("answer") if row.get("answer") is not None else row.get("text")
+        row.pop("error", None)
+        rows[key] = row
     return rows
+
+
+def data_checksum(data: str) -> str:
+    if data.startswith("hf:") or not Path(data).is_file():
+        return data
+    digest = hashlib.sha256()
+    with open(data, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,73 @@
+"""Check every stage's data before stage 0 trains: one error listing every problem found.
+
+Each source is opened and parsed (files exist, records have their fields, sample keys are unique, image
+paths stay under their root); images are spot-checked (a few per source, not all decoded). With a built-in
+tiny model, every word of every example must be in its word vocabulary: an unknown word would silently
+become `<unk>` and the task could never be answered.
+"""
+
+from __future__ import annotations
+
+from llava_cit.data.example import Example
+from llava_cit.data.images import BadImage
+from llava_cit.data.sources import load_source
+from llava_cit.errors import UserError
+from llava_cit.tasks.spec import TaskSpec
+
+SPOT_CHECKS = 8  # images opened per source
+
+
+def spot_check_images(examples: list[Example], count: int = SPOT_CHECKS) -> list[str]:
+    with_images = [ex for ex in examples if ex.image_path is not None and not ex.meta.get("error")]
+    if not with_images:
+        return []
+    step = max(1, len(with_images) // count)
+    problems = []
+    for example in with_images[::step][:count]:
+        try:
+            example.load_image()
+        except BadImage as err:
+            problems.append(f"{example.meta.get('where', example.id)}: {err}")
+    return problems
+
+
+def unknown_words(tokenizer, examples: list[Example]) -> dict[str, str]:
+    """Words a word-level tokenizer maps to its unknown token (word -> the example id where it is first seen)."""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return {}
+    vocab = tokenizer.get_vocab()
+    from switch.tiny import words_of
+
+    found: dict[str, str] = {}
+    for example in examples:
+        texts = [text for turn in example.turns for text in turn] + [example.input]
+        for word in words_of(texts):
+            if word not in vocab and word not in found:
+                found[word] = example.id
+    return found
+
+
+def validate_data(tasks: list[TaskSpec], config, tokenizer=None, load=load_source) -> dict[str, int]:
+    """Open every task's train and test source; raise one UserError listing all problems. Returns counts."""
+    problems: list[str] = []
+    counts: dict[str, int] = {}
+    for task in tasks:
+        for split, source, limit in (("train", task.train, config.train_limit), ("test", task.test, config.eval.limit)):
+            try:
+                examples = load(source, task.name, split, limit, config.seed, task.suffix)
+            except UserError as err:
+                problems.append(f"task '{task.name}' ({split}): {err}")
+                continue
+            counts[f"{task.name}/{split}"] = len(examples)
+            problems += [f"task '{task.name}' ({split}): {p}" for p in spot_check_images(examples)]
+            if tokenizer is not None:
+                unknown = unknown_words(tokenizer, examples)
+                if unknown:
+                    shown = ", ".join(f"'{w}' (example {i})" for w, i in list(unknown.items())[:5])
+                    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+                    problems.append(f"task '{task.name}' ({split}): words outside the tiny model's vocabulary would "
+                                    f"become <unk>: {shown}{more}")
+    if problems:
+        raise UserError(f"{len(problems)} data problem(s) found before training:\n  - " + "\n  - ".join(problems))
+    return counts

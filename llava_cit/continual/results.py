@@ -1,0 +1,72 @@
+"""results.json, rebuilt from the manifest's finished stages after every stage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from llava_cit.atomic import write_json
+from llava_cit.continual.metrics import (
+    average,
+    backward_transfer,
+    mean_average_accuracy,
+    mean_final,
+    mean_finetuned,
+    relative_gain,
+)
+
+METRIC_DEFINITIONS = {
+    "matrix": "a[i][j]: score on task j after stage i (null before task j is learned)",
+    "upper_bound": "UB_j: the score of task j's own adapter trained on task j alone (the same for every method)",
+    "relative_gain": "RG[i][j] = a[i][j] / UB_j",
+    "mft": "mean over tasks j of a[j][j] (right after learning it)",
+    "mfn": "mean over tasks j of a[T][j] (after the last stage; = average)",
+    "maa": "mean over stages i of the mean of a[i][0..i]",
+    "bwt": "mean over j < T of a[T][j] - a[j][j] (Lopez-Paz & Ranzato 2017)",
+}
+
+
+def build_results(stages: list[dict], method: str, config: dict, tasks) -> dict:
+    names = [s["task"] for s in stages]
+    matrix = [s["scores"] + [None] * (len(names) - len(s["scores"])) for s in stages]
+    upper = [s.get("upper_bound") for s in stages]
+    metric_names = {t.name: t.metric + {"exact_match": f" ({t.normalizer})", "sari": " (/100)"}.get(t.metric, "")
+                    for t in tasks if t.name in names}
+    return {
+        "method": method,
+        "model": config["model"],
+        "tasks": names,
+        "metric": metric_names,
+        "matrix": matrix,
+        "upper_bound": dict(zip(names, upper)),
+        "upper_bound_source": dict(zip(names, [s.get("upper_bound_source") for s in stages])),
+        "base_model": dict(zip(names, [s.get("base_score") for s in stages])),
+        "final": dict(zip(names, matrix[-1])) if matrix else {},
+        "average": average(matrix),
+        "mft": mean_finetuned(matrix),
+        "mfn": mean_final(matrix),
+        "maa": mean_average_accuracy(matrix),
+        "bwt": backward_transfer(matrix),
+        "relative_gain": relative_gain(matrix, upper),
+        "switch_accuracy": [s["switch_accuracy"] for s in stages],
+        "false_rejection_rate": [s.get("false_rejection_rate") for s in stages],
+        "bad_samples": [s.get("bad_samples", {}) for s in stages],
+        "extra_metrics": [s.get("extra_metrics", {}) for s in stages],
+        "adapters": {s["task"]: s["adapter"] for s in stages},
+        "switch": stages[-1]["switch"] if stages else None,
+        "definitions": METRIC_DEFINITIONS,
+        "timings": {
+            "train_seconds": sum(s["seconds"]["train"] for s in stages),
+            "eval_seconds": sum(s["seconds"]["eval"] for s in stages),
+            "per_stage": [s["seconds"] for s in stages],
+            "train_samples_per_second": [s["train"].get("samples_per_second") for s in stages],
+        },
+        "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
+    }
+
+
+def write_results(run_dir: Path, stages: list[dict], method: str, config: dict, tasks) -> dict:
+    results = build_results(stages, method, config, tasks)
+    write_json(run_dir / "results.json", results)
+    return results

@@ -1,0 +1,39 @@
+"""Wall-clock time of a stage's phases (train, eval) that adds up across resumes.
+
+The running total is written to `timings/stage-NN.json` every few seconds while a phase runs, so a
+stage killed and resumed reports the time it really took (at most `every` seconds are lost per kill).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from llava_cit.atomic import write_json
+
+
+class PhaseTimer:
+    def __init__(self, path: Path, phase: str, every: float = 5.0):
+        self.path, self.phase, self.every = path, phase, every
+        self.before = float(self._read().get(phase, 0.0))
+        self.started = self.last = time.perf_counter()
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def total(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+    def tick(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if force or now - self.last >= self.every:
+            self.last = now
+            write_json(self.path, {**self._read(), self.phase: self.total()})
+
+    def stop(self) -> float:
+        self.tick(force=True)
+        return self.total()

@@ -1,0 +1,45 @@
+"""The prompt a run was trained with, stored in the run (`prompt.json`) and used identically by the runner's
+evaluation, `llava-cit eval --run` and serving: system prompt, image preprocessing, tokens per task."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from llava_cit.atomic import write_json
+from llava_cit.collation import Encoder
+from llava_cit.errors import UserError
+from llava_cit.models.loading import LoadedModel
+from llava_cit.prompts import resolve_system_prompt
+
+PROMPT_FILE = "prompt.json"
+
+
+@dataclass
+class PromptSettings:
+    system: str | None = None
+    image_aspect_ratio: str = "pad"
+    max_length: int = 2048
+    max_new_tokens: dict[str, int] = field(default_factory=dict)  # each task's generation budget
+
+    @classmethod
+    def from_config(cls, config, is_vision: bool, budgets: dict[str, int]) -> PromptSettings:
+        return cls(resolve_system_prompt(config.system_prompt, is_vision, config.model), config.image_aspect_ratio,
+                   config.train.max_length, dict(budgets))
+
+    def encoder(self, loaded: LoadedModel) -> Encoder:
+        return Encoder(loaded, max_length=self.max_length, system=self.system, image_aspect_ratio=self.image_aspect_ratio)
+
+    def save(self, run_dir: Path) -> None:
+        write_json(run_dir / PROMPT_FILE, asdict(self))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> PromptSettings | None:
+        path = run_dir / PROMPT_FILE
+        if not path.is_file():
+            return None
+        try:
+            return cls(**json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, TypeError) as err:
+            raise UserError(f"{path}: unreadable prompt settings ({err})") from None

@@ -1,0 +1,34 @@
+"""`run.log`: the CLI's own messages, timestamped, appended to a file as well as shown on the console."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+class RunLog:
+    def __init__(self, path: str | Path, echo: Callable[[str], None] | None = None):
+        self.path, self.echo = Path(path), echo
+
+    def __call__(self, text: str) -> None:
+        if self.echo is not None:
+            self.echo(text)
+        self.write(text)
+
+    def write(self, text: str) -> None:
+        """To the file only."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def last_error(self) -> str | None:
+        """The last `error:` line of the log, if the run stopped with one."""
+        if not self.path.is_file():
+            return None
+        errors = [line.rstrip("\n") for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+                  if " error: " in line]
+        return errors[-1] if errors else None
