@@ -4,15 +4,14 @@
 * BERTScore F1: the `bert-score` package, default model `microsoft/deberta-large-mnli` (the
   SwitchCIT paper's choice); any local path or Hub id works.
 * SARI (Xu et al. 2016): no maintained offline package exists (torchmetrics has none; `evaluate`
-  fetches its script from the Hub). `evaluate`'s is used when it can be loaded; otherwise a compact
-  port of the same reference computation (itself from tensor2tensor): n-grams 1-4 over sacrebleu's
-  13a tokenisation, lower-cased; keep F1, deletion precision, addition F1; sentence scores
-  averaged, times 100.
+  fetches its script from the Hub and runs it, which this toolkit never does: code from the Hub is
+  not executed to score a run). This module's pinned port of the reference computation (itself from
+  tensor2tensor, as `evaluate`'s): n-grams 1-4 over sacrebleu's 13a tokenisation, lower-cased; keep
+  F1, deletion precision, addition F1; sentence scores averaged, times 100.
 """
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Sequence
 
@@ -112,34 +111,8 @@ def sari_sentence(source: str, prediction: str, references: Sequence[str]) -> fl
     return (keep + delete + add) / 3
 
 
-@functools.lru_cache(maxsize=1)
-def _evaluate_sari():
-    """`evaluate`'s SARI when the package is installed and its script reachable, else None (asked once)."""
-    try:
-        import evaluate
-    except ImportError:
-        return None
-    try:
-        return evaluate.load("sari")
-    except Exception:  # offline, or the Hub script unavailable: the port below computes the same thing
-        return None
-
-
-def sari(sources: Sequence[str], predictions: Sequence[str], references: Sequence[Sequence[str]],
-         backend: str = "auto") -> list[float]:
-    """Per-sample SARI on the 0-100 scale (the corpus score is their mean).
-
-    backend: "auto" uses `evaluate`'s SARI when it can be loaded and this port otherwise; "evaluate"
-    requires it (MetricUnavailable if not); "port" always uses this module's implementation.
-    """
+def sari(sources: Sequence[str], predictions: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
+    """Per-sample SARI on the 0-100 scale (the corpus score is their mean), by the pinned port."""
     if not (len(sources) == len(predictions) == len(references)):
         raise ValueError("sources, predictions and references must have the same length")
-    if backend not in ("auto", "evaluate", "port"):
-        raise ValueError(f"unknown SARI backend '{backend}' (known: auto, evaluate, port)")
-    metric = _evaluate_sari() if backend != "port" else None
-    if metric is not None:
-        return [float(metric.compute(sources=[s], predictions=[p], references=[list(r)])["sari"])
-                for s, p, r in zip(sources, predictions, references)]
-    if backend == "evaluate":
-        raise MetricUnavailable("evaluate's SARI cannot be loaded (package missing or its Hub script unreachable)")
     return [100 * sari_sentence(s, p, r) for s, p, r in zip(sources, predictions, references)]

@@ -99,6 +99,31 @@ def report(
     print_report(run_dirs, console, plots=plots)
 
 
+@app.command(epilog="Example: llava-cit methods")
+def methods() -> None:
+    """Every continual-learning method, one line each, with its paper; use one with --set method=NAME."""
+    from llava_cit.methods.registry import known_methods
+
+    for method in known_methods():
+        typer.echo(f"{method.name:<10} {method.description}" + (f" [{method.paper}]" if method.paper else ""))
+
+
+@app.command(epilog="Examples:\n\n  llava-cit status runs/gqa-ocr\n\n  llava-cit status runs/gqa-ocr --json")
+def status(
+    run_dir: Path = typer.Argument(..., help="A run directory (running or stopped)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> None:
+    """Where a run is: finished stages (checksums verified), the current stage's step, loss and ETA, whether a
+    process holds it, and the last error if it stopped with one. Never writes to the run."""
+    from llava_cit.continual.status import print_status, run_status, status_json
+
+    state = run_status(run_dir)
+    if as_json:
+        typer.echo(status_json(state))
+    else:
+        print_status(state, typer.echo)
+
+
 @app.command(epilog='Examples:\n\n  llava-cit route runs/demo/switchcit/switch/stage-01 "What is written on the sign?"\n\n'
                     "  llava-cit route SWITCH_DIR --file instructions.txt")
 def route(
@@ -207,7 +232,18 @@ def eval_(
         log(f"predictions in {out / 'predictions.jsonl'}, scores in {out / 'scores.json'}")
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's kill, `kill PID`) stops like Ctrl-C: cleanup runs, the run resumes later."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main() -> None:
+    _stop_on_sigterm()
     try:
         app()
     except (UserError, SwitchError) as err:

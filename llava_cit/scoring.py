@@ -36,7 +36,7 @@ def score_all(task: TaskSpec, predictions: Sequence[str], examples: Sequence[Exa
         return [s / 100 for s in scores]
     if task.metric == "bertscore":
         return text_metrics.bertscore_f1(predictions, [references(ex) for ex in examples],
-                                         **task.metric_args)
+                                         **bertscore_args(task.metric_args))
     raise ValueError(f"unknown metric {task.metric}")
 
 
@@ -65,11 +65,21 @@ def mean_defined(values: Sequence[float | None]) -> float | None:
     return sum(defined) / len(defined) if defined else None
 
 
+def bertscore_args(args: dict) -> dict:
+    """`model_type` may name a model packaged on PyPI (e.g. `minilm-l6`): it is read from the installed package."""
+    from llava_cit.models.packaged import PACKAGED, packaged_path
+
+    args = dict(args)
+    if args.get("model_type") in PACKAGED:
+        args["model_type"] = str(packaged_path(args["model_type"]))
+    return args
+
+
 def check_metric(task: TaskSpec) -> None:
     """Raise UserError now if the task's metric could not run at evaluation time (e.g. BERTScore offline)."""
     if task.metric == "bertscore":
         try:
-            text_metrics.check_bertscore(**task.metric_args)
+            text_metrics.check_bertscore(**bertscore_args(task.metric_args))
         except text_metrics.MetricUnavailable as err:
             raise UserError(f"task '{task.name}': {err} (set metric_args.model_type to a local model, or "
                             f"evaluate elsewhere)") from None

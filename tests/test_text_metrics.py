@@ -45,33 +45,16 @@ def test_bertscore_wiring_with_a_tiny_local_model(tmp_path):
     assert multi == [pytest.approx(1.0, abs=1e-5), pytest.approx(1.0, abs=1e-5)]  # the matching reference counts
 
 
-def test_sari_uses_evaluates_implementation_when_it_loads(monkeypatch):
+def test_sari_never_runs_code_from_the_hub(monkeypatch):
     import sys
     import types
 
-    from benchmarks.text_metrics import MetricUnavailable, _evaluate_sari
-
-    calls = []
-
-    class FakeSari:
-        def compute(self, sources, predictions, references):
-            calls.append((sources, predictions, references))
-            return {"sari": 42.0}
-
     fake = types.ModuleType("evaluate")
-    fake.load = lambda name: FakeSari() if name == "sari" else None
+
+    def load(name):
+        raise AssertionError("evaluate.load must not be called: it would run a script fetched from the Hub")
+
+    fake.load = load
     monkeypatch.setitem(sys.modules, "evaluate", fake)
-    _evaluate_sari.cache_clear()
-    assert sari(["a b c"], ["a b"], [["a b"]]) == [42.0]
-    assert calls == [(["a b c"], ["a b"], [["a b"]])]
-    assert sari(["a b c"], ["a b"], [["a b"]], backend="port")[0] != 42.0
+    assert sari(["a b c"], ["a b"], [["a b"]])[0] > 0
 
-    def unreachable(name):
-        raise ConnectionError("offline")
-
-    fake.load = unreachable  # offline: the port answers, and "evaluate" alone says it cannot
-    _evaluate_sari.cache_clear()
-    assert sari(["a b c"], ["a b"], [["a b"]]) == sari(["a b c"], ["a b"], [["a b"]], backend="port")
-    with pytest.raises(MetricUnavailable):
-        sari(["a b c"], ["a b"], [["a b"]], backend="evaluate")
-    _evaluate_sari.cache_clear()

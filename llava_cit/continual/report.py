@@ -57,13 +57,14 @@ def comparison_table(runs: list[dict]) -> Table:
     extra = sorted({(t, m) for r in runs for t, values in final_extra_metrics(r).items() for m in values})
     for task, name in extra:
         table.add_column(f"{task} {name}", justify="right")
-    for column in ("average", "BWT", "switch acc."):
+    for column in ("average (MFN)", "MFT", "MAA", "BWT", "switch acc."):
         table.add_column(column, justify="right")
     for results in runs:
         final, final_extra = results["final"], final_extra_metrics(results)
         table.add_row(results["method"], *[_fmt(final.get(t)) for t in tasks],
                       *[_fmt(final_extra.get(t, {}).get(m)) for t, m in extra], _fmt(results["average"]),
-                      _fmt(results["bwt"]), _fmt(results["switch_accuracy"][-1]))
+                      _fmt(results.get("mft")), _fmt(results.get("maa")), _fmt(results["bwt"]),
+                      _fmt(results["switch_accuracy"][-1]))
     return table
 
 
@@ -119,7 +120,10 @@ def write_plots(run_dir: str | Path) -> list[Path]:
     paths = [run_dir / "relative_gain.png", run_dir / "accuracy_matrix.png"]
     plot_relative_gain(results, paths[0])
     plot_matrix(results, paths[1])
-    return paths
+    from llava_cit.continual.loss_curves import draw_loss_curves
+
+    curves = draw_loss_curves(run_dir)
+    return paths + ([curves] if curves else [])
 
 
 def print_report(run_dirs: list[str | Path], console: Console | None = None, plots: bool = True) -> list[dict]:

@@ -190,10 +190,9 @@ class ContinualRunner:
             return {}
         tokenizer = None
         if self.config.model.startswith("tiny-"):
-            from llava_cit.models.tiny import build_tiny
+            from llava_cit.models.tiny import tiny_tokenizer
 
-            _, processor = build_tiny(self.config.model)
-            tokenizer = getattr(processor, "tokenizer", processor)
+            tokenizer = tiny_tokenizer(self.config.model)
 
         def load(source, task, split, limit, seed, suffix):
             return load_source(source, task, split, limit, seed, suffix, keep_bad=(split == "test"))
@@ -254,9 +253,16 @@ class ContinualRunner:
         return info
 
     def _run_stage(self, stage: int, task: TaskSpec) -> None:
-        c = self.config
         timings = self.run_dir / "timings" / f"stage-{stage:02d}.json"
         clock = PhaseTimer(timings, "train")
+        try:
+            self._stage_work(stage, task, timings, clock)
+        except BaseException:
+            clock.tick(force=True)  # the time spent so far counts when the stage resumes
+            raise
+
+    def _stage_work(self, stage: int, task: TaskSpec, timings: Path, clock: PhaseTimer) -> None:
+        c = self.config
         self.say(f"stage {stage} ({task.name}): training with {self.method.name}")
         names = [t.name for t in self.tasks]
         train = TrainSets(self, self.tasks[: stage + 1])
@@ -278,6 +284,7 @@ class ContinualRunner:
             if not fresh:
                 model = self._use_adapter(adapter, self.adapter_rel(stage - 1), trainable=True)
             else:
+                torch.manual_seed(c.seed + stage)  # a fresh adapter's initial weights depend on the seed and stage only
                 model = self._peft = add_adapter(self._peft or self.loaded.model, adapter, c.lora, self.loaded.is_vision)
             train_info = self._train_lora(model, adapter, stage, task, examples, rel, clock)
         own_ids = {ex.id for ex in self.train_set(task)}
@@ -300,8 +307,12 @@ class ContinualRunner:
             artifacts.append(f"switch/stage-{stage:02d}")
 
         eval_clock = PhaseTimer(timings, "eval")
-        evaluation = self._evaluate(stage, switch)
-        upper, upper_source, upper_rel = self._upper_bound(stage, task, solo, evaluation["scores"], eval_clock)
+        try:
+            evaluation = self._evaluate(stage, switch)
+            upper, upper_source, upper_rel = self._upper_bound(stage, task, solo, evaluation["scores"], eval_clock)
+        except BaseException:
+            eval_clock.tick(force=True)
+            raise
         if upper_rel:
             artifacts.append(upper_rel)
         eval_seconds = eval_clock.stop()
@@ -474,6 +485,7 @@ class ContinualRunner:
             self._use_adapter(name, rel)
         else:
             self.say(f"stage {stage} ({task.name}): training the task's own adapter alone (the upper bound)")
+            torch.manual_seed(self.config.seed + stage)
             model = add_adapter(self._peft or self.loaded.model, name, self.config.lora, self.loaded.is_vision)
             self._peft = model
             self._train_lora(model, name, stage, task, self.train_set(task), rel, clock, kind="upper_bound")

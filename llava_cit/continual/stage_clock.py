@@ -18,6 +18,7 @@ class PhaseTimer:
         self.path, self.phase, self.every = path, phase, every
         self.before = float(self._read().get(phase, 0.0))
         self.started = self.last = time.perf_counter()
+        self.stopped: float | None = None
 
     def _read(self) -> dict:
         try:
@@ -26,9 +27,11 @@ class PhaseTimer:
             return {}
 
     def total(self) -> float:
-        return self.before + time.perf_counter() - self.started
+        return self.stopped if self.stopped is not None else self.before + time.perf_counter() - self.started
 
     def tick(self, force: bool = False) -> None:
+        if self.stopped is not None:
+            return
         now = time.perf_counter()
         if force or now - self.last >= self.every:
             self.last = now
@@ -36,4 +39,5 @@ class PhaseTimer:
 
     def stop(self) -> float:
         self.tick(force=True)
-        return self.total()
+        self.stopped = self.total()
+        return self.stopped

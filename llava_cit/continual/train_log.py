@@ -25,6 +25,10 @@ class TrainLogCallback(TrainerCallback):
         if self.clock is not None:
             self.clock.tick()
 
+    def on_save(self, args, state, control, **kwargs):
+        if self.clock is not None:
+            self.clock.tick(force=True)
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if "loss" not in logs:  # the end-of-training summary row has train_loss instead

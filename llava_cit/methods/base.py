@@ -21,6 +21,7 @@ class Method:
     routes: bool
     description: str = ""
     full_finetune: bool = False
+    paper: str = ""  # where the method comes from (shown by `llava-cit methods`)
 
     def training_examples(self, stage: int, tasks: list[str], train: dict[str, list[Example]],
                           replay: dict[str, list[Example]]) -> list[Example]:

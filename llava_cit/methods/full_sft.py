@@ -8,4 +8,5 @@ from llava_cit.methods.base import Method
 from llava_cit.methods.registry import register
 
 register(Method("full-sft", continues=True, routes=False, full_finetune=True,
-                description="full fine-tuning of all weights, task after task (no LoRA; forgets)"))
+                description="full fine-tuning of all weights, task after task (no LoRA; forgets)",
+                   paper="full fine-tuning baseline of SwitchCIT's text track (arXiv 2407.11780)"))

@@ -17,4 +17,5 @@ class Multitask(Method):
 
 
 register(Multitask("multitask", continues=False, routes=False,
-                   description="one fresh adapter per stage, trained on all seen tasks' data (reference)"))
+                   description="one fresh adapter per stage, trained on all seen tasks' data (reference)",
+                   paper="joint training on all tasks seen so far (the usual upper reference)"))

@@ -13,6 +13,11 @@ def register(method: Method) -> Method:
     return method
 
 
+def known_methods() -> list[Method]:
+    get_method("switchcit")  # imports every built-in method module
+    return [METHODS[name] for name in sorted(METHODS)]
+
+
 def get_method(name: str) -> Method:
     import llava_cit.methods.full_sft
     import llava_cit.methods.multitask

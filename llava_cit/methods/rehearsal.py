@@ -20,4 +20,5 @@ class Rehearsal(Method):
 
 
 register(Rehearsal("rehearsal", continues=True, routes=False,
-                   description="seq-lora + replay of the retained examples of earlier tasks"))
+                   description="seq-lora + replay of the retained examples of earlier tasks",
+                   paper="experience replay (Rolnick et al. 2019), as in SwitchCIT's comparison"))

@@ -4,4 +4,5 @@ from llava_cit.methods.base import Method
 from llava_cit.methods.registry import register
 
 register(Method("switchcit", continues=False, routes=True,
-                description="one adapter per task + a switch network routing each query to its task's adapter"))
+                description="one adapter per task + a switch network routing each query to its task's adapter",
+                   paper="SwitchCIT, arXiv 2407.11780"))

@@ -18,6 +18,7 @@ from transformers import (
 )
 
 from llava_cit.errors import UserError
+from llava_cit.models.packaged import resolve_model_spec
 from llava_cit.models.tiny import TINY_SPECS, build_tiny
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
@@ -67,7 +68,8 @@ def load_model(
     trust_remote_code: bool = False,
     seed: int = 0,
 ) -> LoadedModel:
-    """Load `spec`: `tiny-llava`/`tiny-bloom`/`tiny-opt`, a local directory, or a Hub id."""
+    """Load `spec`: `tiny-llava`/`tiny-bloom`/`tiny-opt`, a packaged model (`smollm2-135m`), a `.gguf` file, a local
+    directory, or a Hub id."""
     quant = quantization_config(load_in_4bit)
     torch_dtype = _resolve_dtype(dtype)
     if spec in TINY_SPECS:
@@ -81,6 +83,7 @@ def load_model(
             model.save_pretrained(tmp)
             processor.save_pretrained(tmp)
             return load_model(tmp, dtype, device_map, load_in_4bit, trust_remote_code)
+    named, spec = spec, resolve_model_spec(spec)
     try:
         config = AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
@@ -106,4 +109,4 @@ def load_model(
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return LoadedModel(model, processor, is_vision, spec)
+    return LoadedModel(model, processor, is_vision, named)

