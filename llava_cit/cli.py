@@ -39,7 +39,9 @@ def _quiet_libraries() -> None:
 
 
 def _say(text: str) -> None:
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}", soft_wrap=True, highlight=False)
+    from rich.markup import escape
+
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {escape(text)}", soft_wrap=True, highlight=False)
 
 
 @app.command(epilog="Examples:\n\n  llava-cit demo\n\n  llava-cit demo --track text\n\n"

@@ -121,3 +121,24 @@ def test_bitsandbytes_cpu_kernel_warning_is_not_shown():
     code = "import llava_cit, peft, bitsandbytes, logging; logging.getLogger('bitsandbytes.x').warning('kept: actionable')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "gemm_4bit_forward" not in result.stderr and "kept: actionable" in result.stderr
+
+
+def test_switch_extractor_keeps_the_end_of_a_long_instruction():
+    from switch import FeatureExtractor
+
+    words = [f"w{i}" for i in range(40)] + ["sign", "book", "title", "colour"]
+    extractor = FeatureExtractor("tiny-opt", max_length=16)
+    extractor(words)  # builds the tiny vocabulary
+    head = " ".join(f"w{i}" for i in range(40))
+    a, b = extractor([f"{head} what is the sign", f"{head} what is the book title"])
+    assert not torch.allclose(a, b)  # cut on the right, both would be the same 16 leading words
+    assert extractor.tokenizer.truncation_side == "left"
+
+
+def test_a_resumed_run_refuses_changed_eval_settings(tmp_path):
+    from llava_cit.errors import UserError
+
+    config = tiny_run_config(tasks=["synth-shapes"])
+    ContinualRunner(load_config(None, base=config), tmp_path / "r").run()
+    with pytest.raises(UserError, match=r"different config \(eval.limit differ"):
+        ContinualRunner(load_config(None, ["eval.limit=6"], base=config), tmp_path / "r")
