@@ -53,6 +53,8 @@ def demo(
     method: list[str] = typer.Option(["switchcit", "seq-lora", "rehearsal"], help="Methods to compare."),
     set_: list[str] = typer.Option([], "--set", help="Override a config value, e.g. --set train.epochs=3"),
     force: bool = typer.Option(False, help="Move an existing run of a different config aside and start over."),
+    seeds: int = typer.Option(1, min=1, help="Run the whole demo with seeds 0..N-1 (data, pre-training, adapters) "
+                                             "and report the forgetting and retention as mean ± sd."),
 ) -> None:
     """Tiny model, synthetic tasks, several methods: forgetting vs. SwitchCIT, offline on a CPU."""
     from llava_cit.continual.report import print_report
@@ -63,8 +65,21 @@ def demo(
     _quiet_libraries()
     started = time.perf_counter()
     out = out or Path("runs/demo" if track == "vision" else "runs/demo-text")
-    run_dirs = run_demo(out, method, set_, force, say=_say, track=track)
-    print_report(run_dirs, console)
+    if seeds > 1:
+        from llava_cit.continual.report import print_seed_summary
+        from llava_cit.demo import seed_summary
+
+        by_seed = [run_demo(out / f"seed-{seed}", method, [*set_, f"seed={seed}"], force, say=_say, track=track)
+                   for seed in range(seeds)]
+        summary = seed_summary(by_seed)
+        from llava_cit.atomic import write_json
+
+        write_json(out / "seeds_summary.json", summary)
+        print_seed_summary(summary, console)
+        run_dirs = by_seed[-1]
+    else:
+        run_dirs = run_demo(out, method, set_, force, say=_say, track=track)
+        print_report(run_dirs, console)
     _say(f"done in {time.perf_counter() - started:.0f} s; results.json and plots in {', '.join(map(str, run_dirs))}")
 
 

@@ -88,3 +88,31 @@ def run_demo(out: Path, methods=DEMO_METHODS, overrides: list[str] = (), force: 
         first = first or (run_dir if lora else None)
         run_dirs.append(run_dir)
     return run_dirs
+
+
+def seed_summary(run_dirs_by_seed: list[list[Path]]) -> dict[str, dict]:
+    """Per method, over seeds: the first task's drop (score right after learning it minus its final score), the
+    first task's final score, the average and BWT, as (mean, sd); and every case where a routed method's own
+    adapter scored below the untrained base on its own task."""
+    import statistics
+
+    per_method: dict[str, dict[str, list[float]]] = {}
+    below_base: list[str] = []
+    for seed, run_dirs in enumerate(run_dirs_by_seed):
+        for run_dir in run_dirs:
+            results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+            m, tasks = results["matrix"], results["tasks"]
+            values = per_method.setdefault(results["method"], {"first_task_drop": [], "first_task_final": [],
+                                                               "average": [], "bwt": []})
+            values["first_task_drop"].append(m[0][0] - m[-1][0])
+            values["first_task_final"].append(m[-1][0])
+            values["average"].append(results["average"])
+            values["bwt"].append(results["bwt"])
+            if results["method"] == "switchcit":
+                below_base += [f"seed {seed}: {t} own adapter {results['upper_bound'][t]:.3f} < untrained base "
+                               f"{results['base_model'][t]:.3f}" for t in tasks
+                               if results["upper_bound"].get(t) is not None and results["base_model"].get(t) is not None
+                               and results["upper_bound"][t] < results["base_model"][t]]
+    summary = {method: {key: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+                        for key, v in values.items()} for method, values in per_method.items()}
+    return {"methods": summary, "seeds": len(run_dirs_by_seed), "switchcit_below_base": below_base}

@@ -142,3 +142,24 @@ def test_a_resumed_run_refuses_changed_eval_settings(tmp_path):
     ContinualRunner(load_config(None, base=config), tmp_path / "r").run()
     with pytest.raises(UserError, match=r"different config \(eval.limit differ"):
         ContinualRunner(load_config(None, ["eval.limit=6"], base=config), tmp_path / "r")
+
+
+def test_sample_problems_are_named_before_generation():
+    from types import SimpleNamespace
+
+    from llava_cit.generation import sample_problem
+
+    class Tokenizer:  # a real BPE tokenizer drops some characters entirely (e.g. a lone zero-width space)
+        def __call__(self, text, add_special_tokens=False):
+            return SimpleNamespace(input_ids=[ord(c) for c in text if c != "\u200b"])
+
+    encoder = SimpleNamespace(tokenizer=Tokenizer(), max_positions=64,
+                              encode_prompt=lambda ex: list(range(10 + len(ex.turns[-1][0]))))
+
+    def problem(question, budget=16):
+        return sample_problem(encoder, Example(id="q", turns=[(question, "a")]), budget)
+
+    assert problem("What is written?") is None
+    assert problem("   ") == problem("<image>\n") == "empty question"
+    assert problem("\u200b") == "the question tokenizes to nothing"
+    assert problem("x" * 50).startswith("question too long: a prompt of 60 tokens plus 16 to generate exceeds")

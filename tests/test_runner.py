@@ -144,3 +144,23 @@ def test_force_moves_the_old_run_aside(tmp_path):
     ContinualRunner(cfg, tmp_path / "f", force=True).run()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("f.old-")]
     shutil.rmtree(tmp_path / "f")
+
+
+def test_demo_seed_summary_reports_mean_and_sd_and_flags_adapters_below_base(tmp_path):
+    from llava_cit.demo import seed_summary
+
+    def results(folder, method, matrix, upper, base):
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({
+            "method": method, "tasks": ["a", "b"], "matrix": matrix, "average": sum(matrix[-1]) / 2,
+            "bwt": matrix[-1][0] - matrix[0][0], "upper_bound": dict(zip("ab", upper)), "base_model": dict(zip("ab", base))}))
+        return folder
+
+    by_seed = [[results(tmp_path / f"s{s}/switchcit", "switchcit", [[0.8, None], [0.8, 0.6]], [0.8, u], [0.1, 0.5]),
+                results(tmp_path / f"s{s}/seq-lora", "seq-lora", [[0.8, None], [d, 0.9]], [0.8, 0.6], [0.1, 0.5])]
+               for s, (u, d) in enumerate([(0.6, 0.2), (0.4, 0.4)])]
+    summary = seed_summary(by_seed)
+    drop = summary["methods"]["seq-lora"]["first_task_drop"]
+    assert drop[0] == pytest.approx(0.5) and drop[1] == pytest.approx(0.1414, abs=1e-4)  # drops 0.6 and 0.4
+    assert summary["methods"]["switchcit"]["first_task_drop"] == (0.0, 0.0)
+    assert summary["switchcit_below_base"] == ["seed 1: b own adapter 0.400 < untrained base 0.500"]

@@ -136,3 +136,17 @@ def print_report(run_dirs: list[str | Path], console: Console | None = None, plo
     if len(runs) > 1:
         console.print(comparison_table(runs))
     return runs
+
+
+def print_seed_summary(summary: dict, console: Console) -> None:
+    """The demo over several seeds: mean ± sd per method."""
+    table = Table(title=f"over {summary['seeds']} seeds (mean ± sd)")
+    for column in ("method", "first task: drop after the last stage", "first task: final score", "average", "BWT"):
+        table.add_column(column, justify="right" if column != "method" else "left")
+    for method, values in summary["methods"].items():
+        cells = [f"{values[k][0]:.3f} ± {values[k][1]:.3f}" for k in ("first_task_drop", "first_task_final", "average",
+                                                                        "bwt")]
+        table.add_row(method, *cells)
+    console.print(table)
+    for line in summary["switchcit_below_base"]:
+        console.print(f"[yellow]warning:[/yellow] switchcit's {line}")
