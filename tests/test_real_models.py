@@ -37,12 +37,14 @@ def test_bertscore_with_the_packaged_minilm_matches_an_independent_computation()
     def embed(text):
         ids = tokenizer(text, return_tensors="pt")
         with torch.no_grad():
-            hidden = model(**ids, output_hidden_states=True).hidden_states[layer][0, 1:-1]  # no [CLS] / [SEP]
+            hidden = model(**ids, output_hidden_states=True).hidden_states[layer][0]
         return torch.nn.functional.normalize(hidden, dim=-1)
 
     def f1(candidate, reference):
+        # BERTScore (Zhang et al. 2020), as the package computes it without idf: every token is matched greedily
+        # to its most similar token on the other side; [CLS] / [SEP] count as matches but are not averaged
         sim = embed(candidate) @ embed(reference).T
-        precision, recall = sim.max(1).values.mean(), sim.max(0).values.mean()
+        precision, recall = sim[1:-1].max(1).values.mean(), sim[:, 1:-1].max(0).values.mean()
         return float(2 * precision * recall / (precision + recall))
 
     expected = [max(f1(p, r) for r in refs) for p, refs in zip(predictions, references)]
