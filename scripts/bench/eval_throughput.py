@@ -16,14 +16,19 @@ import sys
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+# isort: off
+import llava_cit  # noqa: F401  (filters library messages a user cannot act on, before peft is imported)
+from peft import LoraConfig, get_peft_model
+# isort: on
+
 from llava_cit.collation import Encoder
 from llava_cit.data import synthetic
 from llava_cit.generation import generate_batch
 from llava_cit.models.loading import LoadedModel
 from llava_cit.models.tiny import llava_from_sizes
+from llava_cit.routing import generate_routed
 from llava_cit.training import language_model_target_regex
 from scripts.bench.timing import clock
 from switch import FeatureExtractor, SwitchNetwork
@@ -61,6 +66,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--grouped-batches", type=int, default=4, help="batches in the offline grouped comparison")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
@@ -109,6 +115,25 @@ def main() -> None:
                         "route_then_generate_one_at_a_time_s": one_by_one,
                         "mixed_over_single_throughput": single_task / mixed_t,
                         "mixed_batch_speedup_vs_one_at_a_time": one_by_one / mixed_t}
+    # offline evaluation (llava-cit eval --run, the runner's matrix): route every query first, then generate route by
+    # route in full batches with one active adapter; a mixed set vs a single-task set of the same size
+    sets = args.grouped_batches * n
+    single_set = synthetic.generate("synth-shapes", sets, split="test")
+    mixed_set = [x for pair in zip(synthetic.generate("synth-shapes", sets // 2, split="test"),
+                                   synthetic.generate("synth-ocr", sets // 2, split="test")) for x in pair]
+
+    def grouped(batch):
+        routes = [label for label, _ in switch.predict([ex.instruction for ex in batch])]
+        return generate_routed(peft, encoder, batch, routes, lambda route: args.new_tokens, n)
+
+    single_grouped = clock(lambda: generate_routed(peft, encoder, single_set, ["task0"] * sets,
+                                                   lambda route: args.new_tokens, n), args.repeats, warmup=True)
+    mixed_grouped = clock(lambda: grouped(mixed_set), args.repeats, warmup=True)
+    mixed_peft = clock(lambda: [routed(mixed_set[i:i + n]) for i in range(0, sets, n)], args.repeats, warmup=True)
+    result["grouped_offline"] = {"samples": sets, "single_task_set_s": single_grouped, "mixed_set_grouped_s": mixed_grouped,
+                                 "mixed_set_peft_mixed_batches_s": mixed_peft,
+                                 "mixed_grouped_over_single_throughput": single_grouped / mixed_grouped,
+                                 "mixed_peft_over_single_throughput": single_grouped / mixed_peft}
     scaling = {}
     for count in (2, 8, 32):
         peft = with_adapters(LoadedModel(peft.unload(), loaded.processor, True, ""), count)
