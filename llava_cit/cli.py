@@ -216,6 +216,8 @@ def eval_(
         raise UserError("choose exactly one of --model, --run (optionally with --adapter) or --predictions")
     if adapter and not run:
         raise UserError("--adapter needs --run")
+    if image_aspect_ratio not in ("pad", "crop"):
+        raise UserError(f"--image-aspect-ratio must be pad or crop, got '{image_aspect_ratio}'")
     bench = load_benchmark(benchmark, data, images)
     if predictions is not None:
         if not predictions.is_file():
