@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -228,27 +229,35 @@ def eval_(
     from llava_cit.serving import RunServer, bare_server
 
     if run:
-        server = RunServer(run, adapter, trust_remote_code=trust_remote_code)
         source = {"run": str(run.resolve()), "adapter": adapter, "checksums": run_checksums(run, adapter)}
         label = run.name + (f"-{adapter}" if adapter else "")
     else:
-        server = bare_server(model, dtype, load_in_4bit, trust_remote_code, system_prompt, image_aspect_ratio)
         source = {"model": model, "dtype": dtype, "load_in_4bit": load_in_4bit}
         label = Path(model).name
-    identity = producer(bench.name, data or "", data_checksum(data or ""), source,
-                        {"max_new_tokens": max_new_tokens, "default_budget": bench.max_new_tokens, "greedy": True},
-                        vars(server.prompt))
-    out = out or default_output(bench.name, label, identity)
-    with DirectoryLock(out, "evaluation folder"):
-        claim(out, identity, force, say=_say)
-        log = RunLog(out / "run.log", echo=_say)
-        total = min(limit, len(bench.items)) if limit else len(bench.items)
-        log(f"evaluating {bench.name} ({total} samples) into {out}")
-        with ItemProgress(bench.name, total, console, log) as bar:
-            rows = run_predictions(bench, server, out, batch_size, max_new_tokens, limit, advance=bar.advance)
-        scores = score_predictions(bench, rows, out, skip_bad, limit)
-        print_scores(scores, console)
-        log(f"predictions in {out / 'predictions.jsonl'}, scores in {out / 'scores.json'}")
+    out = out or default_output(bench.name, label, {"source": source})
+    created = not out.exists()
+    try:
+        with DirectoryLock(out, "evaluation folder"):  # taken before the model loads: a second writer is refused at once
+            if run:
+                server = RunServer(run, adapter, trust_remote_code=trust_remote_code)
+            else:
+                server = bare_server(model, dtype, load_in_4bit, trust_remote_code, system_prompt, image_aspect_ratio)
+            identity = producer(bench.name, data or "", data_checksum(data or ""), source,
+                                {"max_new_tokens": max_new_tokens, "default_budget": bench.max_new_tokens, "greedy": True},
+                                vars(server.prompt))
+            claim(out, identity, force, say=_say)
+            log = RunLog(out / "run.log", echo=_say)
+            total = min(limit, len(bench.items)) if limit else len(bench.items)
+            log(f"evaluating {bench.name} ({total} samples) into {out}")
+            with ItemProgress(bench.name, total, console, log) as bar:
+                rows = run_predictions(bench, server, out, batch_size, max_new_tokens, limit, advance=bar.advance)
+            scores = score_predictions(bench, rows, out, skip_bad, limit)
+            print_scores(scores, console)
+            log(f"predictions in {out / 'predictions.jsonl'}, scores in {out / 'scores.json'}")
+    except BaseException:
+        if created and out.is_dir() and [p.name for p in out.iterdir()] in ([], [".lock"]):
+            shutil.rmtree(out, ignore_errors=True)  # a folder that never got a prediction is not left behind
+        raise
 
 
 def _stop_on_sigterm() -> None:

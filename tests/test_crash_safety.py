@@ -8,6 +8,7 @@ import pytest
 import yaml
 from conftest import tiny_run_config
 from PIL import Image
+from test_benchmarks import stand_in_benchmark
 from test_cli import cli
 from test_runner import CrashAt
 
@@ -142,3 +143,14 @@ def test_run_files_cannot_point_outside_the_run(tmp_path):
                                                   "adapters": {"a": "../../elsewhere/adapter"}}))
     with pytest.raises(UserError, match="adapter path of 'a'.*escapes the run directory"):
         RunServer(run)
+
+
+def test_an_eval_into_a_folder_another_process_writes_is_refused_at_once(tmp_path):
+    data, root = stand_in_benchmark(tmp_path, n=2)
+    out = tmp_path / "e"
+    holder = DirectoryLock(out, "evaluation folder").acquire()
+    result = cli("eval", "--benchmark", "ocrbench", "--data", data, "--images", root, "--model", "tiny-llava",
+                 "--out", str(out))
+    holder.release()
+    assert result.returncode == 2 and f"in use by process {os.getpid()}" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written by the refused process

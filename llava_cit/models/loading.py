@@ -18,7 +18,7 @@ from transformers import (
 )
 
 from llava_cit.errors import UserError
-from llava_cit.models.packaged import resolve_model_spec
+from llava_cit.models.packaged import PACKAGED, resolve_model_spec
 from llava_cit.models.tiny import TINY_SPECS, build_tiny
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
@@ -89,8 +89,9 @@ def load_model(
     except (OSError, ValueError) as err:
         kind = "local directory" if Path(spec).exists() else "model spec"
         raise UserError(
-            f"unknown {kind} '{spec}': not a built-in tiny spec ({', '.join(TINY_SPECS)}), "
-            f"a model directory, or a reachable Hugging Face id ({str(err).splitlines()[0][:120]})"
+            f"unknown {kind} '{named}': not a built-in tiny spec ({', '.join(TINY_SPECS)}), a packaged model "
+            f"({', '.join(PACKAGED)}), a .gguf file, a model directory, or a reachable Hugging Face id "
+            f"({str(err).splitlines()[0][:120]})"
         ) from None
     if quant is not None and device_map is None:
         device_map = {"": torch.cuda.current_device()}
