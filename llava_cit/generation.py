@@ -8,7 +8,7 @@ its batch is generated as usual. Generation stops at the end-of-sequence token.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 
@@ -16,14 +16,7 @@ from llava_cit.collation import Encoder
 from llava_cit.data.example import Example
 from llava_cit.data.images import BadImage
 
-BASE = "__base__"  # PEFT's name for "no adapter" in adapter_names
-
 Outcome = tuple[str | None, str | None]  # (answer, error): exactly one is None
-
-
-def batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def sample_problem(encoder: Encoder, example: Example, max_new_tokens: int) -> str | None:
@@ -92,10 +85,3 @@ def generate_safely(model, encoder: Encoder, examples: list[Example], batch_size
         if progress is not None:
             progress(len(chunk))
     return outcomes
-
-
-def generate(model, encoder: Encoder, examples: list[Example], batch_size: int = 16, max_new_tokens: int = 16,
-             adapter_names: list[str] | None = None, progress=None) -> list[str]:
-    """Answers only (a bad sample answers ''): for callers that have checked their examples."""
-    return [answer or "" for answer, _ in generate_safely(model, encoder, examples, batch_size, max_new_tokens,
-                                                          adapter_names, progress=progress)]

@@ -15,6 +15,17 @@ from peft import PeftModel
 from llava_cit.collation import Encoder
 from llava_cit.data.example import Example
 from llava_cit.generation import Outcome, generate_safely
+from switch.errors import SwitchError
+from switch.instruction import switch_text
+
+
+def switch_problem(example: Example) -> str | None:
+    """Why the switch cannot route `example` (nothing left of its instruction to read), or None."""
+    try:
+        switch_text(example.instruction, example.input)
+    except SwitchError as err:
+        return str(err)
+    return None
 
 
 @contextmanager

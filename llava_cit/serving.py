@@ -22,10 +22,8 @@ from llava_cit.methods.registry import get_method
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.pretraining import pretrained_base
 from llava_cit.prompt_settings import PromptSettings
-from llava_cit.routing import generate_routed
+from llava_cit.routing import generate_routed, switch_problem
 from switch import SwitchNetwork
-from switch.errors import SwitchError
-from switch.instruction import switch_text
 
 Prediction = tuple[str | None, str | None, float | None, str | None]  # (answer, routed task, confidence, error)
 
@@ -45,13 +43,7 @@ class Server:
         self.model.eval()
 
     def _switch_problem(self, example: Example) -> str | None:
-        if self.switch is None:
-            return None
-        try:
-            switch_text(example.instruction, example.input)
-        except SwitchError as err:
-            return str(err)
-        return None
+        return switch_problem(example) if self.switch is not None else None
 
     def routes(self, examples: list[Example]) -> list[tuple[str | None, float | None]]:
         if self.switch is None:

@@ -37,7 +37,7 @@ from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.pretraining import pretrained_base
 from llava_cit.progress_display import ItemProgress
 from llava_cit.prompt_settings import PromptSettings
-from llava_cit.routing import generate_routed
+from llava_cit.routing import generate_routed, switch_problem
 from llava_cit.run_log import RunLog
 from llava_cit.scoring import check_metric, mean_defined, score_samples
 from llava_cit.tasks.registry import resolve_task
@@ -45,7 +45,6 @@ from llava_cit.tasks.spec import TaskSpec
 from llava_cit.training import add_adapter, train_adapter, train_full
 from switch import SwitchNetwork, retain
 from switch.errors import SwitchError
-from switch.instruction import switch_text
 from switch.retention import read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -373,14 +372,6 @@ class ContinualRunner:
         """Answers of one task's examples (with that task's budget) from the adapters `routes`."""
         return self._answer_with_budgets(examples, routes, [budget_task] * len(examples), None, label)
 
-    @staticmethod
-    def _switch_problem(example: Example) -> str | None:
-        try:
-            switch_text(example.instruction, example.input)
-        except SwitchError as err:
-            return str(err)
-        return None
-
     def _evaluate(self, stage: int, switch: SwitchNetwork | None) -> dict:
         seen = self.tasks[: stage + 1]
         tests = {t.name: self.test_set(t) for t in seen}
@@ -394,7 +385,7 @@ class ContinualRunner:
             if switch is None:
                 routes = [seen[0].name] * len(flat)
             else:
-                check = self._switch_problem
+                check = switch_problem
                 routable = [i for i, ex in enumerate(examples) if not ex.meta.get("error") and check(ex) is None]
                 predicted = switch.predict([examples[i].instruction for i in routable], [examples[i].input for i in routable])
                 routes = [None] * len(flat)
