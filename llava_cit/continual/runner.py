@@ -403,14 +403,11 @@ class ContinualRunner:
         scores, extra, bad, rejected, correct_routes = [], {}, {}, {}, 0
         for t in seen:
             indices = [i for i, (u, _) in enumerate(flat) if u is t]
-            answered = [i for i in indices if outcomes[i][1] is None and not examples[i].meta.get("error")]
-            values = score_samples(t, [outcomes[i][0] for i in answered], [examples[i] for i in answered])
-            by_index = dict(zip(answered, values))
+            values = self._per_sample(t, [examples[i] for i in indices], [outcomes[i] for i in indices])
             rows = []
-            for i in indices:
+            for i, value in zip(indices, values):
                 ex = examples[i]
                 error = ex.meta.get("error") or outcomes[i][1]
-                value = by_index.get(i, {"score": 0.0})
                 rows.append({"id": ex.id, "question": ex.turns[-1][0], "prediction": outcomes[i][0], "gold": ex.answer,
                              **value, "error": error, "routed_task": routes[i] if self.method.routes else None,
                              "confidence": confidences[i]})
@@ -429,24 +426,31 @@ class ContinualRunner:
         }
 
     def _answer_with_budgets(self, examples, routes, budget_routes, check, label):
-        """Generate with `routes` (the adapters that answer), each example with the budget of `budget_routes[i]`."""
-        groups: dict[tuple, list[int]] = {}
-        for i, (route, budget_route) in enumerate(zip(routes, budget_routes)):
-            groups.setdefault((route, self.budget(budget_route)), []).append(i)
+        """Generate with `routes` (the adapters that answer), each example with the budget of `budget_routes[i]`;
+        generate_routed groups each budget's examples by route."""
+        groups: dict[int, list[int]] = {}
+        for i, budget_route in enumerate(budget_routes):
+            groups.setdefault(self.budget(budget_route), []).append(i)
         outcomes: list = [None] * len(examples)
         with ItemProgress(label, len(examples), self.progress.console, self.say) as bar:
-            for (route, budget), indices in groups.items():
-                answers = generate_routed(self._model(), self.encoder, [examples[i] for i in indices], [route] * len(indices),
-                                          lambda _route, budget=budget: budget, self.config.eval.batch_size, check=check,
-                                          progress=bar.advance)
+            for budget, indices in groups.items():
+                answers = generate_routed(self._model(), self.encoder, [examples[i] for i in indices],
+                                          [routes[i] for i in indices], lambda _route, budget=budget: budget,
+                                          self.config.eval.batch_size, check=check, progress=bar.advance)
                 for i, outcome in zip(indices, answers):
                     outcomes[i] = outcome
         return outcomes
 
-    def _score(self, task: TaskSpec, examples: list[Example], outcomes) -> float:
+    @staticmethod
+    def _per_sample(task: TaskSpec, examples: list[Example], outcomes) -> list[dict]:
+        """Each example's scores; a sample that could not be served scores 0 (scored as wrong)."""
         answered = [i for i, (_, error) in enumerate(outcomes) if error is None and not examples[i].meta.get("error")]
-        values = score_samples(task, [outcomes[i][0] for i in answered], [examples[i] for i in answered])
-        return sum(v["score"] for v in values) / len(examples)
+        values = dict(zip(answered, score_samples(task, [outcomes[i][0] for i in answered],
+                                                  [examples[i] for i in answered])))
+        return [values.get(i, {"score": 0.0}) for i in range(len(examples))]
+
+    def _score(self, task: TaskSpec, examples: list[Example], outcomes) -> float:
+        return sum(v["score"] for v in self._per_sample(task, examples, outcomes)) / len(examples)
 
     def _upper_bound(self, stage: int, task: TaskSpec, solo: bool, row: list[float], clock: PhaseTimer):
         """UB: the score of the task's own adapter trained on it alone, the same denominator for every method.
