@@ -122,8 +122,9 @@ def methods() -> None:
     """Every continual-learning method, one line each, with its paper; use one with --set method=NAME."""
     from llava_cit.methods.registry import known_methods
 
-    for method in known_methods():
-        typer.echo(f"{method.name:<10} {method.description}" + (f" [{method.paper}]" if method.paper else ""))
+    for name, method in known_methods():
+        alias = f" (= {method.name})" if name != method.name else ""
+        typer.echo(f"{name:<13} {method.description}{alias}" + (f" [{method.paper}]" if method.paper else ""))
 
 
 @app.command(epilog="Examples:\n\n  llava-cit status runs/gqa-ocr\n\n  llava-cit status runs/gqa-ocr --json")
@@ -239,7 +240,7 @@ def eval_(
     try:
         with DirectoryLock(out, "evaluation folder"):  # taken before the model loads: a second writer is refused at once
             if run:
-                server = RunServer(run, adapter, trust_remote_code=trust_remote_code)
+                server = RunServer(run, adapter, trust_remote_code=trust_remote_code, lazy_adapters=True)
             else:
                 server = bare_server(model, dtype, load_in_4bit, trust_remote_code, system_prompt, image_aspect_ratio)
             identity = producer(bench.name, data or "", data_checksum(data or ""), source,

@@ -89,7 +89,8 @@ class RunConfig:
     device_map: str | None = None
     load_in_4bit: bool = False
     trust_remote_code: bool = False
-    method: str = "switchcit"
+    method: str = "switchcit"  # a registered method (`llava-cit methods`) or a method file (my_method.py)
+    method_args: dict[str, Any] = field(default_factory=dict)  # the method's own settings (e.g. strength)
     tasks: list[Any] = field(default_factory=list)
     train_limit: int | None = None
     seed: int = 0

@@ -7,6 +7,7 @@ its batch is generated as usual. Generation stops at the end-of-sequence token.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 
@@ -36,36 +37,47 @@ def sample_problem(encoder: Encoder, example: Example, max_new_tokens: int) -> s
 
 
 @torch.inference_mode()
-def generate_batch(model, encoder: Encoder, examples: list[Example], max_new_tokens: int = 16,
-                   adapter_names: list[str] | None = None) -> list[str]:
-    """Answers for one batch, decoded and stripped; `adapter_names[i]` serves example i."""
+def generate_batch(model, encoder: Encoder, examples: list[Example], max_new_tokens: int | list[int] = 16,
+                   adapter_names: list[str] | None = None, gathered=None) -> list[str]:
+    """Answers for one batch, decoded and stripped; `adapter_names[i]` serves example i (through PEFT's mixed
+    batch, or through `gathered`, a llava_cit.gathered_lora.GatheredLoRA, when given). `max_new_tokens` may
+    be one budget per example: the batch generates to the largest and each answer keeps its own budget's
+    tokens (greedy decoding: the same tokens as generating that row alone to its budget)."""
+    budgets = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(examples)
     batch = encoder.generation_batch(examples)
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     if "pixel_values" in batch:
         batch["pixel_values"] = batch["pixel_values"].to(next(model.parameters()).dtype)
-    kwargs = {"adapter_names": adapter_names} if adapter_names is not None else {}
-    output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                            pad_token_id=encoder.tokenizer.pad_token_id, eos_token_id=encoder.tokenizer.eos_token_id,
-                            **kwargs)
+    kwargs = {"adapter_names": adapter_names} if adapter_names is not None and gathered is None else {}
+    rows = gathered.rows(adapter_names) if gathered is not None else contextlib.nullcontext()
+    with rows:
+        output = model.generate(**batch, max_new_tokens=max(budgets), do_sample=False,
+                                pad_token_id=encoder.tokenizer.pad_token_id,
+                                eos_token_id=encoder.tokenizer.eos_token_id, **kwargs)
     new_tokens = output[:, batch["input_ids"].shape[1]:]
-    return [text.strip() for text in encoder.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    return [encoder.tokenizer.decode(row[:budget], skip_special_tokens=True).strip()
+            for row, budget in zip(new_tokens, budgets)]
 
 
-def generate_safely(model, encoder: Encoder, examples: list[Example], batch_size: int = 16, max_new_tokens: int = 16,
-                    adapter_names: list[str] | None = None, check: Callable[[Example], str | None] | None = None,
-                    progress: Callable[[int], None] | None = None) -> list[Outcome]:
-    """(answer, error) per example, in order; images are opened batch by batch, never all at once."""
+def generate_safely(model, encoder: Encoder, examples: list[Example], batch_size: int = 16,
+                    max_new_tokens: int | list[int] = 16, adapter_names: list[str] | None = None,
+                    check: Callable[[Example], str | None] | None = None,
+                    progress: Callable[[int], None] | None = None, gathered=None) -> list[Outcome]:
+    """(answer, error) per example, in order; images are opened batch by batch, never all at once.
+    `max_new_tokens`: one budget, or one per example."""
     model.eval()
+    budgets = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(examples)
     outcomes: list[Outcome] = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
         names = adapter_names[start:start + batch_size] if adapter_names is not None else None
+        chunk_budgets = budgets[start:start + batch_size]
         results: list[Outcome | None] = [None] * len(chunk)
         ready: list[int] = []
         loaded: list[Example] = []
         for i, example in enumerate(chunk):
-            problem = sample_problem(encoder, example, max_new_tokens) or (check(example) if check else None)
+            problem = sample_problem(encoder, example, chunk_budgets[i]) or (check(example) if check else None)
             if problem is None and example.has_image:
                 try:
                     example = dataclasses.replace(example, image=example.load_image())
@@ -77,8 +89,8 @@ def generate_safely(model, encoder: Encoder, examples: list[Example], batch_size
                 ready.append(i)
                 loaded.append(example)
         if loaded:
-            answers = generate_batch(model, encoder, loaded, max_new_tokens,
-                                     [names[i] for i in ready] if names is not None else None)
+            answers = generate_batch(model, encoder, loaded, [chunk_budgets[i] for i in ready],
+                                     [names[i] for i in ready] if names is not None else None, gathered)
             for i, answer in zip(ready, answers):
                 results[i] = (answer, None)
         outcomes += results

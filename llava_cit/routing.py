@@ -2,6 +2,11 @@
 route by route in full, homogeneous batches with one active adapter (no per-sample adapter indexing in
 every LoRA layer), each route with its task's own generation budget, answers put back in input order.
 
+When a batch must be answered together (online serving: the queries arrive together and leave together),
+`generate_mixed` answers each batch in one generate call, every row through its own adapter, with the
+gathered low-rank product (llava_cit.gathered_lora) or, where that cannot serve the model, PEFT's
+`adapter_names` path.
+
 A route of None (the switch rejected the query as unlike every learned task) is served by the bare base.
 """
 
@@ -11,9 +16,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
 from peft import PeftModel
+from peft.utils.other import ModulesToSaveWrapper
 
 from llava_cit.collation import Encoder
 from llava_cit.data.example import Example
+from llava_cit.gathered_lora import GatheredLoRA
 from llava_cit.generation import Outcome, generate_safely
 from switch.errors import SwitchError
 from switch.instruction import switch_text
@@ -64,3 +71,37 @@ def generate_routed(model, encoder: Encoder, examples: list[Example], routes: li
         for index, outcome in zip(indices, answers):
             outcomes[index] = outcome
     return outcomes
+
+
+def gathered_for(model) -> GatheredLoRA | None:
+    """The model's adapters stacked for mixed batches (built once per set of loaded adapters), or None when
+    they cannot be gathered (GatheredLoRA.unsupported says why)."""
+    if GatheredLoRA.unsupported(model) is not None:
+        return None
+    key = tuple(model.peft_config)
+    cached = getattr(model, "_llava_cit_gathered", None)
+    if cached is None or cached[0] != key:
+        cached = (key, GatheredLoRA(model))
+        model._llava_cit_gathered = cached
+    return cached[1]
+
+
+def generate_mixed(model, encoder: Encoder, examples: list[Example], routes: list[str | None],
+                   budget: Callable[[str | None], int], batch_size: int = 16,
+                   check: Callable[[Example], str | None] | None = None,
+                   progress: Callable[[int], None] | None = None, kernel: str = "gathered") -> list[Outcome]:
+    """(answer, error) per example; batches of `batch_size` in input order, each answered in one generate
+    call with row i served by `routes[i]` (None: the bare base). kernel: "gathered" (falls back to PEFT
+    where the adapters cannot be gathered) or "peft" (PEFT's `adapter_names`)."""
+    if not isinstance(model, PeftModel):
+        return generate_safely(model, encoder, examples, batch_size, [budget(r) for r in routes], check=check,
+                               progress=progress)
+    if any(not ex.has_image for ex in examples) and any(
+            isinstance(m, ModulesToSaveWrapper) for m in model.modules()):
+        # per-adapter module copies (LLaVA's projector) see one row per image: rows without one cannot be
+        # matched to their adapter inside a mixed batch, so these are answered route by route
+        return generate_routed(model, encoder, examples, routes, budget, batch_size, check, progress)
+    gathered = gathered_for(model) if kernel == "gathered" else None
+    names = [route if route is not None else "__base__" for route in routes]
+    return generate_safely(model, encoder, examples, batch_size, [budget(r) for r in routes], adapter_names=names,
+                           check=check, progress=progress, gathered=gathered)

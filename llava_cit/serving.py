@@ -1,7 +1,9 @@
 """Serve inference from a bare model, a run's fixed adapter, or a run routed by its switch.
 
 Routed serving routes every query of a batch first, then generates route by route with one active
-adapter (llava_cit.routing, the same path as the runner's evaluation). The prompt (system prompt,
+adapter (llava_cit.routing, the same path as the runner's evaluation); `answer(..., together=True)` answers
+each batch in one generate call instead, every row through its own adapter (the gathered LoRA product), for
+callers whose queries must leave together. Adapters can be loaded lazily, on a route's first use. The prompt (system prompt,
 image preprocessing, each task's token budget) is the one the run stored when it trained.
 """
 
@@ -22,7 +24,7 @@ from llava_cit.methods.registry import get_method
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.pretraining import pretrained_base
 from llava_cit.prompt_settings import PromptSettings
-from llava_cit.routing import generate_routed, switch_problem
+from llava_cit.routing import generate_mixed, generate_routed, switch_problem
 from switch import SwitchNetwork
 
 Prediction = tuple[str | None, str | None, float | None, str | None]  # (answer, routed task, confidence, error)
@@ -55,18 +57,24 @@ class Server:
             routes[i] = route
         return routes
 
+    def ensure_loaded(self, routes) -> None:
+        """Load the adapters `routes` need that are not loaded yet (RunServer with lazy adapters)."""
+
     def answer(self, examples: list[Example], max_new_tokens: int | None = None, batch_size: int = 16,
-               progress=None, default_budget: int = 128) -> list[Prediction]:
+               progress=None, default_budget: int = 128, together: bool = False) -> list[Prediction]:
         """Answers in input order. Budget: `max_new_tokens` if given; else, routed, each routed task's own (as
-        the run trained it); else `default_budget` (the benchmark's)."""
+        the run trained it); else `default_budget` (the benchmark's). together: each batch of `batch_size`
+        in input order is answered in one generate call (mixed adapters), instead of route by route."""
         routes = self.routes(examples)
+        self.ensure_loaded({r for r, _ in routes})
         budgets = self.prompt.max_new_tokens if self.switch is not None else {}
 
         def budget(route):
             return max_new_tokens or budgets.get(route) or default_budget
 
-        outcomes = generate_routed(self.model, self.encoder, examples, [r for r, _ in routes], budget, batch_size,
-                                   check=self._switch_problem, progress=progress)
+        generate = generate_mixed if together else generate_routed
+        outcomes = generate(self.model, self.encoder, examples, [r for r, _ in routes], budget, batch_size,
+                            check=self._switch_problem, progress=progress)
         return [(answer, route, confidence, error) for (answer, error), (route, confidence) in zip(outcomes, routes)]
 
 
@@ -86,7 +94,8 @@ class RunServer(Server):
     `trust_remote_code` is honoured only when the caller passes `trust_remote_code=True`.
     """
 
-    def __init__(self, run_dir: str | Path, adapter: str | None = None, trust_remote_code: bool = False):
+    def __init__(self, run_dir: str | Path, adapter: str | None = None, trust_remote_code: bool = False,
+                 lazy_adapters: bool = False):
         run_dir = Path(run_dir)
         results_path = run_dir / "results.json"
         if not results_path.is_file():
@@ -99,8 +108,8 @@ class RunServer(Server):
         inside = {name: resolve_under(run_dir, rel, f"adapter path of '{name}' in {results_path}", "the run directory")
                   for name, rel in adapters.items()}
         prompt = PromptSettings.load(run_dir)
-        method = get_method(results["method"])
-        if method.full_finetune:  # full-sft: the last stage's whole model serves
+        plan = results.get("serving") or vars(get_method(results["method"]))  # runs written before "serving"
+        if plan["full_finetune"]:  # full-sft: the last stage's whole model serves
             last = results["tasks"][-1]
             if adapter is not None and adapter != last:
                 raise UserError(f"{run_dir} is a full-sft run: it serves the model of its last stage ('{last}'), "
@@ -116,7 +125,7 @@ class RunServer(Server):
                 raise UserError(f"{run_dir} has no adapter for task '{adapter}' (it has: {', '.join(adapters)})")
             chosen = {adapter: inside[adapter]}
             self.fixed = adapter
-        elif method.routes:
+        elif plan["routes"]:
             chosen, self.fixed = inside, None
             if results.get("switch"):
                 switch_dir = resolve_under(run_dir, results["switch"], f"switch path in {results_path}",
@@ -127,12 +136,23 @@ class RunServer(Server):
         else:  # one adapter carried through the sequence: its final state serves everything
             last = results["tasks"][-1]
             chosen, self.fixed = {last: inside[last]}, last
-        model = None
-        for name, path in chosen.items():
-            if model is None:
-                model = PeftModel.from_pretrained(loaded.model, path, adapter_name=name)
-            else:
-                model.load_adapter(path, adapter_name=name)
+        self._pending = dict(chosen)  # adapters not loaded yet: name -> path
+        first = self.fixed or next(iter(chosen))
+        model = PeftModel.from_pretrained(loaded.model, self._pending.pop(first), adapter_name=first)
+        self.model = model
+        if not lazy_adapters:
+            self.ensure_loaded(set(self._pending))
         if self.fixed is not None:
             model.set_adapter(self.fixed)
         super().__init__(loaded, model, prompt or PromptSettings.from_config(config, loaded.is_vision, {}))
+
+    _pending: dict = {}
+
+    def ensure_loaded(self, routes) -> None:
+        for name in sorted(r for r in routes if r in self._pending):
+            self.model.load_adapter(self._pending.pop(name), adapter_name=name)
+        self.model.eval()
+
+    @property
+    def loaded_adapters(self) -> list[str]:
+        return list(self.model.peft_config)

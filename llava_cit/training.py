@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from torch.utils.data import Dataset
-from transformers import PrinterCallback, Trainer, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from llava_cit.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.config import LoraSettings, TrainSettings
@@ -80,11 +80,23 @@ class ListDataset(Dataset):
 
 
 class LoraTrainer(Trainer):
-    """The Trainer with one extra: the LLaVA projector gets its own learning rate."""
+    """The Trainer with two extras: the LLaVA projector gets its own learning rate, and a method's extra loss
+    term (a regularizer: llava_cit.methods.base.TrainingHooks.loss) is added to the task loss."""
 
-    def __init__(self, *args, projector_lr: float | None = None, **kwargs):
+    def __init__(self, *args, projector_lr: float | None = None, hooks=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.projector_lr = projector_lr
+        self.hooks = hooks
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                      num_items_in_batch=num_items_in_batch)
+        extra = self.hooks.loss(model) if self.hooks is not None else None
+        if extra is None:
+            return result
+        if return_outputs:
+            return result[0] + extra, result[1]
+        return result + extra
 
     def create_optimizer(self, model=None):
         opt_model = self.model if model is None else model
@@ -98,6 +110,19 @@ class LoraTrainer(Trainer):
                           {"params": projector, "lr": self.projector_lr, "weight_decay": 0.0}]
                 self.optimizer = cls(groups, **kwargs)
         return super().create_optimizer(model)
+
+
+class MethodHooksCallback(TrainerCallback):
+    """A method's per-step hooks: before_step after backward (gradient surgery), after_step after the update."""
+
+    def __init__(self, hooks, model):
+        self.hooks, self.model = hooks, model
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.hooks.before_step(self.model)
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.hooks.after_step(self.model)
 
 
 def keep_fp32_master_weights(model: torch.nn.Module) -> list[str]:
@@ -222,16 +247,18 @@ def train_adapter(
     callbacks: list | None = None,
     log_dir: Path | None = None,
     run_name: str | None = None,
+    hooks=None,
 ) -> dict:
     """Train adapter `adapter` of `model` on `examples`; resumes from the last complete checkpoint in
-    `checkpoint_dir`. TensorBoard event files (when `train.report_to` asks for them) go to `log_dir`."""
+    `checkpoint_dir`. TensorBoard event files (when `train.report_to` asks for them) go to `log_dir`.
+    `hooks`: a method's llava_cit.methods.base.TrainingHooks (extra loss, gradient surgery)."""
     model.set_adapter(adapter)
     for name, param in model.named_parameters():  # only this adapter's LoRA (and projector copy) learns
         param.requires_grad = f".{adapter}." in name and ("lora_" in name or "modules_to_save" in name)
     keep_fp32_master_weights(model)
     projector_lr = lora.projector_lr if (encoder.loaded.is_vision and lora.train_projector) else None
     return _fit(model, examples, encoder, settings, checkpoint_dir, seed, progress, callbacks, projector_lr, log_dir,
-                run_name)
+                run_name, hooks)
 
 
 def train_full(model: torch.nn.Module, examples: list[Example], encoder: Encoder, settings: TrainSettings,
@@ -247,7 +274,7 @@ def train_full(model: torch.nn.Module, examples: list[Example], encoder: Encoder
 
 def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettings, checkpoint_dir: Path, seed: int,
          progress: bool, callbacks: list | None, projector_lr: float | None, log_dir: Path | None = None,
-         run_name: str | None = None) -> dict:
+         run_name: str | None = None, hooks=None) -> dict:
     if not examples:
         raise ValueError("no training examples")
     _check_answers_fit(examples, encoder, settings.max_length)
@@ -259,12 +286,15 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
         from transformers.integrations import TensorBoardCallback
 
         callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(log_dir))))
+    if hooks is not None:
+        callbacks.append(MethodHooksCallback(hooks, model))
     trainer = LoraTrainer(
         model=model,
         args=args,
         train_dataset=ListDataset(examples, encoder),
         data_collator=TrainCollator(encoder.tokenizer.pad_token_id),
         projector_lr=projector_lr,
+        hooks=hooks,
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # no raw log dicts on the terminal; they go to train_log.jsonl

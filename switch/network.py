@@ -1,7 +1,8 @@
 """SwitchNetwork: route an instruction to the task whose adapter should serve it.
 
 features = frozen LM's last-token hidden state of the instruction (switch.extractor)
-classifier = 2-layer MLP over standardised features (switch.classifier)
+classifier = 2-layer MLP over standardised features (switch.classifier); or, router "nearest", no
+             classifier: the task of the nearest retained instruction
 rejection = a query farther from every retained example than the retained examples are from
             each other (the `quantile` of their leave-one-out nearest-neighbour distances in
             standardised feature space, times 1 + margin) is unlike every learned task: it
@@ -45,7 +46,10 @@ class SwitchNetwork:
     def __init__(self, extractor: str | FeatureExtractor = "facebook/opt-125m", hidden: int = 200,
                  layer: int = -1, pooling: str = "last", epochs: int = 300, lr: float = 1e-3,
                  reject: bool = True, margin: float = 0.1, reject_quantile: float = 0.95, seed: int = 0,
-                 cache_dir: str | None = None):
+                 cache_dir: str | None = None, router: str = "mlp"):
+        if router not in ("mlp", "nearest"):
+            raise SwitchError(f"router must be 'mlp' or 'nearest', got {router!r}")
+        self.router = router
         if isinstance(extractor, str):
             extractor = FeatureExtractor(extractor, layer=layer, pooling=pooling, cache_dir=cache_dir, seed=seed)
         self.extractor = extractor
@@ -53,7 +57,7 @@ class SwitchNetwork:
         self.reject, self.margin, self.reject_quantile = reject, margin, reject_quantile
         self.labels: list[str] = []
         self.classifier: SwitchClassifier | None = None
-        self.mean = self.std = self.bank = None
+        self.mean = self.std = self.bank = self.bank_labels = None
         self.threshold: float | None = None
         self.fit_info: dict = {}
 
@@ -78,11 +82,12 @@ class SwitchNetwork:
         target = torch.tensor([self.labels.index(label) for label in labels])
         self.classifier = SwitchClassifier(z.shape[1], len(self.labels), self.hidden)
         loss = 0.0
-        if len(self.labels) > 1:
+        if len(self.labels) > 1 and self.router == "mlp":
             loss = train_classifier(self.classifier, z, target, epochs=self.epochs, lr=self.lr, seed=self.seed)
         distinct = sorted({switch_text(t, i): n for n, (t, i) in enumerate(zip(texts, inputs or [""] * len(texts)))}
                           .values())
         self.bank = z[distinct]  # repeated instructions say nothing about spread: calibrate on distinct ones
+        self.bank_labels = target[distinct]
         self.threshold = self._calibrate(self.bank)
         train_acc = sum(p == t for (p, _), t in zip(self._predict_z(z, reject=False), labels)) / len(labels)
         self.fit_info = {"examples": len(texts), "per_class": {c: list(labels).count(c) for c in self.labels},
@@ -102,11 +107,21 @@ class SwitchNetwork:
         return torch.cdist(z, self.bank, compute_mode="donot_use_mm_for_euclid_dist").min(1).values
 
     # -- routing -------------------------------------------------------------------------
+    def _scores(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-task probabilities: the MLP's, or (router "nearest") a softmax over minus each task's nearest
+        retained instruction's distance."""
+        if self.router == "mlp":
+            return torch.softmax(self.classifier(z), dim=1)
+        distances = torch.cdist(z, self.bank, compute_mode="donot_use_mm_for_euclid_dist")
+        per_task = torch.stack([distances[:, self.bank_labels == k].min(1).values if (self.bank_labels == k).any()
+                                else torch.full((len(z),), float("inf")) for k in range(len(self.labels))], 1)
+        return torch.softmax(-per_task, dim=1)
+
     def _predict_z(self, z: torch.Tensor, reject: bool) -> list[tuple[str | None, float]]:
         if len(self.labels) == 1:
             return [(self.labels[0], 1.0)] * len(z)
         with torch.no_grad():
-            probs = torch.softmax(self.classifier(z), dim=1)
+            probs = self._scores(z)
         confidence, index = probs.max(1)
         results = [(self.labels[i], float(c)) for i, c in zip(index.tolist(), confidence)]
         if reject and self.reject and self.threshold is not None:
@@ -124,6 +139,8 @@ class SwitchNetwork:
 
     @property
     def parameter_count(self) -> int:
+        if self.router != "mlp":
+            return 0  # no trained parameters: the retained instructions' features route
         return self.classifier.parameter_count if self.classifier is not None else 0
 
     # -- persistence ---------------------------------------------------------------------
@@ -136,7 +153,8 @@ class SwitchNetwork:
         tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
         try:
             tensors = {f"classifier.{k}": v.contiguous() for k, v in self.classifier.state_dict().items()}
-            tensors.update(mean=self.mean, std=self.std, bank=self.bank.contiguous())
+            tensors.update(mean=self.mean, std=self.std, bank=self.bank.contiguous(),
+                           bank_labels=self.bank_labels.contiguous())
             save_file(tensors, str(tmp / WEIGHTS))
             extractor_path = None
             if self.extractor.model_id == TINY_EXTRACTOR:
@@ -155,6 +173,7 @@ class SwitchNetwork:
                 "margin": self.margin,
                 "reject_quantile": self.reject_quantile,
                 "reject": self.reject,
+                "router": self.router,
                 "feature_dim": int(self.mean.shape[0]),
                 "hidden": self.hidden,
                 "parameter_count": self.parameter_count,
@@ -208,8 +227,9 @@ class SwitchNetwork:
                               f"the switch expects {meta['feature_dim']}")
         switch = cls(extractor, hidden=meta["hidden"], reject=meta.get("reject", True),
                      margin=meta.get("margin", 0.1), reject_quantile=meta.get("reject_quantile", 0.95),
-                     seed=meta.get("seed", 0))
+                     seed=meta.get("seed", 0), router=meta.get("router", "mlp"))
         tensors = load_file(str(directory / WEIGHTS))
+        switch.bank_labels = tensors.get("bank_labels")
         switch.labels, switch.threshold = meta["labels"], meta["threshold"]
         switch.mean, switch.std, switch.bank = tensors["mean"], tensors["std"], tensors["bank"]
         switch.classifier = SwitchClassifier(meta["feature_dim"], len(switch.labels), meta["hidden"])

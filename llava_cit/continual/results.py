@@ -27,14 +27,16 @@ METRIC_DEFINITIONS = {
 }
 
 
-def build_results(stages: list[dict], method: str, config: dict, tasks) -> dict:
+def build_results(stages: list[dict], method, config: dict, tasks) -> dict:
     names = [s["task"] for s in stages]
     matrix = [s["scores"] + [None] * (len(names) - len(s["scores"])) for s in stages]
     upper = [s.get("upper_bound") for s in stages]
     metric_names = {t.name: t.metric + {"exact_match": f" ({t.normalizer})", "sari": " (/100)"}.get(t.metric, "")
                     for t in tasks if t.name in names}
     return {
-        "method": method,
+        "method": method.name,
+        # how the run is served (read by serving, so a method file need not be found again)
+        "serving": {"routes": method.routes, "router": method.router, "full_finetune": method.full_finetune},
         "model": config["model"],
         "tasks": names,
         "metric": metric_names,
@@ -66,7 +68,7 @@ def build_results(stages: list[dict], method: str, config: dict, tasks) -> dict:
     }
 
 
-def write_results(run_dir: Path, stages: list[dict], method: str, config: dict, tasks) -> dict:
+def write_results(run_dir: Path, stages: list[dict], method, config: dict, tasks) -> dict:
     results = build_results(stages, method, config, tasks)
     write_json(run_dir / "results.json", results)
     return results

@@ -32,6 +32,7 @@ from llava_cit.continual.train_log import TRAIN_LOG, TrainLogCallback
 from llava_cit.data.example import Example
 from llava_cit.data.sources import load_source
 from llava_cit.errors import UserError
+from llava_cit.methods.base import StageContext
 from llava_cit.methods.registry import get_method
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.pretraining import pretrained_base
@@ -83,7 +84,7 @@ class ContinualRunner:
                  config_dir: Path | None = None, loaded: LoadedModel | None = None):
         self.config, self.run_dir = config, Path(run_dir)
         self.progress = progress or Progress()
-        self.method = get_method(config.method)
+        self.method = get_method(config.method, config_dir)
         self.tasks = [resolve_task(entry, config_dir) for entry in config.tasks]
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
@@ -235,7 +236,7 @@ class ContinualRunner:
                 *self.progress.trainer_callbacks]
 
     def _train_lora(self, model: PeftModel, adapter: str, stage: int, task: TaskSpec, examples: list[Example],
-                    rel: str, clock: PhaseTimer, kind: str = "adapter") -> dict:
+                    rel: str, clock: PhaseTimer, kind: str = "adapter", hooks=None) -> dict:
         """Train `adapter` on `examples` and publish it at `rel` (atomically; never rewritten)."""
         c = self.config
         checkpoints = self.run_dir / "checkpoints" / Path(rel).name if kind == "adapter" else \
@@ -243,7 +244,7 @@ class ContinualRunner:
         info = train_adapter(model, adapter, examples, self.encoder, c.train, c.lora, checkpoints, seed=c.seed,
                              progress=self.progress.show_trainer_bars, callbacks=self._callbacks(stage, task, clock, kind),
                              log_dir=self.run_dir / "logs" / (Path(rel).name if kind == "adapter" else f"{kind}-{Path(rel).name}"),
-                             run_name=f"{task.name}-{self.method.name}")
+                             run_name=f"{task.name}-{self.method.name}", hooks=hooks)
         staging = staging_dir(self.run_dir / rel)
         model.save_pretrained(staging, selected_adapters=[adapter])
         publish_dir(next(p.parent for p in staging.rglob("adapter_config.json")), self.run_dir / rel)
@@ -265,12 +266,15 @@ class ContinualRunner:
         self.say(f"stage {stage} ({task.name}): training with {self.method.name}")
         names = [t.name for t in self.tasks]
         train = TrainSets(self, self.tasks[: stage + 1])
-        examples = self.method.training_examples(stage, names, train, self._replay(stage))
-        # full-sft overwrites the base itself: after stage 0 there is no untrained base left to score
-        base_score = None if (self.method.full_finetune and stage > 0) else self._base_score(task)
         # a routed method serves each adapter under its task's name: train it under that name too, so
         # evaluation finds it in memory instead of loading a second copy from disk
         adapter = task.name if self.method.routes else f"s{stage:02d}-{task.name}"
+        kept = retain(self.train_set(task), c.retention.fraction, c.retention.min_count, c.retention.seed + stage)
+        ctx = StageContext(stage, names, adapter, self.run_dir / "method_state", self._replay(stage), lambda: kept,
+                           self.encoder, dict(c.method_args), self._instruction_features, self.say)
+        examples = self.method.training_examples(ctx, train)
+        # full-sft overwrites the base itself: after stage 0 there is no untrained base left to score
+        base_score = None if (self.method.full_finetune and stage > 0) else self._base_score(task)
         rel = self.adapter_rel(stage)
         fresh = not (self.method.continues and stage > 0)
         if self.method.full_finetune:
@@ -285,7 +289,8 @@ class ContinualRunner:
             else:
                 torch.manual_seed(c.seed + stage)  # a fresh adapter's initial weights depend on the seed and stage only
                 model = self._peft = add_adapter(self._peft or self.loaded.model, adapter, c.lora, self.loaded.is_vision)
-            train_info = self._train_lora(model, adapter, stage, task, examples, rel, clock)
+            train_info = self._train_lora(model, adapter, stage, task, examples, rel, clock,
+                                          hooks=self.method.training_hooks(ctx))
         own_ids = {ex.id for ex in self.train_set(task)}
         solo = fresh and not self.method.full_finetune and {ex.id for ex in examples} == own_ids
         train_info["examples"] = len(examples)
@@ -294,10 +299,12 @@ class ContinualRunner:
         del examples
         train_seconds = clock.stop()
 
-        kept = retain(self.train_set(task), c.retention.fraction, c.retention.min_count, c.retention.seed + stage)
         write_jsonl(self.run_dir / "retained" / f"{task.name}.jsonl",
                     [{"task": task.name, "id": ex.id, "instruction": ex.instruction, "input": ex.input,
                       "answer": ex.answer} for ex in kept])
+        method_info = self.method.after_stage(ctx, self._model())
+        if method_info:
+            train_info["method"] = method_info
         self._train = None  # the stage's training set is not needed any more
         artifacts = [rel]
         switch = None
@@ -357,12 +364,21 @@ class ContinualRunner:
         s = self.config.switch
         rows = [row for t in self.tasks[: stage + 1] for row in read_jsonl(self.run_dir / "retained" / f"{t.name}.jsonl")]
         switch = SwitchNetwork(s.extractor, hidden=s.hidden, layer=s.layer, pooling=s.pooling, epochs=s.epochs,
-                               lr=s.lr, reject=s.reject, seed=self.config.seed)
+                               lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.method.router)
         switch.fit([r["instruction"] for r in rows], [r["task"] for r in rows], [r["input"] for r in rows])
         switch.save(self.run_dir / "switch" / f"stage-{stage:02d}")
         self.say(f"stage {stage}: switch fitted on {len(rows)} retained instructions "
                  f"({switch.parameter_count} parameters, rejection {'on' if s.reject else 'off'})")
         return switch
+
+    def _instruction_features(self, texts: list[str]) -> torch.Tensor:
+        """Features of instructions from the switch's extractor (task similarity, for methods that ask)."""
+        from switch import FeatureExtractor
+
+        if getattr(self, "_extractor", None) is None:
+            s = self.config.switch
+            self._extractor = FeatureExtractor(s.extractor, layer=s.layer, pooling=s.pooling, seed=self.config.seed)
+        return self._extractor(texts)
 
     # -- evaluation ------------------------------------------------------------------------
     def _model(self):
@@ -496,4 +512,4 @@ class ContinualRunner:
 
     # -- results ---------------------------------------------------------------------------
     def write_results(self) -> dict:
-        return write_results(self.run_dir, self.manifest.stages, self.method.name, self.config.to_dict(), self.tasks)
+        return write_results(self.run_dir, self.manifest.stages, self.method, self.config.to_dict(), self.tasks)

@@ -1,29 +1,89 @@
-"""What a continual-learning method decides: each stage's training data, adapter and routing."""
+"""The method interface: what a continual-learning method decides, as hooks with defaults.
+
+A method is one module under `llava_cit/methods/` (or a file of yours, `method: path/to/my_method.py`)
+that builds a `Method` (or a subclass overriding some hooks) and registers it in one line:
+
+    register(Method("seq-lora", continues=True, description="...", paper="..."))
+
+The runner calls the hooks; it holds no per-method branches.
+
+Stage plan
+    continues        stage i starts from stage i-1's adapter (one adapter for the whole sequence)
+    routes           inference routes each query to its task's adapter; `router` says how: "mlp" (the
+                     SwitchCIT switch network) or "nearest" (nearest retained instruction, no classifier)
+    full_finetune    every base weight is trained and saved whole after each stage (no LoRA)
+    training_examples(ctx, train, replay)   the stage's training data (default: the task's own)
+
+Training hooks (`training_hooks(ctx)` returns a TrainingHooks or None; default None)
+    loss(model)                a term added to the Trainer's loss (regularizers)
+    before_step(model)         after backward, before the optimizer step (gradient surgery)
+    after_step(model)          after the optimizer step (path-integral importance)
+
+After a stage
+    after_stage(ctx, model)    estimates, buffers: state the method writes under ctx.state_dir (default: nothing)
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
 
 from llava_cit.data.example import Example
 
 
+@dataclass
+class StageContext:
+    """What a hook may read about the stage being trained."""
+
+    stage: int
+    tasks: list[str]  # the whole sequence, by name
+    adapter: str  # the name of the adapter this stage trains (in the PEFT model)
+    state_dir: Path  # the method's own files for this run (written atomically, never rewritten per stage)
+    replay: Mapping[str, list[Example]]  # retained examples of earlier tasks, by task
+    retained: Callable[[], list[Example]]  # the retained examples of this stage's task (after training)
+    encoder: object  # llava_cit.collation.Encoder: batches for extra forward passes
+    settings: dict = field(default_factory=dict)  # the run config's `method_args`
+    features: Callable[[list[str]], torch.Tensor] | None = None  # instruction features (the switch's extractor)
+    say: Callable[[str], None] = lambda text: None
+
+    @property
+    def task(self) -> str:
+        return self.tasks[self.stage]
+
+
+class TrainingHooks:
+    """Per-step hooks of one stage's training; each default does nothing."""
+
+    def loss(self, model) -> torch.Tensor | None:
+        return None
+
+    def before_step(self, model) -> None:
+        pass
+
+    def after_step(self, model) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Method:
-    """A method in three answers.
-
-    continues: does stage i start from stage i-1's adapter (one adapter for the whole sequence)?
-    routes: does inference route each query through the switch to its task's adapter?
-    full_finetune: are all the base model's weights trained (no LoRA), and saved whole after each stage?
-    """
-
     name: str
-    continues: bool
-    routes: bool
+    continues: bool = False
+    routes: bool = False
     description: str = ""
     full_finetune: bool = False
     paper: str = ""  # where the method comes from (shown by `llava-cit methods`)
+    router: str = "mlp"  # routed methods: "mlp" (switch network) or "nearest" (nearest retained instruction)
 
-    def training_examples(self, stage: int, tasks: list[str], train: dict[str, list[Example]],
-                          replay: dict[str, list[Example]]) -> list[Example]:
-        """Stage `stage`'s training data; `replay[t]` are the retained examples of earlier task t."""
-        return list(train[tasks[stage]])
+    def training_examples(self, ctx: StageContext, train: Mapping[str, list[Example]]) -> list[Example]:
+        """Stage ctx.stage's training data; `ctx.replay[t]` are the retained examples of earlier task t."""
+        return list(train[ctx.task])
+
+    def training_hooks(self, ctx: StageContext) -> TrainingHooks | None:
+        return None
+
+    def after_stage(self, ctx: StageContext, model) -> dict | None:
+        """Work after the stage's training (importance estimates, buffers); returns facts for the manifest."""
+        return None

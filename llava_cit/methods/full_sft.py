@@ -7,6 +7,6 @@ continues from it. Costly at 7B (optimizer states for every weight): use DeepSpe
 from llava_cit.methods.base import Method
 from llava_cit.methods.registry import register
 
-register(Method("full-sft", continues=True, routes=False, full_finetune=True,
+register(Method("full-sft", continues=True, full_finetune=True,
                 description="full fine-tuning of all weights, task after task (no LoRA; forgets)",
                    paper="full fine-tuning baseline of SwitchCIT's text track (arXiv 2407.11780)"))

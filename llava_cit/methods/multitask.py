@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from llava_cit.data.example import Example
-from llava_cit.methods.base import Method
+from llava_cit.methods.base import Method, StageContext
 from llava_cit.methods.registry import register
 
 
 @dataclass(frozen=True)
 class Multitask(Method):
-    def training_examples(self, stage: int, tasks: list[str], train: dict[str, list[Example]],
-                          replay: dict[str, list[Example]]) -> list[Example]:
-        return [example for task in tasks[: stage + 1] for example in train[task]]
+    def training_examples(self, ctx: StageContext, train: Mapping[str, list[Example]]) -> list[Example]:
+        return [example for task in ctx.tasks[: ctx.stage + 1] for example in train[task]]
 
 
-register(Multitask("multitask", continues=False, routes=False,
-                   description="one fresh adapter per stage, trained on all seen tasks' data (reference)",
+register(Multitask("multitask", description="one fresh adapter per stage, trained on all seen tasks' data (reference)",
                    paper="joint training on all tasks seen so far (the usual upper reference)"))

@@ -1,30 +1,65 @@
-"""Methods by name; each method module registers itself in one line."""
+"""Methods by name; each method module registers itself in one line, and a method file of your own
+(`method: path/to/my_method.py`, a file that calls `register(...)`) is loaded the same way."""
 
 from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+from pathlib import Path
 
 from llava_cit.errors import UserError
 from llava_cit.methods.base import Method
 
 METHODS: dict[str, Method] = {}
+NOT_METHODS = {"base", "registry", "regularization"}  # modules of the package that define no method
 
 
-def register(method: Method) -> Method:
-    METHODS[method.name] = method
+def register(method: Method, *aliases: str) -> Method:
+    """Make `method` known by its name (and by each alias)."""
+    for name in (method.name, *aliases):
+        METHODS[name] = method
     return method
 
 
-def known_methods() -> list[Method]:
-    get_method("switchcit")  # imports every built-in method module
-    return [METHODS[name] for name in sorted(METHODS)]
+def _import_builtin() -> None:
+    import llava_cit.methods as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in NOT_METHODS:
+            importlib.import_module(f"llava_cit.methods.{info.name}")
 
 
-def get_method(name: str) -> Method:
-    import llava_cit.methods.full_sft
-    import llava_cit.methods.multitask
-    import llava_cit.methods.rehearsal
-    import llava_cit.methods.seq_lora
-    import llava_cit.methods.switchcit  # noqa: F401
+def known_methods() -> list[tuple[str, Method]]:
+    """(name, method) for every registered name, aliases included, sorted."""
+    _import_builtin()
+    return sorted(METHODS.items())
 
+
+def load_method_file(path: Path) -> Method:
+    """Run a method file; it must register exactly one new method (returned)."""
+    if not path.is_file():
+        raise UserError(f"method file not found: {path}")
+    before = dict(METHODS)
+    spec = importlib.util.spec_from_file_location(f"llava_cit_method_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        raise UserError(f"{path}: the method file failed to load ({type(err).__name__}: {err})") from None
+    added = {m.name for name, m in METHODS.items() if before.get(name) is not m}
+    if len(added) != 1:
+        raise UserError(f"{path}: a method file must register exactly one method (it registered {len(added)})")
+    return next(m for m in METHODS.values() if m.name in added)
+
+
+def get_method(name: str, base_dir: Path | None = None) -> Method:
+    _import_builtin()
+    if name.endswith(".py"):
+        path = Path(name)
+        if not path.is_absolute() and base_dir is not None and (base_dir / path).is_file():
+            path = base_dir / path
+        return load_method_file(path)
     if name not in METHODS:
-        raise UserError(f"unknown method '{name}' (known: {', '.join(sorted(METHODS))})")
+        raise UserError(f"unknown method '{name}' (known: {', '.join(sorted(METHODS))}; or a method file path)")
     return METHODS[name]

@@ -3,6 +3,6 @@
 from llava_cit.methods.base import Method
 from llava_cit.methods.registry import register
 
-register(Method("switchcit", continues=False, routes=True,
+register(Method("switchcit", routes=True,
                 description="one adapter per task + a switch network routing each query to its task's adapter",
                    paper="SwitchCIT, arXiv 2407.11780"))

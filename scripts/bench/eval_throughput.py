@@ -1,15 +1,18 @@
-"""Evaluation throughput: batched vs batch-1, routed mixed-task batches vs single-task batches vs
-route-then-generate one query at a time, and scaling with the number of adapters loaded.
+"""Evaluation throughput: batched vs batch-1; a mixed-task batch answered together (the gathered LoRA
+product, and PEFT's `adapter_names`) vs a single-task batch; offline evaluation grouped by route vs a
+single-task set; the published SwitchCIT path (a model per expert, one query at a time) vs grouped; and
+scaling with the number of adapters loaded (2 / 8 / 32 / 128).
 
 All numbers are ratios of things run side by side in one process on one model (a LLaVA built from
 a config, random weights; generation is forced to a fixed length so every variant does the same work).
 
-    python scripts/bench/eval_throughput.py --size small --out docs/bench_eval.json
+    python scripts/bench/eval_throughput.py --size tiny --out docs/bench/eval_throughput_tiny_cpu.json
 """
 
 from __future__ import annotations
 
 import argparse
+import copy as copy_module
 import json
 import platform
 import sys
@@ -28,7 +31,7 @@ from llava_cit.data import synthetic
 from llava_cit.generation import generate_batch
 from llava_cit.models.loading import LoadedModel
 from llava_cit.models.tiny import llava_from_sizes
-from llava_cit.routing import generate_routed
+from llava_cit.routing import gathered_for, generate_routed
 from llava_cit.training import language_model_target_regex
 from scripts.bench.timing import clock
 from switch import FeatureExtractor, SwitchNetwork
@@ -67,6 +70,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--grouped-batches", type=int, default=4, help="batches in the offline grouped comparison")
+    parser.add_argument("--adapters", default="2,8,32,128", type=lambda text: [int(x) for x in text.split(",")],
+                        help="numbers of loaded adapters in the scaling comparison (must include 2)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
@@ -97,24 +102,27 @@ def main() -> None:
     one = clock(lambda: [generate_batch(peft, encoder, [ex], **kwargs) for ex in shapes], 1, warmup=True)
     result["batched_vs_batch1"] = {"batched_s": batched, "batch1_s": one, "speedup": one / batched}
 
-    def routed(batch):
-        names = [label or "__base__" for label, _ in switch.predict([ex.instruction for ex in batch])]
-        return generate_batch(peft, encoder, batch, adapter_names=names, **kwargs)
+    def route(batch):
+        return [label for label, _ in switch.predict([ex.instruction for ex in batch])]
 
-    single_task = clock(lambda: generate_batch(peft, encoder, shapes, adapter_names=["task0"] * n, **kwargs),
-                        args.repeats, warmup=True)
-    mixed_t = clock(lambda: routed(mixed), args.repeats, warmup=True)
-    mixed_names = [label or "__base__" for label, _ in switch.predict([ex.instruction for ex in mixed])]
-    mixed_fixed = clock(lambda: generate_batch(peft, encoder, mixed, adapter_names=mixed_names, **kwargs),
-                        args.repeats, warmup=True)
-    switch_only = clock(lambda: switch.predict([ex.instruction for ex in mixed]), args.repeats, warmup=True)
-    one_by_one = clock(lambda: [routed([ex]) for ex in mixed], 1, warmup=True)
-    result["routed"] = {"single_task_batch_s": single_task, "mixed_routed_batch_s": mixed_t,
-                        "mixed_batch_without_switch_s": mixed_fixed, "switch_predict_s": switch_only,
-                        "mixed_over_single_without_switch": single_task / mixed_fixed,
-                        "route_then_generate_one_at_a_time_s": one_by_one,
-                        "mixed_over_single_throughput": single_task / mixed_t,
-                        "mixed_batch_speedup_vs_one_at_a_time": one_by_one / mixed_t}
+    def mixed_batch(batch, kernel):
+        routes = route(batch)
+        if kernel == "gathered":
+            return generate_batch(peft, encoder, batch, gathered=gathered_for(peft), adapter_names=routes, **kwargs)
+        return generate_batch(peft, encoder, batch, adapter_names=[r or "__base__" for r in routes], **kwargs)
+
+    peft.set_adapter("task0")
+    single_task = clock(lambda: generate_batch(peft, encoder, shapes, **kwargs), args.repeats, warmup=True)
+    peft_mixed = clock(lambda: mixed_batch(mixed, "peft"), args.repeats, warmup=True)
+    gathered_mixed = clock(lambda: mixed_batch(mixed, "gathered"), args.repeats, warmup=True)
+    switch_only = clock(lambda: route(mixed), args.repeats, warmup=True)
+    result["mixed_batch"] = {
+        "single_task_batch_s": single_task, "peft_mixed_batch_s": peft_mixed, "gathered_mixed_batch_s": gathered_mixed,
+        "switch_predict_s": switch_only,
+        "peft_mixed_over_single_throughput": single_task / peft_mixed,
+        "gathered_mixed_over_single_throughput": single_task / gathered_mixed,
+        "switch_share_of_gathered_mixed_time": switch_only / gathered_mixed,
+        "routes_in_batch": sorted({str(r) for r in route(mixed)})}
     # offline evaluation (llava-cit eval --run, the runner's matrix): route every query first, then generate route by
     # route in full batches with one active adapter; a mixed set vs a single-task set of the same size
     sets = args.grouped_batches * n
@@ -123,24 +131,60 @@ def main() -> None:
                                    synthetic.generate("synth-ocr", sets // 2, split="test")) for x in pair]
 
     def grouped(batch):
-        routes = [label for label, _ in switch.predict([ex.instruction for ex in batch])]
-        return generate_routed(peft, encoder, batch, routes, lambda route: args.new_tokens, n)
+        return generate_routed(peft, encoder, batch, route(batch), lambda _route: args.new_tokens, n)
 
     single_grouped = clock(lambda: generate_routed(peft, encoder, single_set, ["task0"] * sets,
-                                                   lambda route: args.new_tokens, n), args.repeats, warmup=True)
+                                                   lambda _route: args.new_tokens, n), args.repeats, warmup=True)
     mixed_grouped = clock(lambda: grouped(mixed_set), args.repeats, warmup=True)
-    mixed_peft = clock(lambda: [routed(mixed_set[i:i + n]) for i in range(0, sets, n)], args.repeats, warmup=True)
+    mixed_peft = clock(lambda: [mixed_batch(mixed_set[i:i + n], "peft") for i in range(0, sets, n)], args.repeats,
+                       warmup=True)
     result["grouped_offline"] = {"samples": sets, "single_task_set_s": single_grouped, "mixed_set_grouped_s": mixed_grouped,
                                  "mixed_set_peft_mixed_batches_s": mixed_peft,
                                  "mixed_grouped_over_single_throughput": single_grouped / mixed_grouped,
                                  "mixed_peft_over_single_throughput": single_grouped / mixed_peft}
+    # the published SwitchCIT path: a model per expert (its adapter merged), each query routed and answered alone
+    experts = {}
+    for name in ("task0", "task1"):
+        copy = copy_module.deepcopy(peft)
+        copy.set_adapter(name)
+        experts[name] = copy.merge_and_unload().eval()
+        force_length(experts[name])
+
+    def published(batch):
+        answers = []
+        for ex in batch:
+            (label, _), = switch.predict([ex.instruction])
+            answers += generate_batch(experts.get(label, peft.get_base_model()), encoder, [ex], **kwargs)
+        return answers
+
+    one_by_one = clock(lambda: published(mixed_set), 1, warmup=False)
+    del experts
+    result["published_path"] = {"samples": sets, "one_query_at_a_time_model_per_expert_s": one_by_one,
+                                "grouped_offline_s": mixed_grouped, "grouped_speedup": one_by_one / mixed_grouped}
     scaling = {}
-    for count in (2, 8, 32):
+    for count in args.adapters:
         peft = with_adapters(LoadedModel(peft.unload(), loaded.processor, True, ""), count)
         force_length(peft.base_model.model)
-        scaling[count] = clock(lambda: routed(mixed), args.repeats, warmup=True)
+        spread = [f"task{i % count}" for i in range(n)]  # the batch's rows over min(count, batch) adapters
+        two = [f"task{i % 2}" for i in range(n)]  # the batch's rows over 2 of the loaded adapters
+        gathered = gathered_for(peft)
+        scaling[count] = {
+            "gathered_spread_s": clock(lambda: generate_batch(peft, encoder, mixed, adapter_names=spread,
+                                                              gathered=gathered, **kwargs), args.repeats, warmup=True),
+            "gathered_two_used_s": clock(lambda: generate_batch(peft, encoder, mixed, adapter_names=two,
+                                                                gathered=gathered, **kwargs), args.repeats, warmup=True),
+            "peft_spread_s": clock(lambda: generate_batch(peft, encoder, mixed, adapter_names=spread, **kwargs),
+                                   args.repeats, warmup=True),
+            "peft_two_used_s": clock(lambda: generate_batch(peft, encoder, mixed, adapter_names=two, **kwargs),
+                                     args.repeats, warmup=True)}
+        print(count, scaling[count], flush=True)
     result["adapters_loaded_scaling_s"] = scaling
-    result["scaling_32_over_2"] = scaling[32] / scaling[2]
+    top = max(args.adapters)
+    result["gathered_scaling_over_2"] = {count: scaling[count]["gathered_spread_s"] / scaling[2]["gathered_spread_s"]
+                                         for count in args.adapters}
+    result["peft_scaling_over_2"] = {count: scaling[count]["peft_spread_s"] / scaling[2]["peft_spread_s"]
+                                     for count in args.adapters}
+    result["largest_count"] = top
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,60 @@
+"""SI: seq-lora pulled towards earlier stages' parameters in proportion to each parameter's contribution to
+the drop of the training loss along the stage's own training path (the path integral -grad . delta theta,
+accumulated at every optimizer step), normalised by the parameter's total move squared plus xi.
+
+A stage resumed from a Trainer checkpoint after a kill accumulates from the resumption on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from llava_cit.methods.base import StageContext, TrainingHooks
+from llava_cit.methods.registry import register
+from llava_cit.methods.regularization import ImportanceRegularized, adapter_parameters
+
+XI = 1e-3
+
+
+class PathIntegral(TrainingHooks):
+    def __init__(self, adapter: str):
+        self.adapter = adapter
+        self.params = self.start = self.grad = None
+        self.omega: dict[str, torch.Tensor] = {}
+
+    def before_step(self, model):
+        if self.params is None:
+            self.params = adapter_parameters(model, self.adapter)
+            self.start = {k: p.detach().float().clone() for k, p in self.params.items()}
+            self.omega = {k: torch.zeros_like(v) for k, v in self.start.items()}
+        self.grad = {k: p.grad.detach().float().clone() for k, p in self.params.items() if p.grad is not None}
+        self.before = {k: p.detach().float().clone() for k, p in self.params.items()}
+
+    def after_step(self, model):
+        for k, g in (self.grad or {}).items():
+            self.omega[k] -= g * (self.params[k].detach().float() - self.before[k])
+
+
+@dataclass(frozen=True)
+class SI(ImportanceRegularized):
+    def path_hooks(self, ctx: StageContext) -> TrainingHooks:
+        hooks = PathIntegral(ctx.adapter)
+        object.__setattr__(self, "_path", hooks)  # read back by importance() after the stage
+        return hooks
+
+    def importance(self, ctx, model, params):
+        path: PathIntegral | None = getattr(self, "_path", None)
+        if path is None or path.params is None:  # nothing trained in this process (reused adapter)
+            return {k: torch.zeros_like(p, dtype=torch.float32) for k, p in params.items()}
+        result = {}
+        for k, p in params.items():
+            moved = p.detach().float() - path.start[k]
+            result[k] = (path.omega[k] / (moved ** 2 + XI)).clamp(min=0)
+        return result
+
+
+register(SI("si", default_strength=1.0,
+            description="seq-lora + synaptic intelligence (path-integral importance accumulated during training)",
+            paper="Zenke et al. 2017, Continual Learning Through Synaptic Intelligence (ICML)"))
