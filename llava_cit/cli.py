@@ -51,7 +51,8 @@ def demo(
     track: str = typer.Option("vision", help="vision: tiny LLaVA, two image tasks; text: tiny BLOOM, three CT0-style "
                                              "text tasks."),
     out: Path = typer.Option(None, help="Where the per-method run directories go (default runs/demo, runs/demo-text)."),
-    method: list[str] = typer.Option(["switchcit", "seq-lora", "rehearsal"], help="Methods to compare."),
+    method: list[str] = typer.Option(["switchcit", "seq-lora", "rehearsal"], help="Methods to compare (repeat the "
+                                                                                  "option), or 'all'."),
     set_: list[str] = typer.Option([], "--set", help="Override a config value, e.g. --set train.epochs=3"),
     force: bool = typer.Option(False, help="Move an existing run of a different config aside and start over."),
     seeds: int = typer.Option(1, min=1, help="Run the whole demo with seeds 0..N-1 (data, pre-training, adapters) "
@@ -66,6 +67,10 @@ def demo(
     _quiet_libraries()
     started = time.perf_counter()
     out = out or Path("runs/demo" if track == "vision" else "runs/demo-text")
+    if "all" in method:
+        from llava_cit.demo import all_methods
+
+        method = all_methods()
     if seeds > 1:
         from llava_cit.continual.report import print_seed_summary
         from llava_cit.demo import seed_summary

@@ -18,6 +18,7 @@ from llava_cit.atomic import write_json
 from llava_cit.config import load_config
 from llava_cit.continual.manifest import MANIFEST
 from llava_cit.continual.runner import ContinualRunner, Progress
+from llava_cit.methods.base import Method
 
 DEMO_METHODS = ("switchcit", "seq-lora", "rehearsal")
 DEMO_CONFIG = {
@@ -79,7 +80,9 @@ def run_demo(out: Path, methods=DEMO_METHODS, overrides: list[str] = (), force: 
                              base=json.loads(json.dumps(DEMO_CONFIGS[track])))
         run_dir = out / method
         runner = ContinualRunner(config, run_dir, force=force, progress=progress)
-        lora = not runner.method.full_finetune  # every LoRA method's stage 0 is the same adapter; full-sft's is not
+        # every LoRA method's stage 0 is the same adapter (full-sft's is not); a method that keeps state after a
+        # stage (EWC's Fisher, SI's path integral) trains its own stage 0 to have it
+        lora = not runner.method.full_finetune and type(runner.method).after_stage is Method.after_stage
         if lora and first is not None and not runner.manifest.stages:
             share_first_stage(first, run_dir)
             runner.manifest = type(runner.manifest)(run_dir)
@@ -88,6 +91,19 @@ def run_demo(out: Path, methods=DEMO_METHODS, overrides: list[str] = (), force: 
         first = first or (run_dir if lora else None)
         run_dirs.append(run_dir)
     return run_dirs
+
+
+def all_methods() -> list[str]:
+    """Every registered method once (aliases left out), for `llava-cit demo --method all`."""
+    from llava_cit.methods.registry import known_methods
+
+    return [name for name, method in known_methods() if name == method.name]
+
+
+def _bytes_added(run_dir: Path) -> int:
+    """What the method keeps on disk for the tasks it learned: adapters or models, switch, method state."""
+    folders = [run_dir / name for name in ("adapters", "models", "switch", "method_state")]
+    return sum(f.stat().st_size for folder in folders if folder.is_dir() for f in folder.rglob("*") if f.is_file())
 
 
 def seed_summary(run_dirs_by_seed: list[list[Path]]) -> dict[str, dict]:
@@ -102,12 +118,16 @@ def seed_summary(run_dirs_by_seed: list[list[Path]]) -> dict[str, dict]:
         for run_dir in run_dirs:
             results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
             m, tasks = results["matrix"], results["tasks"]
-            values = per_method.setdefault(results["method"], {"first_task_drop": [], "first_task_final": [],
-                                                               "average": [], "bwt": []})
-            values["first_task_drop"].append(m[0][0] - m[-1][0])
-            values["first_task_final"].append(m[-1][0])
-            values["average"].append(results["average"])
-            values["bwt"].append(results["bwt"])
+            values = per_method.setdefault(results["method"], {})
+            facts = {"first_task_drop": m[0][0] - m[-1][0], "first_task_final": m[-1][0],
+                     "average": results["average"], "bwt": results["bwt"], "mft": results["mft"],
+                     "mfn": results["mfn"], "maa": results["maa"],
+                     **{f"final:{t}": results["final"][t] for t in tasks},
+                     "adapters_per_task": len(set(results["adapters"].values())) / len(tasks),
+                     "bytes_per_task": _bytes_added(run_dir) / len(tasks),
+                     "train_seconds": results["timings"]["train_seconds"]}
+            for key, value in facts.items():
+                values.setdefault(key, []).append(value)
             if results["method"] == "switchcit":
                 below_base += [f"seed {seed}: {t} own adapter {results['upper_bound'][t]:.3f} < untrained base "
                                f"{results['base_model'][t]:.3f}" for t in tasks

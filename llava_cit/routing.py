@@ -55,18 +55,27 @@ def active_adapter(model, route: str | None) -> Iterator[None]:
             model.set_adapter(previous)
 
 
+Budgets = Callable[[str | None], int] | list[int]  # by route, or one per example
+
+
+def _per_example(budget: Budgets, routes: list[str | None]) -> list[int]:
+    return list(budget) if isinstance(budget, list) else [budget(route) for route in routes]
+
+
 def generate_routed(model, encoder: Encoder, examples: list[Example], routes: list[str | None],
-                    budget: Callable[[str | None], int], batch_size: int = 16,
+                    budget: Budgets, batch_size: int = 16,
                     check: Callable[[Example], str | None] | None = None,
                     progress: Callable[[int], None] | None = None) -> list[Outcome]:
-    """(answer, error) per example; example i is answered by the adapter `routes[i]`."""
-    groups: dict[str | None, list[int]] = {}
+    """(answer, error) per example; example i is answered by the adapter `routes[i]` with its budget (a
+    function of the route, or one per example); one group per (route, budget)."""
+    budgets = _per_example(budget, routes)
+    groups: dict[tuple[str | None, int], list[int]] = {}
     for index, route in enumerate(routes):
-        groups.setdefault(route, []).append(index)
+        groups.setdefault((route, budgets[index]), []).append(index)
     outcomes: list[Outcome | None] = [None] * len(examples)
-    for route, indices in groups.items():
+    for (route, tokens), indices in groups.items():
         with active_adapter(model, route):
-            answers = generate_safely(model, encoder, [examples[i] for i in indices], batch_size, budget(route),
+            answers = generate_safely(model, encoder, [examples[i] for i in indices], batch_size, tokens,
                                       check=check, progress=progress)
         for index, outcome in zip(indices, answers):
             outcomes[index] = outcome
@@ -87,14 +96,14 @@ def gathered_for(model) -> GatheredLoRA | None:
 
 
 def generate_mixed(model, encoder: Encoder, examples: list[Example], routes: list[str | None],
-                   budget: Callable[[str | None], int], batch_size: int = 16,
+                   budget: Budgets, batch_size: int = 16,
                    check: Callable[[Example], str | None] | None = None,
                    progress: Callable[[int], None] | None = None, kernel: str = "gathered") -> list[Outcome]:
     """(answer, error) per example; batches of `batch_size` in input order, each answered in one generate
     call with row i served by `routes[i]` (None: the bare base). kernel: "gathered" (falls back to PEFT
     where the adapters cannot be gathered) or "peft" (PEFT's `adapter_names`)."""
     if not isinstance(model, PeftModel):
-        return generate_safely(model, encoder, examples, batch_size, [budget(r) for r in routes], check=check,
+        return generate_safely(model, encoder, examples, batch_size, _per_example(budget, routes), check=check,
                                progress=progress)
     if any(not ex.has_image for ex in examples) and any(
             isinstance(m, ModulesToSaveWrapper) for m in model.modules()):
@@ -103,5 +112,5 @@ def generate_mixed(model, encoder: Encoder, examples: list[Example], routes: lis
         return generate_routed(model, encoder, examples, routes, budget, batch_size, check, progress)
     gathered = gathered_for(model) if kernel == "gathered" else None
     names = [route if route is not None else "__base__" for route in routes]
-    return generate_safely(model, encoder, examples, batch_size, [budget(r) for r in routes], adapter_names=names,
+    return generate_safely(model, encoder, examples, batch_size, _per_example(budget, routes), adapter_names=names,
                            check=check, progress=progress, gathered=gathered)

@@ -35,6 +35,7 @@ class Server:
 
     switch: SwitchNetwork | None = None
     fixed: str | None = None
+    adapter_of: dict = {}  # routed task -> the name of the loaded adapter that serves it (shared adapters)
 
     def __init__(self, loaded: LoadedModel, model, prompt: PromptSettings):
         self.loaded, self.model, self.prompt = loaded, model, prompt
@@ -66,14 +67,15 @@ class Server:
         the run trained it); else `default_budget` (the benchmark's). together: each batch of `batch_size`
         in input order is answered in one generate call (mixed adapters), instead of route by route."""
         routes = self.routes(examples)
-        self.ensure_loaded({r for r, _ in routes})
+        adapters = [self.adapter_of.get(r, r) if r is not None else None for r, _ in routes]
+        self.ensure_loaded(set(adapters))
         budgets = self.prompt.max_new_tokens if self.switch is not None else {}
 
         def budget(route):
             return max_new_tokens or budgets.get(route) or default_budget
 
         generate = generate_mixed if together else generate_routed
-        outcomes = generate(self.model, self.encoder, examples, [r for r, _ in routes], budget, batch_size,
+        outcomes = generate(self.model, self.encoder, examples, adapters, [budget(r) for r, _ in routes], batch_size,
                             check=self._switch_problem, progress=progress)
         return [(answer, route, confidence, error) for (answer, error), (route, confidence) in zip(outcomes, routes)]
 
@@ -108,7 +110,7 @@ class RunServer(Server):
         inside = {name: resolve_under(run_dir, rel, f"adapter path of '{name}' in {results_path}", "the run directory")
                   for name, rel in adapters.items()}
         prompt = PromptSettings.load(run_dir)
-        plan = results.get("serving") or vars(get_method(results["method"]))  # runs written before "serving"
+        plan = results.get("method_plan") or vars(get_method(results["method"]))  # runs written before "serving"
         if plan["full_finetune"]:  # full-sft: the last stage's whole model serves
             last = results["tasks"][-1]
             if adapter is not None and adapter != last:
@@ -126,7 +128,10 @@ class RunServer(Server):
             chosen = {adapter: inside[adapter]}
             self.fixed = adapter
         elif plan["routes"]:
-            chosen, self.fixed = inside, None
+            serving = results.get("serving") or adapters  # a task's route leads to the adapter serving it
+            chosen = {name: resolve_under(run_dir, rel, f"serving path of '{name}' in {results_path}",
+                                          "the run directory") for name, rel in serving.items()}
+            self.fixed = None
             if results.get("switch"):
                 switch_dir = resolve_under(run_dir, results["switch"], f"switch path in {results_path}",
                                            "the run directory")
@@ -136,14 +141,21 @@ class RunServer(Server):
         else:  # one adapter carried through the sequence: its final state serves everything
             last = results["tasks"][-1]
             chosen, self.fixed = {last: inside[last]}, last
+        # a task's route leads to the adapter that serves it; tasks sharing one adapter load it once, under
+        # the first such task's name
+        self.adapter_of = {}
+        by_path: dict[str, str] = {}
+        for name, path in chosen.items():
+            self.adapter_of[name] = by_path.setdefault(str(path), name)
+        chosen = {name: path for name, path in chosen.items() if self.adapter_of[name] == name}
         self._pending = dict(chosen)  # adapters not loaded yet: name -> path
-        first = self.fixed or next(iter(chosen))
+        first = self.adapter_of.get(self.fixed, self.fixed) or next(iter(chosen))
         model = PeftModel.from_pretrained(loaded.model, self._pending.pop(first), adapter_name=first)
         self.model = model
         if not lazy_adapters:
             self.ensure_loaded(set(self._pending))
         if self.fixed is not None:
-            model.set_adapter(self.fixed)
+            model.set_adapter(first)
         super().__init__(loaded, model, prompt or PromptSettings.from_config(config, loaded.is_vision, {}))
 
     _pending: dict = {}

@@ -74,7 +74,7 @@ def test_one_prompt_at_training_runner_evaluation_and_eval_run(tmp_path, monkeyp
     real = runner_module.generate_routed
 
     def spy(model, encoder, examples, routes, budget, *args, **kwargs):
-        budgets.append((routes[0], budget(routes[0])))
+        budgets.extend(zip(routes, budget))  # one budget per example
         return real(model, encoder, examples, routes, budget, *args, **kwargs)
 
     monkeypatch.setattr(runner_module, "generate_routed", spy)

@@ -137,9 +137,64 @@ def test_a_method_file_from_outside_the_package_runs(tmp_path):
     assert runner.method.name == "replay-last"
     results = runner.run()
     assert results["method"] == "replay-last" and len(results["matrix"]) == 2
-    assert results["serving"]["routes"] is False
+    assert results["method_plan"]["routes"] is False
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["stages"][1]["train"]["examples"] > 48  # its own data plus the replayed examples
     from llava_cit.serving import RunServer
 
     assert RunServer(tmp_path / "r").fixed == "synth-ocr"  # served without finding the method file again
+
+
+SHAPES_AGAIN = {"file": "synth-shapes", "name": "shapes-again"}  # a near-duplicate of the first task
+
+
+def test_similarity_expansion_reuses_for_a_near_duplicate_and_expands_for_a_different_task(tmp_path):
+    config = tiny_run_config(method="sim-expand", tasks=["synth-shapes", "synth-ocr", SHAPES_AGAIN])
+    results = ContinualRunner(load_config(None, base=config), tmp_path / "r").run()
+    stages = json.loads((tmp_path / "r" / "manifest.json").read_text())["stages"]
+    similarity = results["task_similarity"]
+    assert similarity[1]["synth-shapes"]["similarity"] < 0.5  # a different task ...
+    assert stages[1]["started_from"] is None  # ... expands
+    assert stages[1]["serving"] == {"synth-shapes": "adapters/00-synth-shapes", "synth-ocr": "adapters/01-synth-ocr"}
+    assert similarity[2]["synth-shapes"]["similarity"] > 0.5  # the near-duplicate ...
+    assert stages[2]["started_from"] == "adapters/00-synth-shapes"  # ... reuses the first task's adapter
+    assert results["serving"]["synth-shapes"] == results["serving"]["shapes-again"] == "adapters/02-shapes-again"
+    assert results["adapters"]["synth-shapes"] == "adapters/00-synth-shapes"  # each stage's own, unchanged
+    assert (tmp_path / "r" / "task_similarity.png").is_file()
+    from llava_cit.serving import RunServer
+
+    server = RunServer(tmp_path / "r")
+    assert sorted(server.loaded_adapters) == ["synth-ocr", "synth-shapes"]  # two adapters serve three tasks
+    queries = synthetic.generate("synth-shapes", 4, split="test")
+    assert all(error is None for _, _, _, error in server.answer(queries))
+
+
+def test_tir_regularizes_a_different_task_more_than_a_near_duplicate(tmp_path):
+    config = tiny_run_config(method="tir", tasks=["synth-shapes", "synth-ocr", SHAPES_AGAIN],
+                             method_args={"strength": 100.0})
+    results = ContinualRunner(load_config(None, base=config), tmp_path / "r").run()
+    stages = json.loads((tmp_path / "r" / "manifest.json").read_text())["stages"]
+    different, duplicate = stages[1]["train"]["method"]["strength"], stages[2]["train"]["method"]["strength"]
+    assert different > duplicate >= 100.0 * 0.1
+    assert results["task_similarity"][2]["synth-shapes"]["similarity"] > results["task_similarity"][1][
+        "synth-shapes"]["similarity"]
+
+
+def test_eproj_serves_each_task_with_the_shared_lora_and_its_own_projector(tmp_path):
+    results = ContinualRunner(load_config(None, base=tiny_run_config(method="eproj")), tmp_path / "r").run()
+    run = tmp_path / "r"
+    composite = results["serving"]["synth-shapes"]
+    assert composite == "method_state/eproj/stage-01/synth-shapes" and results["serving"]["synth-ocr"] == \
+        "adapters/01-synth-ocr"
+    weights = "adapter_model.safetensors"
+    first, second = load_file(str(run / "adapters/00-synth-shapes" / weights)), load_file(
+        str(run / "adapters/01-synth-ocr" / weights))
+    served = load_file(str(run / composite / weights))
+    projector = [k for k in served if "multi_modal_projector" in k]
+    lora = [k for k in served if "lora_" in k]
+    assert projector and lora
+    assert all(torch.equal(served[k], first[k]) for k in projector)  # the first task's own projector ...
+    assert all(torch.equal(served[k], second[k]) for k in lora)  # ... with the latest shared LoRA
+    assert any(not torch.equal(first[k], second[k]) for k in projector)  # each task trained its own projector
+    assert any(not torch.equal(first[k], second[k]) for k in lora)  # the LoRA continued
+    assert results["switch_accuracy"][-1] is not None and len(results["matrix"][-1]) == 2

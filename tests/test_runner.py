@@ -153,7 +153,10 @@ def test_demo_seed_summary_reports_mean_and_sd_and_flags_adapters_below_base(tmp
         folder.mkdir(parents=True)
         (folder / "results.json").write_text(json.dumps({
             "method": method, "tasks": ["a", "b"], "matrix": matrix, "average": sum(matrix[-1]) / 2,
-            "bwt": matrix[-1][0] - matrix[0][0], "upper_bound": dict(zip("ab", upper)), "base_model": dict(zip("ab", base))}))
+            "bwt": matrix[-1][0] - matrix[0][0], "upper_bound": dict(zip("ab", upper)), "base_model": dict(zip("ab", base)),
+            "mft": (matrix[0][0] + matrix[1][1]) / 2, "mfn": sum(matrix[-1]) / 2, "maa": 0.0,
+            "final": dict(zip("ab", matrix[-1])), "adapters": {"a": "adapters/00-a", "b": "adapters/01-b"},
+            "timings": {"train_seconds": 1.0}}))
         return folder
 
     by_seed = [[results(tmp_path / f"s{s}/switchcit", "switchcit", [[0.8, None], [0.8, 0.6]], [0.8, u], [0.1, 0.5]),
@@ -164,3 +167,5 @@ def test_demo_seed_summary_reports_mean_and_sd_and_flags_adapters_below_base(tmp
     assert drop[0] == pytest.approx(0.5) and drop[1] == pytest.approx(0.1414, abs=1e-4)  # drops 0.6 and 0.4
     assert summary["methods"]["switchcit"]["first_task_drop"] == (0.0, 0.0)
     assert summary["switchcit_below_base"] == ["seed 1: b own adapter 0.400 < untrained base 0.500"]
+    assert summary["methods"]["seq-lora"]["final:a"][0] == pytest.approx(0.3)
+    assert summary["methods"]["switchcit"]["adapters_per_task"] == (1.0, 0.0)

@@ -141,11 +141,22 @@ def print_report(run_dirs: list[str | Path], console: Console | None = None, plo
 def print_seed_summary(summary: dict, console: Console) -> None:
     """The demo over several seeds: mean ± sd per method."""
     table = Table(title=f"over {summary['seeds']} seeds (mean ± sd)")
-    for column in ("method", "first task: drop after the last stage", "first task: final score", "average", "BWT"):
-        table.add_column(column, justify="right" if column != "method" else "left")
+    first = next(iter(summary["methods"].values()), {})
+    finals = [k for k in first if k.startswith("final:")]
+    columns = [("first-task drop", "first_task_drop"), ("MFT", "mft"), ("MFN", "mfn"), ("MAA", "maa"), ("BWT", "bwt"),
+               *[(k[len("final:"):] + " final", k) for k in finals], ("adapters/task", "adapters_per_task"),
+               ("MB/task", "bytes_per_task"), ("train s", "train_seconds")]
+    table.add_column("method")
+    for title, _ in columns:
+        table.add_column(title, justify="right")
     for method, values in summary["methods"].items():
-        cells = [f"{values[k][0]:.3f} ± {values[k][1]:.3f}" for k in ("first_task_drop", "first_task_final", "average",
-                                                                        "bwt")]
+        cells = []
+        for _, key in columns:
+            mean, sd = values.get(key, (float("nan"), 0.0))
+            if key == "bytes_per_task":
+                mean, sd = mean / 1e6, sd / 1e6
+            digits = 1 if key in ("train_seconds", "bytes_per_task", "adapters_per_task") else 3
+            cells.append(f"{mean:.{digits}f} ± {sd:.{digits}f}")
         table.add_row(method, *cells)
     console.print(table)
     for line in summary["switchcit_below_base"]:

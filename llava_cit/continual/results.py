@@ -27,6 +27,13 @@ METRIC_DEFINITIONS = {
 }
 
 
+def serving_adapters(stages: list[dict]) -> dict[str, str]:
+    """{task: the adapter that serves it after the last stage} (the last stage's serving map; its own stage's
+    adapter for runs written before serving maps)."""
+    serving = (stages[-1].get("serving") or {}) if stages else {}
+    return {s["task"]: serving.get(s["task"], s["adapter"]) for s in stages}
+
+
 def build_results(stages: list[dict], method, config: dict, tasks) -> dict:
     names = [s["task"] for s in stages]
     matrix = [s["scores"] + [None] * (len(names) - len(s["scores"])) for s in stages]
@@ -36,7 +43,7 @@ def build_results(stages: list[dict], method, config: dict, tasks) -> dict:
     return {
         "method": method.name,
         # how the run is served (read by serving, so a method file need not be found again)
-        "serving": {"routes": method.routes, "router": method.router, "full_finetune": method.full_finetune},
+        "method_plan": {"routes": method.routes, "router": method.router, "full_finetune": method.full_finetune},
         "model": config["model"],
         "tasks": names,
         "metric": metric_names,
@@ -55,7 +62,9 @@ def build_results(stages: list[dict], method, config: dict, tasks) -> dict:
         "false_rejection_rate": [s.get("false_rejection_rate") for s in stages],
         "bad_samples": [s.get("bad_samples", {}) for s in stages],
         "extra_metrics": [s.get("extra_metrics", {}) for s in stages],
-        "adapters": {s["task"]: s["adapter"] for s in stages},
+        "adapters": {s["task"]: s["adapter"] for s in stages},  # each stage's own adapter
+        "serving": serving_adapters(stages),  # the adapter that serves each task after the last stage
+        "task_similarity": [s.get("task_similarity") for s in stages],
         "switch": stages[-1]["switch"] if stages else None,
         "definitions": METRIC_DEFINITIONS,
         "timings": {

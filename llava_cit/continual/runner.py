@@ -27,6 +27,7 @@ from llava_cit.continual.loss_curves import draw_loss_curves
 from llava_cit.continual.manifest import Manifest
 from llava_cit.continual.results import write_results
 from llava_cit.continual.run_directory import open_run_directory
+from llava_cit.continual.similarity_plot import draw_task_similarity
 from llava_cit.continual.stage_clock import PhaseTimer
 from llava_cit.continual.train_log import TRAIN_LOG, TrainLogCallback
 from llava_cit.data.example import Example
@@ -34,6 +35,7 @@ from llava_cit.data.sources import load_source
 from llava_cit.errors import UserError
 from llava_cit.methods.base import StageContext
 from llava_cit.methods.registry import get_method
+from llava_cit.methods.task_similarity import similarity_to_earlier
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.pretraining import pretrained_base
 from llava_cit.progress_display import ItemProgress
@@ -276,7 +278,8 @@ class ContinualRunner:
         # full-sft overwrites the base itself: after stage 0 there is no untrained base left to score
         base_score = None if (self.method.full_finetune and stage > 0) else self._base_score(task)
         rel = self.adapter_rel(stage)
-        fresh = not (self.method.continues and stage > 0)
+        start = None if self.method.full_finetune else self.method.start_from(ctx)
+        fresh = start is None
         if self.method.full_finetune:
             train_info = self._train_full(stage, task, examples, clock)
         elif (self.run_dir / rel).is_dir():  # trained and published before a crash: never retrain or rewrite it
@@ -285,14 +288,18 @@ class ContinualRunner:
             train_info = {"reused_saved_adapter": True}
         else:
             if not fresh:
-                model = self._use_adapter(adapter, self.adapter_rel(stage - 1), trainable=True)
+                self.say(f"stage {stage} ({task.name}): starting from {self.adapter_rel(start)}")
+                model = self._use_adapter(adapter, self.adapter_rel(start), trainable=True)
+                self.method.before_training(ctx, model)
             else:
                 torch.manual_seed(c.seed + stage)  # a fresh adapter's initial weights depend on the seed and stage only
                 model = self._peft = add_adapter(self._peft or self.loaded.model, adapter, c.lora, self.loaded.is_vision)
+                self.method.before_training(ctx, model)
             train_info = self._train_lora(model, adapter, stage, task, examples, rel, clock,
                                           hooks=self.method.training_hooks(ctx))
         own_ids = {ex.id for ex in self.train_set(task)}
         solo = fresh and not self.method.full_finetune and {ex.id for ex in examples} == own_ids
+        similarity = similarity_to_earlier(ctx) if self.method.uses_similarity else None
         train_info["examples"] = len(examples)
         train_info["example_ids"] = sorted({f"{ex.task}/{ex.id}" for ex in examples}) if self.progress.record_ids \
             else None
@@ -305,6 +312,8 @@ class ContinualRunner:
         method_info = self.method.after_stage(ctx, self._model())
         if method_info:
             train_info["method"] = method_info
+        previous = self.manifest.stages[-1].get("serving") or {} if self.manifest.stages else {}
+        serving = self.method.serving(ctx, previous, rel, self.adapter_rel(start) if start is not None else None)
         self._train = None  # the stage's training set is not needed any more
         artifacts = [rel]
         switch = None
@@ -314,8 +323,9 @@ class ContinualRunner:
 
         eval_clock = PhaseTimer(timings, "eval")
         try:
-            evaluation = self._evaluate(stage, switch)
-            upper, upper_source, upper_rel = self._upper_bound(stage, task, solo, evaluation["scores"], eval_clock)
+            evaluation = self._evaluate(stage, switch, serving)
+            upper, upper_source, upper_rel = self._upper_bound(stage, task, solo, evaluation["scores"], eval_clock,
+                                                               serving)
         except BaseException:
             eval_clock.tick(force=True)
             raise
@@ -329,10 +339,13 @@ class ContinualRunner:
             "bad_samples": evaluation["bad"], "extra_metrics": evaluation["extra"], "train": train_info,
             "seconds": {"train": train_seconds, "eval": eval_seconds, "stage": train_seconds + eval_seconds},
             "switch": f"switch/stage-{stage:02d}" if switch else None,
+            "serving": serving, "started_from": self.adapter_rel(start) if start is not None else None,
+            "task_similarity": similarity,
         }
         self.manifest.record(entry, artifacts)
         self.write_results()
         draw_loss_curves(self.run_dir)
+        draw_task_similarity(self.run_dir, self.manifest.stages)
         self.say(f"stage {stage} ({task.name}): scores "
                  f"{', '.join(f'{names[j]}={v:.3f}' for j, v in enumerate(evaluation['scores']))}")
 
@@ -388,7 +401,18 @@ class ContinualRunner:
         """Answers of one task's examples (with that task's budget) from the adapters `routes`."""
         return self._answer_with_budgets(examples, routes, [budget_task] * len(examples), None, label)
 
-    def _evaluate(self, stage: int, switch: SwitchNetwork | None) -> dict:
+    def _routed_adapters(self, serving: dict[str, str]) -> dict[str, str]:
+        """Load every adapter that serves a seen task; {task: the loaded adapter's name}. A stage's own adapter
+        is loaded under the name it was trained with (the task's), any other under its path."""
+        adapter_of = {}
+        own = {self.adapter_rel(i): t.name for i, t in enumerate(self.tasks)}
+        for t, rel in serving.items():
+            name = own.get(rel) or rel.replace("/", "__").replace(".", "_")
+            self._use_adapter(name, rel)
+            adapter_of[t] = name
+        return adapter_of
+
+    def _evaluate(self, stage: int, switch: SwitchNetwork | None, serving: dict[str, str]) -> dict:
         seen = self.tasks[: stage + 1]
         tests = {t.name: self.test_set(t) for t in seen}
         flat = [(t, ex) for t in seen for ex in tests[t.name]]
@@ -396,8 +420,7 @@ class ContinualRunner:
         confidences: list[float | None] = [None] * len(flat)
         check = None
         if self.method.routes:
-            for t in seen:
-                self._use_adapter(t.name, self.adapter_rel(self.tasks.index(t)))
+            adapter_of = self._routed_adapters(serving)
             if switch is None:
                 routes = [seen[0].name] * len(flat)
             else:
@@ -407,15 +430,17 @@ class ContinualRunner:
                 routes = [None] * len(flat)
                 for i, (route, confidence) in zip(routable, predicted):
                     routes[i], confidences[i] = route, confidence
+            served = [adapter_of.get(r) if r is not None else None for r in routes]
         else:
             if not self.method.full_finetune:  # full-sft: the trained model itself answers
                 name = f"s{stage:02d}-{self.tasks[stage].name}"
                 self._use_adapter(name, self.adapter_rel(stage))
                 self._peft.set_adapter(name)
             routes = [self._peft.active_adapter if self._peft is not None else None] * len(flat)
+            served = routes
         # a non-routed model answers each test set with that task's own budget; a routed one, the routed task's
         budget_routes = routes if self.method.routes else [t.name for t, _ in flat]
-        outcomes = self._answer_with_budgets(examples, routes, budget_routes, check, f"stage {stage} evaluation")
+        outcomes = self._answer_with_budgets(examples, served, budget_routes, check, f"stage {stage} evaluation")
         scores, extra, bad, rejected, correct_routes = [], {}, {}, {}, 0
         for t in seen:
             indices = [i for i, (u, _) in enumerate(flat) if u is t]
@@ -442,20 +467,12 @@ class ContinualRunner:
         }
 
     def _answer_with_budgets(self, examples, routes, budget_routes, check, label):
-        """Generate with `routes` (the adapters that answer), each example with the budget of `budget_routes[i]`;
-        generate_routed groups each budget's examples by route."""
-        groups: dict[int, list[int]] = {}
-        for i, budget_route in enumerate(budget_routes):
-            groups.setdefault(self.budget(budget_route), []).append(i)
-        outcomes: list = [None] * len(examples)
+        """Generate with `routes` (the adapters that answer), each example with the budget of the task
+        `budget_routes[i]`; generate_routed groups the examples by (adapter, budget)."""
         with ItemProgress(label, len(examples), self.progress.console, self.say) as bar:
-            for budget, indices in groups.items():
-                answers = generate_routed(self._model(), self.encoder, [examples[i] for i in indices],
-                                          [routes[i] for i in indices], lambda _route, budget=budget: budget,
-                                          self.config.eval.batch_size, check=check, progress=bar.advance)
-                for i, outcome in zip(indices, answers):
-                    outcomes[i] = outcome
-        return outcomes
+            return generate_routed(self._model(), self.encoder, examples, routes,
+                                   [self.budget(r) for r in budget_routes], self.config.eval.batch_size, check=check,
+                                   progress=bar.advance)
 
     @staticmethod
     def _per_sample(task: TaskSpec, examples: list[Example], outcomes) -> list[dict]:
@@ -468,7 +485,8 @@ class ContinualRunner:
     def _score(self, task: TaskSpec, examples: list[Example], outcomes) -> float:
         return sum(v["score"] for v in self._per_sample(task, examples, outcomes)) / len(examples)
 
-    def _upper_bound(self, stage: int, task: TaskSpec, solo: bool, row: list[float], clock: PhaseTimer):
+    def _upper_bound(self, stage: int, task: TaskSpec, solo: bool, row: list[float], clock: PhaseTimer,
+                     serving: dict[str, str]):
         """UB: the score of the task's own adapter trained on it alone, the same denominator for every method.
         Returns (value, where it comes from, an artifact to checksum or None)."""
         source = self.config.eval.upper_bound_from
@@ -484,7 +502,8 @@ class ContinualRunner:
         if self.method.routes:  # the task's own adapter with every query routed to it (oracle routing)
             if stage == 0:
                 return row[stage], "own adapter (oracle routing)", None
-            return self._score(task, tests, self._answer(tests, [task.name] * len(tests), task.name, "upper bound")), \
+            own = self._routed_adapters(serving)[task.name]
+            return self._score(task, tests, self._answer(tests, [own] * len(tests), task.name, "upper bound")), \
                 "own adapter (oracle routing)", None
         if solo:
             return row[stage], "this stage's adapter (trained on the task alone)", None

@@ -9,6 +9,7 @@ The runner calls the hooks; it holds no per-method branches.
 
 Stage plan
     continues        stage i starts from stage i-1's adapter (one adapter for the whole sequence)
+    start_from(ctx)  the earlier stage whose adapter this stage starts from (default: from `continues`)
     routes           inference routes each query to its task's adapter; `router` says how: "mlp" (the
                      SwitchCIT switch network) or "nearest" (nearest retained instruction, no classifier)
     full_finetune    every base weight is trained and saved whole after each stage (no LoRA)
@@ -19,8 +20,10 @@ Training hooks (`training_hooks(ctx)` returns a TrainingHooks or None; default N
     before_step(model)         after backward, before the optimizer step (gradient surgery)
     after_step(model)          after the optimizer step (path-integral importance)
 
-After a stage
-    after_stage(ctx, model)    estimates, buffers: state the method writes under ctx.state_dir (default: nothing)
+Before training, after a stage, serving
+    before_training(ctx, model)  the stage's adapter is loaded (e.g. re-initialise part of it)
+    after_stage(ctx, model)      estimates, buffers: state the method writes under ctx.state_dir (default: nothing)
+    serving(ctx, previous, own, start)  which adapter folder serves each task seen so far
 """
 
 from __future__ import annotations
@@ -76,13 +79,31 @@ class Method:
     full_finetune: bool = False
     paper: str = ""  # where the method comes from (shown by `llava-cit methods`)
     router: str = "mlp"  # routed methods: "mlp" (switch network) or "nearest" (nearest retained instruction)
+    uses_similarity: bool = False  # the task similarity to earlier tasks is measured (and recorded) each stage
+
+    def start_from(self, ctx: StageContext) -> int | None:
+        """The earlier stage whose adapter this stage's adapter starts from (a copy; None: a fresh adapter).
+        For a routed method, starting from an earlier adapter means sharing it: the tasks that adapter served
+        are served by this stage's adapter from now on."""
+        return ctx.stage - 1 if (self.continues and ctx.stage > 0) else None
 
     def training_examples(self, ctx: StageContext, train: Mapping[str, list[Example]]) -> list[Example]:
         """Stage ctx.stage's training data; `ctx.replay[t]` are the retained examples of earlier task t."""
         return list(train[ctx.task])
 
+    def before_training(self, ctx: StageContext, model) -> None:
+        """The stage's adapter is in `model` (fresh or copied from start_from's), about to train."""
+
     def training_hooks(self, ctx: StageContext) -> TrainingHooks | None:
         return None
+
+    def serving(self, ctx: StageContext, previous: dict[str, str], own: str, start: str | None) -> dict[str, str]:
+        """{task: adapter folder} serving every task seen so far, after this stage (`previous`: after the last
+        one; `own`: this stage's adapter; `start`: the adapter it started from). Default: this task is served
+        by its own adapter, and the tasks of the adapter it started from move to it (continuing one adapter
+        serves everything with the last; a routed method that warm-starts shares)."""
+        moved = {t: own for t, rel in previous.items() if start is not None and rel == start}
+        return {**previous, **moved, ctx.task: own}
 
     def after_stage(self, ctx: StageContext, model) -> dict | None:
         """Work after the stage's training (importance estimates, buffers); returns facts for the manifest."""

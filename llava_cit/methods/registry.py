@@ -12,7 +12,7 @@ from llava_cit.errors import UserError
 from llava_cit.methods.base import Method
 
 METHODS: dict[str, Method] = {}
-NOT_METHODS = {"base", "registry", "regularization"}  # modules of the package that define no method
+NOT_METHODS = {"base", "registry", "regularization", "task_similarity"}  # modules of the package that define no method
 
 
 def register(method: Method, *aliases: str) -> Method:

@@ -167,6 +167,7 @@ class ImportanceRegularized(Method):
         ctx.say(f"stage {ctx.stage} ({ctx.task}): {self.name} importance of {len(params)} tensors saved to "
                 f"{path.name}")
         return {"importance_file": str(path.relative_to(ctx.state_dir.parent)),
+                "strength": self.strength(ctx) if ctx.stage > 0 else None,
                 "importance_mean": float(sum(v.sum() for v in fresh.values()) /
                                          max(1, sum(v.numel() for v in fresh.values())))}
 

@@ -14,6 +14,7 @@ import argparse
 import gc
 import json
 import platform
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -42,7 +43,7 @@ def rss_bytes() -> int:
 def save_adapters(folder: Path, count: int, rank: int) -> int:
     """`count` adapters with distinct random weights; returns their total size on disk."""
     model, _ = tiny_llava(seed=0)
-    peft = add_adapter(model, "a0", LoraSettings(r=rank, alpha=2 * rank, dropout=0.0), True)
+    peft = add_adapter(model, "default", LoraSettings(r=rank, alpha=2 * rank, dropout=0.0), True)
     total = 0
     for k in range(count):
         torch.manual_seed(k)
@@ -61,7 +62,19 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--lazy-used", type=int, default=4, help="adapters a lazily loading server is asked for")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--lazy-from", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.lazy_from:
+        model, _ = tiny_llava(seed=0)
+        gc.collect()
+        before = rss_bytes()
+        folder = Path(args.lazy_from)
+        peft = PeftModel.from_pretrained(model, folder / "a000", adapter_name="a000")
+        for k in range(1, args.lazy_used):
+            peft.load_adapter(folder / f"a{k:03d}", adapter_name=f"a{k:03d}")
+        gc.collect()
+        print(json.dumps({"rss_growth_bytes": rss_bytes() - before}))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         on_disk = save_adapters(folder, args.adapters, args.rank)
@@ -80,17 +93,10 @@ def main() -> None:
         stacked = rss_bytes()
         in_memory = sum(p.numel() * p.element_size() for n, p in peft.named_parameters()
                         if "lora_" in n or "modules_to_save" in n)
-        del peft
-        gc.collect()
-        # lazily: only the adapters the queries were routed to are read
-        model2, _ = tiny_llava(seed=0)
-        gc.collect()
-        before_lazy = rss_bytes()
-        lazy = PeftModel.from_pretrained(model2, folder / "a000", adapter_name="a000")
-        for k in range(1, args.lazy_used):
-            lazy.load_adapter(folder / f"a{k:03d}", adapter_name=f"a{k:03d}")
-        gc.collect()
-        lazy_growth = rss_bytes() - before_lazy
+        # lazily, in a fresh process (this one's allocator keeps what it freed): only the routed adapters are read
+        lazy = subprocess.run([sys.executable, __file__, "--lazy-from", str(folder), "--lazy-used", str(args.lazy_used)],
+                              capture_output=True, text=True, check=True)
+        lazy_growth = json.loads(lazy.stdout.strip().splitlines()[-1])["rss_growth_bytes"]
     result = {
         "device": platform.processor() or "cpu", "adapters": args.adapters, "rank": args.rank,
         "adapters_on_disk_bytes": on_disk, "adapter_parameters_in_memory_bytes": in_memory,

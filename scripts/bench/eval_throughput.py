@@ -158,7 +158,7 @@ def main() -> None:
         return answers
 
     one_by_one = clock(lambda: published(mixed_set), 1, warmup=False)
-    del experts
+    experts.clear()
     result["published_path"] = {"samples": sets, "one_query_at_a_time_model_per_expert_s": one_by_one,
                                 "grouped_offline_s": mixed_grouped, "grouped_speedup": one_by_one / mixed_grouped}
     scaling = {}
@@ -168,15 +168,13 @@ def main() -> None:
         spread = [f"task{i % count}" for i in range(n)]  # the batch's rows over min(count, batch) adapters
         two = [f"task{i % 2}" for i in range(n)]  # the batch's rows over 2 of the loaded adapters
         gathered = gathered_for(peft)
-        scaling[count] = {
-            "gathered_spread_s": clock(lambda: generate_batch(peft, encoder, mixed, adapter_names=spread,
-                                                              gathered=gathered, **kwargs), args.repeats, warmup=True),
-            "gathered_two_used_s": clock(lambda: generate_batch(peft, encoder, mixed, adapter_names=two,
-                                                                gathered=gathered, **kwargs), args.repeats, warmup=True),
-            "peft_spread_s": clock(lambda: generate_batch(peft, encoder, mixed, adapter_names=spread, **kwargs),
-                                   args.repeats, warmup=True),
-            "peft_two_used_s": clock(lambda: generate_batch(peft, encoder, mixed, adapter_names=two, **kwargs),
-                                     args.repeats, warmup=True)}
+
+        def timed(names, kernel=None, model=peft):
+            return clock(lambda: generate_batch(model, encoder, mixed, adapter_names=names, gathered=kernel, **kwargs),
+                         args.repeats, warmup=True)
+
+        scaling[count] = {"gathered_spread_s": timed(spread, gathered), "gathered_two_used_s": timed(two, gathered),
+                          "peft_spread_s": timed(spread), "peft_two_used_s": timed(two)}
         print(count, scaling[count], flush=True)
     result["adapters_loaded_scaling_s"] = scaling
     top = max(args.adapters)
