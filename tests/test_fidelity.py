@@ -67,7 +67,7 @@ def test_llava15_system_prompt_is_the_default_for_llava_models():
 
 def test_one_prompt_at_training_runner_evaluation_and_eval_run(tmp_path, monkeypatch):
     """Also: each task's own generation budget, MFT/MFN/MAA, the false-rejection rate and one upper bound."""
-    import llava_cit.continual.runner as runner_module
+    import llava_cit.continual.matrix_evaluation as runner_module
     from llava_cit.serving import RunServer
 
     budgets = []

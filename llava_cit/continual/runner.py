@@ -9,9 +9,7 @@ command: from its newest complete Trainer checkpoint, or from its published adap
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,17 +17,18 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 
-from llava_cit.atomic import publish_dir, staging_dir
 from llava_cit.collation import Encoder
 from llava_cit.config import RunConfig
 from llava_cit.continual.data_validation import validate_data
 from llava_cit.continual.loss_curves import draw_loss_curves
 from llava_cit.continual.manifest import Manifest
+from llava_cit.continual.matrix_evaluation import MatrixEvaluation
 from llava_cit.continual.results import write_results
 from llava_cit.continual.run_directory import open_run_directory
 from llava_cit.continual.similarity_plot import draw_task_similarity
 from llava_cit.continual.stage_clock import PhaseTimer
-from llava_cit.continual.train_log import TRAIN_LOG, TrainLogCallback
+from llava_cit.continual.stage_training import StageTraining
+from llava_cit.continual.switch_fitting import SwitchFitting
 from llava_cit.data.example import Example
 from llava_cit.data.sources import load_source
 from llava_cit.errors import UserError
@@ -38,15 +37,13 @@ from llava_cit.methods.registry import get_method
 from llava_cit.methods.task_similarity import similarity_to_earlier
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.pretraining import pretrained_base
-from llava_cit.progress_display import ItemProgress
 from llava_cit.prompt_settings import PromptSettings
-from llava_cit.routing import generate_routed, switch_problem
 from llava_cit.run_log import RunLog
-from llava_cit.scoring import check_metric, mean_defined, score_samples
+from llava_cit.scoring import check_metric
 from llava_cit.tasks.registry import resolve_task
 from llava_cit.tasks.spec import TaskSpec
-from llava_cit.training import add_adapter, train_adapter, train_full
-from switch import SwitchNetwork, retain
+from llava_cit.training import add_adapter
+from switch import retain
 from switch.errors import SwitchError
 from switch.retention import read_jsonl, write_jsonl
 
@@ -81,7 +78,7 @@ class TrainSets(Mapping):
         return len(self.tasks)
 
 
-class ContinualRunner:
+class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
     def __init__(self, config: RunConfig, run_dir: str | Path, force: bool = False, progress: Progress | None = None,
                  config_dir: Path | None = None, loaded: LoadedModel | None = None):
         self.config, self.run_dir = config, Path(run_dir)
@@ -166,22 +163,6 @@ class ContinualRunner:
         folder = "models" if self.method.full_finetune else "adapters"
         return f"{folder}/{stage:02d}-{self.tasks[stage].name}"
 
-    def _load_full(self, stage: int) -> None:
-        """full-sft: continue from the whole model saved by stage `stage` (after a restart)."""
-        c = self.config
-        self._loaded = load_model(str(self.run_dir / self.adapter_rel(stage)), c.dtype, c.device_map, c.load_in_4bit)
-        if c.device_map is None and torch.cuda.is_available():
-            self._loaded.model.to("cuda")
-        self._full_stage = stage
-
-    def _use_adapter(self, name: str, rel: str, trainable: bool = False) -> PeftModel:
-        path = self.run_dir / rel
-        if self._peft is None:
-            self._peft = PeftModel.from_pretrained(self.loaded.model, path, adapter_name=name, is_trainable=trainable)
-        elif name not in self._peft.peft_config:
-            self._peft.load_adapter(path, adapter_name=name, is_trainable=trainable)
-        return self._peft
-
     # -- the stages ------------------------------------------------------------------------
     _stage = 0
 
@@ -232,27 +213,6 @@ class ContinualRunner:
             ids = {row["id"] for row in read_jsonl(self.run_dir / "retained" / f"{task.name}.jsonl")}
             replay[task.name] = [ex for ex in self.train_set(task) if ex.id in ids]
         return replay
-
-    def _callbacks(self, stage: int, task: TaskSpec, clock: PhaseTimer, kind: str = "adapter") -> list:
-        return [TrainLogCallback(self.run_dir / TRAIN_LOG, stage, task.name, self.method.name, clock, kind),
-                *self.progress.trainer_callbacks]
-
-    def _train_lora(self, model: PeftModel, adapter: str, stage: int, task: TaskSpec, examples: list[Example],
-                    rel: str, clock: PhaseTimer, kind: str = "adapter", hooks=None) -> dict:
-        """Train `adapter` on `examples` and publish it at `rel` (atomically; never rewritten)."""
-        c = self.config
-        checkpoints = self.run_dir / "checkpoints" / Path(rel).name if kind == "adapter" else \
-            self.run_dir / "checkpoints" / f"{kind}-{Path(rel).name}"
-        info = train_adapter(model, adapter, examples, self.encoder, c.train, c.lora, checkpoints, seed=c.seed,
-                             progress=self.progress.show_trainer_bars, callbacks=self._callbacks(stage, task, clock, kind),
-                             log_dir=self.run_dir / "logs" / (Path(rel).name if kind == "adapter" else f"{kind}-{Path(rel).name}"),
-                             run_name=f"{task.name}-{self.method.name}", hooks=hooks)
-        staging = staging_dir(self.run_dir / rel)
-        model.save_pretrained(staging, selected_adapters=[adapter])
-        publish_dir(next(p.parent for p in staging.rglob("adapter_config.json")), self.run_dir / rel)
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(checkpoints, ignore_errors=True)  # Trainer checkpoints (pickled optimizer states) go
-        return info
 
     def _run_stage(self, stage: int, task: TaskSpec) -> None:
         timings = self.run_dir / "timings" / f"stage-{stage:02d}.json"
@@ -348,186 +308,6 @@ class ContinualRunner:
         draw_task_similarity(self.run_dir, self.manifest.stages)
         self.say(f"stage {stage} ({task.name}): scores "
                  f"{', '.join(f'{names[j]}={v:.3f}' for j, v in enumerate(evaluation['scores']))}")
-
-    def _train_full(self, stage: int, task: TaskSpec, examples: list[Example], clock: PhaseTimer) -> dict:
-        """full-sft: train every weight on this stage's examples and save the whole model (never rewritten)."""
-        rel = self.adapter_rel(stage)
-        if (self.run_dir / rel).is_dir():
-            self.say(f"stage {stage} ({task.name}): model already saved, reusing {rel}")
-            self._load_full(stage)
-            return {"reused_saved_model": True}
-        if stage > 0 and self._full_stage != stage - 1:
-            self._load_full(stage - 1)
-        c = self.config
-        checkpoints = self.run_dir / "checkpoints" / Path(rel).name
-        info = train_full(self.loaded.model, examples, self.encoder, c.train, checkpoints, seed=c.seed,
-                          progress=self.progress.show_trainer_bars, callbacks=self._callbacks(stage, task, clock),
-                          log_dir=self.run_dir / "logs" / Path(rel).name, run_name=f"{task.name}-{self.method.name}")
-        staging = staging_dir(self.run_dir / rel)
-        if c.dtype in ("bfloat16", "bf16", "float16", "fp16"):  # saved in the precision the run loads it in
-            self.loaded.model.to(torch.bfloat16 if c.dtype.startswith("b") else torch.float16)
-        self.loaded.model.save_pretrained(staging)
-        self.loaded.processor.save_pretrained(staging)
-        publish_dir(staging, self.run_dir / rel)
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        self._full_stage = stage
-        return info
-
-    def _fit_switch(self, stage: int) -> SwitchNetwork:
-        s = self.config.switch
-        rows = [row for t in self.tasks[: stage + 1] for row in read_jsonl(self.run_dir / "retained" / f"{t.name}.jsonl")]
-        switch = SwitchNetwork(s.extractor, hidden=s.hidden, layer=s.layer, pooling=s.pooling, epochs=s.epochs,
-                               lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.method.router)
-        switch.fit([r["instruction"] for r in rows], [r["task"] for r in rows], [r["input"] for r in rows])
-        switch.save(self.run_dir / "switch" / f"stage-{stage:02d}")
-        self.say(f"stage {stage}: switch fitted on {len(rows)} retained instructions "
-                 f"({switch.parameter_count} parameters, rejection {'on' if s.reject else 'off'})")
-        return switch
-
-    def _instruction_features(self, texts: list[str]) -> torch.Tensor:
-        """Features of instructions from the switch's extractor (task similarity, for methods that ask)."""
-        from switch import FeatureExtractor
-
-        if getattr(self, "_extractor", None) is None:
-            s = self.config.switch
-            self._extractor = FeatureExtractor(s.extractor, layer=s.layer, pooling=s.pooling, seed=self.config.seed)
-        return self._extractor(texts)
-
-    # -- evaluation ------------------------------------------------------------------------
-    def _model(self):
-        return self._peft if self._peft is not None else self.loaded.model
-
-    def _answer(self, examples: list[Example], routes: list[str | None], budget_task: str, label: str):
-        """Answers of one task's examples (with that task's budget) from the adapters `routes`."""
-        return self._answer_with_budgets(examples, routes, [budget_task] * len(examples), None, label)
-
-    def _routed_adapters(self, serving: dict[str, str]) -> dict[str, str]:
-        """Load every adapter that serves a seen task; {task: the loaded adapter's name}. A stage's own adapter
-        is loaded under the name it was trained with (the task's), any other under its path."""
-        adapter_of = {}
-        own = {self.adapter_rel(i): t.name for i, t in enumerate(self.tasks)}
-        for t, rel in serving.items():
-            name = own.get(rel) or rel.replace("/", "__").replace(".", "_")
-            self._use_adapter(name, rel)
-            adapter_of[t] = name
-        return adapter_of
-
-    def _evaluate(self, stage: int, switch: SwitchNetwork | None, serving: dict[str, str]) -> dict:
-        seen = self.tasks[: stage + 1]
-        tests = {t.name: self.test_set(t) for t in seen}
-        flat = [(t, ex) for t in seen for ex in tests[t.name]]
-        examples = [ex for _, ex in flat]
-        confidences: list[float | None] = [None] * len(flat)
-        check = None
-        if self.method.routes:
-            adapter_of = self._routed_adapters(serving)
-            if switch is None:
-                routes = [seen[0].name] * len(flat)
-            else:
-                check = switch_problem
-                routable = [i for i, ex in enumerate(examples) if not ex.meta.get("error") and check(ex) is None]
-                predicted = switch.predict([examples[i].instruction for i in routable], [examples[i].input for i in routable])
-                routes = [None] * len(flat)
-                for i, (route, confidence) in zip(routable, predicted):
-                    routes[i], confidences[i] = route, confidence
-            served = [adapter_of.get(r) if r is not None else None for r in routes]
-        else:
-            if not self.method.full_finetune:  # full-sft: the trained model itself answers
-                name = f"s{stage:02d}-{self.tasks[stage].name}"
-                self._use_adapter(name, self.adapter_rel(stage))
-                self._peft.set_adapter(name)
-            routes = [self._peft.active_adapter if self._peft is not None else None] * len(flat)
-            served = routes
-        # a non-routed model answers each test set with that task's own budget; a routed one, the routed task's
-        budget_routes = routes if self.method.routes else [t.name for t, _ in flat]
-        outcomes = self._answer_with_budgets(examples, served, budget_routes, check, f"stage {stage} evaluation")
-        scores, extra, bad, rejected, correct_routes = [], {}, {}, {}, 0
-        for t in seen:
-            indices = [i for i, (u, _) in enumerate(flat) if u is t]
-            values = self._per_sample(t, [examples[i] for i in indices], [outcomes[i] for i in indices])
-            rows = []
-            for i, value in zip(indices, values):
-                ex = examples[i]
-                error = ex.meta.get("error") or outcomes[i][1]
-                rows.append({"id": ex.id, "question": ex.turns[-1][0], "prediction": outcomes[i][0], "gold": ex.answer,
-                             **value, "error": error, "routed_task": routes[i] if self.method.routes else None,
-                             "confidence": confidences[i]})
-                correct_routes += self.method.routes and routes[i] == t.name
-            write_jsonl(self.run_dir / "predictions" / f"stage-{stage:02d}" / f"{t.name}.jsonl", rows)
-            scores.append(sum(r["score"] for r in rows) / len(rows))
-            bad[t.name] = sum(r["error"] is not None for r in rows)
-            if t.extra_metrics:
-                extra[t.name] = {m: mean_defined([r.get(m) for r in rows]) for m in t.extra_metrics}
-            if switch is not None and switch.reject:
-                rejected[t.name] = sum(routes[i] is None and outcomes[i][1] is None for i in indices) / len(indices)
-        return {
-            "scores": scores, "extra": extra, "bad": bad,
-            "switch_accuracy": correct_routes / len(flat) if (self.method.routes and switch is not None) else None,
-            "false_rejection": rejected or None,
-        }
-
-    def _answer_with_budgets(self, examples, routes, budget_routes, check, label):
-        """Generate with `routes` (the adapters that answer), each example with the budget of the task
-        `budget_routes[i]`; generate_routed groups the examples by (adapter, budget)."""
-        with ItemProgress(label, len(examples), self.progress.console, self.say) as bar:
-            return generate_routed(self._model(), self.encoder, examples, routes,
-                                   [self.budget(r) for r in budget_routes], self.config.eval.batch_size, check=check,
-                                   progress=bar.advance)
-
-    @staticmethod
-    def _per_sample(task: TaskSpec, examples: list[Example], outcomes) -> list[dict]:
-        """Each example's scores; a sample that could not be served scores 0 (scored as wrong)."""
-        answered = [i for i, (_, error) in enumerate(outcomes) if error is None and not examples[i].meta.get("error")]
-        values = dict(zip(answered, score_samples(task, [outcomes[i][0] for i in answered],
-                                                  [examples[i] for i in answered])))
-        return [values.get(i, {"score": 0.0}) for i in range(len(examples))]
-
-    def _score(self, task: TaskSpec, examples: list[Example], outcomes) -> float:
-        return sum(v["score"] for v in self._per_sample(task, examples, outcomes)) / len(examples)
-
-    def _upper_bound(self, stage: int, task: TaskSpec, solo: bool, row: list[float], clock: PhaseTimer,
-                     serving: dict[str, str]):
-        """UB: the score of the task's own adapter trained on it alone, the same denominator for every method.
-        Returns (value, where it comes from, an artifact to checksum or None)."""
-        source = self.config.eval.upper_bound_from
-        if source:
-            path = Path(source) / "results.json"
-            if not path.is_file():
-                raise UserError(f"eval.upper_bound_from: {path} not found")
-            value = json.loads(path.read_text(encoding="utf-8")).get("upper_bound", {}).get(task.name)
-            if value is None:
-                raise UserError(f"eval.upper_bound_from: {path} has no upper bound for task '{task.name}'")
-            return value, f"{source} (upper_bound of '{task.name}')", None
-        tests = self.test_set(task)
-        if self.method.routes:  # the task's own adapter with every query routed to it (oracle routing)
-            if stage == 0:
-                return row[stage], "own adapter (oracle routing)", None
-            own = self._routed_adapters(serving)[task.name]
-            return self._score(task, tests, self._answer(tests, [own] * len(tests), task.name, "upper bound")), \
-                "own adapter (oracle routing)", None
-        if solo:
-            return row[stage], "this stage's adapter (trained on the task alone)", None
-        if self.method.full_finetune:
-            return None, "not available: full-sft keeps no untouched base after stage 0 (set eval.upper_bound_from)", None
-        rel = f"upper_bound/{stage:02d}-{task.name}"
-        name = f"solo-{task.name}"
-        if (self.run_dir / rel).is_dir():
-            self._use_adapter(name, rel)
-        else:
-            self.say(f"stage {stage} ({task.name}): training the task's own adapter alone (the upper bound)")
-            torch.manual_seed(self.config.seed + stage)
-            model = add_adapter(self._peft or self.loaded.model, name, self.config.lora, self.loaded.is_vision)
-            self._peft = model
-            self._train_lora(model, name, stage, task, self.train_set(task), rel, clock, kind="upper_bound")
-            self._train = None
-        value = self._score(task, tests, self._answer(tests, [name] * len(tests), task.name, "upper bound"))
-        self._peft.delete_adapter(name)
-        return value, f"{rel} (a fresh adapter trained on the task alone)", rel
-
-    def _base_score(self, task: TaskSpec) -> float:
-        """The bare base model's score on a task before any adapter learns it (the 'untrained' reference)."""
-        tests = self.test_set(task)
-        return self._score(task, tests, self._answer(tests, [None] * len(tests), task.name, f"{task.name}: untrained base"))
 
     # -- results ---------------------------------------------------------------------------
     def write_results(self) -> dict:

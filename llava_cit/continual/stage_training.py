@@ -1,0 +1,84 @@
+"""Stage training for the runner: a LoRA adapter (fresh, or copied from an earlier stage's) or, for full-sft,
+the whole model; published atomically and never rewritten; the Trainer's checkpoints go once it is."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+
+from llava_cit.atomic import publish_dir, staging_dir
+from llava_cit.continual.stage_clock import PhaseTimer
+from llava_cit.continual.train_log import TRAIN_LOG, TrainLogCallback
+from llava_cit.data.example import Example
+from llava_cit.models.loading import load_model
+from llava_cit.tasks.spec import TaskSpec
+from llava_cit.training import train_adapter, train_full
+
+
+class StageTraining:
+    """Mixed into ContinualRunner: the training side of a stage."""
+
+    def _load_full(self, stage: int) -> None:
+        """full-sft: continue from the whole model saved by stage `stage` (after a restart)."""
+        c = self.config
+        self._loaded = load_model(str(self.run_dir / self.adapter_rel(stage)), c.dtype, c.device_map, c.load_in_4bit)
+        if c.device_map is None and torch.cuda.is_available():
+            self._loaded.model.to("cuda")
+        self._full_stage = stage
+
+    def _use_adapter(self, name: str, rel: str, trainable: bool = False) -> PeftModel:
+        path = self.run_dir / rel
+        if self._peft is None:
+            self._peft = PeftModel.from_pretrained(self.loaded.model, path, adapter_name=name, is_trainable=trainable)
+        elif name not in self._peft.peft_config:
+            self._peft.load_adapter(path, adapter_name=name, is_trainable=trainable)
+        return self._peft
+
+    def _callbacks(self, stage: int, task: TaskSpec, clock: PhaseTimer, kind: str = "adapter") -> list:
+        return [TrainLogCallback(self.run_dir / TRAIN_LOG, stage, task.name, self.method.name, clock, kind),
+                *self.progress.trainer_callbacks]
+
+    def _train_lora(self, model: PeftModel, adapter: str, stage: int, task: TaskSpec, examples: list[Example],
+                    rel: str, clock: PhaseTimer, kind: str = "adapter", hooks=None) -> dict:
+        """Train `adapter` on `examples` and publish it at `rel` (atomically; never rewritten)."""
+        c = self.config
+        checkpoints = self.run_dir / "checkpoints" / Path(rel).name if kind == "adapter" else \
+            self.run_dir / "checkpoints" / f"{kind}-{Path(rel).name}"
+        info = train_adapter(model, adapter, examples, self.encoder, c.train, c.lora, checkpoints, seed=c.seed,
+                             progress=self.progress.show_trainer_bars, callbacks=self._callbacks(stage, task, clock, kind),
+                             log_dir=self.run_dir / "logs" / (Path(rel).name if kind == "adapter" else f"{kind}-{Path(rel).name}"),
+                             run_name=f"{task.name}-{self.method.name}", hooks=hooks)
+        staging = staging_dir(self.run_dir / rel)
+        model.save_pretrained(staging, selected_adapters=[adapter])
+        publish_dir(next(p.parent for p in staging.rglob("adapter_config.json")), self.run_dir / rel)
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(checkpoints, ignore_errors=True)  # Trainer checkpoints (pickled optimizer states) go
+        return info
+
+    def _train_full(self, stage: int, task: TaskSpec, examples: list[Example], clock: PhaseTimer) -> dict:
+        """full-sft: train every weight on this stage's examples and save the whole model (never rewritten)."""
+        rel = self.adapter_rel(stage)
+        if (self.run_dir / rel).is_dir():
+            self.say(f"stage {stage} ({task.name}): model already saved, reusing {rel}")
+            self._load_full(stage)
+            return {"reused_saved_model": True}
+        if stage > 0 and self._full_stage != stage - 1:
+            self._load_full(stage - 1)
+        c = self.config
+        checkpoints = self.run_dir / "checkpoints" / Path(rel).name
+        info = train_full(self.loaded.model, examples, self.encoder, c.train, checkpoints, seed=c.seed,
+                          progress=self.progress.show_trainer_bars, callbacks=self._callbacks(stage, task, clock),
+                          log_dir=self.run_dir / "logs" / Path(rel).name, run_name=f"{task.name}-{self.method.name}")
+        staging = staging_dir(self.run_dir / rel)
+        if c.dtype in ("bfloat16", "bf16", "float16", "fp16"):  # saved in the precision the run loads it in
+            self.loaded.model.to(torch.bfloat16 if c.dtype.startswith("b") else torch.float16)
+        self.loaded.model.save_pretrained(staging)
+        self.loaded.processor.save_pretrained(staging)
+        publish_dir(staging, self.run_dir / rel)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        self._full_stage = stage
+        return info
+

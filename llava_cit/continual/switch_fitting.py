@@ -1,0 +1,34 @@
+"""Switch fitting for the runner: after each stage of a routed method, the switch is fitted on every retained
+instruction of the tasks seen so far and saved under switch/stage-NN."""
+
+from __future__ import annotations
+
+import torch
+
+from switch import SwitchNetwork
+from switch.retention import read_jsonl
+
+
+class SwitchFitting:
+    """Mixed into ContinualRunner."""
+
+    def _fit_switch(self, stage: int) -> SwitchNetwork:
+        s = self.config.switch
+        rows = [row for t in self.tasks[: stage + 1] for row in read_jsonl(self.run_dir / "retained" / f"{t.name}.jsonl")]
+        switch = SwitchNetwork(s.extractor, hidden=s.hidden, layer=s.layer, pooling=s.pooling, epochs=s.epochs,
+                               lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.method.router)
+        switch.fit([r["instruction"] for r in rows], [r["task"] for r in rows], [r["input"] for r in rows])
+        switch.save(self.run_dir / "switch" / f"stage-{stage:02d}")
+        self.say(f"stage {stage}: switch fitted on {len(rows)} retained instructions "
+                 f"({switch.parameter_count} parameters, rejection {'on' if s.reject else 'off'})")
+        return switch
+
+    def _instruction_features(self, texts: list[str]) -> torch.Tensor:
+        """Features of instructions from the switch's extractor (task similarity, for methods that ask)."""
+        from switch import FeatureExtractor
+
+        if getattr(self, "_extractor", None) is None:
+            s = self.config.switch
+            self._extractor = FeatureExtractor(s.extractor, layer=s.layer, pooling=s.pooling, seed=self.config.seed)
+        return self._extractor(texts)
+
