@@ -276,6 +276,15 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def _add_subcommands() -> None:
+    from llava_cit.data_cli import data_app
+
+    app.add_typer(data_app, name="data")
+
+
+_add_subcommands()
+
+
 def main() -> None:
     _stop_on_sigterm()
     try:

@@ -30,8 +30,9 @@ class LoraSettings:
 class TrainSettings:
     epochs: float = 1.0
     lr: float = 2e-4
-    batch_size: int = 16
+    batch_size: int = 16  # per device
     grad_accum: int = 1
+    global_batch_size: int | None = None  # when set: grad_accum = global / (batch_size x number of processes)
     scheduler: str = "cosine"
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
@@ -172,6 +173,7 @@ RANGES: dict[str, tuple] = {
     "train.lr": (lambda v: v > 0, "> 0"),
     "train.batch_size": (lambda v: v >= 1, ">= 1"),
     "train.grad_accum": (lambda v: v >= 1, ">= 1"),
+    "train.global_batch_size": (lambda v: v >= 1, ">= 1"),
     "train.warmup_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "train.weight_decay": (lambda v: v >= 0, ">= 0"),
     "train.max_steps": (lambda v: v == -1 or v >= 1, "-1 (no limit) or >= 1"),

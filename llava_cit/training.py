@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -201,6 +202,24 @@ def trackers(settings: TrainSettings) -> list[str]:
     return [] if names in ([], ["none"]) else names
 
 
+def world_size() -> int:
+    """Processes training together (accelerate / torchrun set WORLD_SIZE), 1 when run alone."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def gradient_accumulation(settings: TrainSettings, processes: int | None = None) -> int:
+    """train.grad_accum, or the steps that make train.global_batch_size from the per-device batch on every
+    process (LLaVA-1.5's recipe: a global batch of 128, e.g. 16 x 1 x 8 GPUs or 4 x 4 x 8)."""
+    if settings.global_batch_size is None:
+        return settings.grad_accum
+    processes = processes or world_size()
+    per_step = settings.batch_size * processes
+    if settings.global_batch_size % per_step:
+        raise UserError(f"train.global_batch_size={settings.global_batch_size} is not a multiple of "
+                        f"train.batch_size={settings.batch_size} x {processes} process(es) = {per_step}")
+    return settings.global_batch_size // per_step
+
+
 def training_arguments(settings: TrainSettings, output_dir: Path, seed: int, progress: bool,
                        run_name: str | None = None) -> TrainingArguments:
     use_cpu = not torch.cuda.is_available()
@@ -210,7 +229,7 @@ def training_arguments(settings: TrainSettings, output_dir: Path, seed: int, pro
         max_steps=settings.max_steps,
         learning_rate=settings.lr,
         per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
+        gradient_accumulation_steps=gradient_accumulation(settings),
         lr_scheduler_type=settings.scheduler,
         warmup_steps=settings.warmup_ratio,
         weight_decay=settings.weight_decay,

@@ -9,10 +9,11 @@ from llava_cit.data.ct0_datasets import READERS, read_ct0
 from llava_cit.data.example import Example
 from llava_cit.data.hf_datasets import load_hf_dataset
 from llava_cit.data.llava_format import load_llava, split_turns
+from llava_cit.data.paths import expand_data_root
 from llava_cit.errors import UserError
 from llava_cit.tasks import ct0_prompts
 
-SOURCE_TYPES = ("synthetic", "llava", "hf", "jsonl", "ct0")
+SOURCE_TYPES = ("synthetic", "llava", "hf", "jsonl", "ct0", "benchmark")
 
 
 def _hf_examples(source: dict[str, Any], limit: int | None, task: str) -> list[Example]:
@@ -35,6 +36,34 @@ def _hf_examples(source: dict[str, Any], limit: int | None, task: str) -> list[E
                                 image=image.convert("RGB") if image is not None else None, task=task,
                                 input=row.get(source.get("input_field", "input"), "") or "",
                                 meta={"answers": row[a] if isinstance(row[a], list) else [row[a]]}))
+    return examples
+
+
+def _benchmark_examples(source: dict[str, Any], limit: int | None, task: str, split: str) -> list[Example]:
+    """A slice of a benchmark as a task's test set, keyed and described as `llava-cit eval` does (the
+    benchmark's own scoring goes with `metric`, e.g. ocrbench): {"type": "benchmark", "benchmark": "ocrbench",
+    "path": "OCRBench.json", "images": "OCRBench_Images", "types": ["Scene Text-centric VQA"]}."""
+    from llava_cit.evaluation.items import load_benchmark
+
+    where = f"task '{task}': the {split} data"
+    if "benchmark" not in source or "path" not in source:
+        raise UserError(f"{where}: a source of type benchmark needs 'benchmark' and 'path'")
+    bench = load_benchmark(source["benchmark"], expand_data_root(source["path"], where),
+                           expand_data_root(source.get("images"), where))
+    types = source.get("types")
+    items = [i for i in bench.items if not types or i.meta.get("type") in types]
+    if types and not items:
+        known = sorted({i.meta.get("type") for i in bench.items})
+        raise UserError(f"{where}: no sample of type {types} in {source['path']} (types: {', '.join(map(str, known))})")
+    examples = []
+    for item in items[:limit] if limit is not None else items:
+        question = item.question if item.image_path is None or "<image>" in item.question else \
+            f"<image>\n{item.question}"
+        meta = {"answers": item.answers, **item.meta}
+        if item.error:
+            meta["error"] = item.error
+        examples.append(Example(id=item.key, turns=[(question, item.answers[0] if item.answers else "")],
+                                image=item.image, task=task, meta=meta, image_path=item.image_path))
     return examples
 
 
@@ -112,11 +141,15 @@ def load_source(source: dict[str, Any], task: str, split: str, limit: int | None
     elif kind == "llava":
         if "path" not in source:
             raise UserError(f"task '{task}': {split} source of type llava needs 'path'")
-        examples = load_llava(source["path"], source.get("image_folder"), limit, task, keep_bad)
+        where = f"task '{task}': the {split} data"
+        examples = load_llava(expand_data_root(source["path"], where),
+                              expand_data_root(source.get("image_folder"), where), limit, task, keep_bad)
     elif kind == "hf":
         examples = _hf_examples(source, limit, task)
     elif kind == "jsonl":
         examples = _jsonl_text_examples(source, limit, task, keep_bad)
+    elif kind == "benchmark":
+        examples = _benchmark_examples(source, limit, task, split)
     elif kind == "ct0":
         examples = _ct0_examples(source, limit, task, seed, split)
     else:

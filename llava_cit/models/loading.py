@@ -17,6 +17,7 @@ from transformers import (
     LlavaForConditionalGeneration,
 )
 
+from llava_cit.data.paths import expand_data_root
 from llava_cit.errors import UserError
 from llava_cit.models.packaged import PACKAGED, resolve_model_spec
 from llava_cit.models.tiny import TINY_SPECS, build_tiny
@@ -83,7 +84,7 @@ def load_model(
             model.save_pretrained(tmp)
             processor.save_pretrained(tmp)
             return load_model(tmp, dtype, device_map, load_in_4bit, trust_remote_code)
-    named, spec = spec, resolve_model_spec(spec)
+    named, spec = spec, resolve_model_spec(expand_data_root(spec, f"model '{spec}'"))
     try:
         config = AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:

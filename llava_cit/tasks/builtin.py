@@ -1,4 +1,7 @@
-"""The built-in tasks, one registration each."""
+"""The built-in tasks, one registration each.
+
+`gqa` and `ocrvqa` read what `llava-cit data` prepares under the data root `$LLAVA_CIT_DATA` (LLaVA's
+`playground/data`: the image folders coco/, gqa/, ocr_vqa/, ... and our llava_cit/ split files)."""
 
 from llava_cit.prompts import GQA_SUFFIX
 from llava_cit.tasks.registry import register
@@ -16,16 +19,24 @@ register(TaskSpec(
 ))
 register(TaskSpec(
     name="gqa", description="GQA (Hudson & Manning 2019), LLaVA-1.5 prompt and scoring",
-    train={"type": "llava", "path": "gqa_train_llava.json", "image_folder": "images"},
+    train={"type": "llava", "path": "$LLAVA_CIT_DATA/llava_cit/gqa.json", "image_folder": "$LLAVA_CIT_DATA"},
     test={"type": "hf", "path": "lmms-lab/GQA", "name": "testdev_balanced_instructions", "split": "testdev",
           "images": {"path": "lmms-lab/GQA", "name": "testdev_balanced_images", "split": "testdev"}},
     suffix=GQA_SUFFIX, normalizer="gqa", max_new_tokens=16,
 ))
 register(TaskSpec(
     name="ocrvqa", description="OCR-VQA (Mishra et al. 2019) in LLaVA format; lower-case exact match",
-    train={"type": "llava", "path": "ocrvqa_train_llava.json", "image_folder": "images"},
-    test={"type": "llava", "path": "ocrvqa_test_llava.json", "image_folder": "images"},
+    train={"type": "llava", "path": "$LLAVA_CIT_DATA/llava_cit/ocr_vqa.json", "image_folder": "$LLAVA_CIT_DATA"},
+    test={"type": "llava", "path": "$LLAVA_CIT_DATA/llava_cit/ocr_vqa_test.json", "image_folder": "$LLAVA_CIT_DATA"},
     suffix=GQA_SUFFIX, normalizer="lower", max_new_tokens=128,  # book titles: LLaVA evaluates with 128
+))
+register(TaskSpec(
+    name="ocrvqa-ocrbench", description="the paper's OCR task: trained on OCR-VQA, evaluated on OCRBench's Scene "
+                                        "Text-centric VQA (200 questions) with OCRBench's containment rule",
+    train={"type": "llava", "path": "$LLAVA_CIT_DATA/llava_cit/ocr_vqa.json", "image_folder": "$LLAVA_CIT_DATA"},
+    test={"type": "benchmark", "benchmark": "ocrbench", "path": "$LLAVA_CIT_DATA/OCRBench/OCRBench.json",
+          "images": "$LLAVA_CIT_DATA/OCRBench/OCRBench_Images", "types": ["Scene Text-centric VQA"]},
+    suffix=GQA_SUFFIX, metric="ocrbench", max_new_tokens=128,
 ))
 
 # The offline text track: generated articles, CT0 prompt families, tiny BLOOM (llava-cit demo --track text)
