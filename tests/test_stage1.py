@@ -82,10 +82,11 @@ def test_stage1_model_assembled_from_its_three_parts(tmp_path):
     key = next(k for k in tower if "layers.2.mlp.fc1.weight" in k)
     assert torch.equal(tower[key], reference[key.removeprefix("vision_model.")])
     # it answers an image question through the toolkit's own prompt path
+    from PIL import Image
+
     from llava_cit.collation import Encoder
     from llava_cit.data.example import Example
     from llava_cit.generation import generate_batch
-    from PIL import Image
 
     example = Example(id="0", turns=[("<image>\nwhat is written ?", "a sign")], image=Image.new("RGB", (50, 40)))
     assert len(generate_batch(model, Encoder(loaded), [example], 3)) == 1

@@ -66,8 +66,15 @@ def _image_processor(clip: str):
 
 
 def assemble_stage1(vicuna: str, clip: str, projector: Path, out: Path, dtype: str = "bfloat16") -> Path:
-    from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        CLIPVisionModel,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     from llava_cit.atomic import publish_dir, staging_dir
 
