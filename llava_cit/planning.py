@@ -1,0 +1,182 @@
+"""`llava-cit plan CONFIG`: what a run will cost before it spends GPU-hours.
+
+Per stage: parameters (base, trainable, adapter size on disk), an estimate of the peak memory per GPU
+(bf16 or 4-bit base; DDP, ZeRO-2, ZeRO-3), training examples, tokens and optimizer steps, and the
+evaluation work; with times when throughputs are given. The model is built from its configuration on the
+meta device (no weights are loaded or downloaded beyond config.json).
+
+The memory estimate is a formula, stated here so it can be checked against a measurement:
+    base weights     2 bytes/parameter (bf16); 4-bit: the language model's linear layers at 0.5 bytes
+                     + 4% (block scales), everything else bf16; ZeRO-3: divided by the GPUs
+    trainable        fp32 weight 4 + fp32 gradient 4 + Adam 8 bytes/parameter; ZeRO-2 divides the gradient
+                     and Adam states by the GPUs, ZeRO-3 all 16 bytes
+    activations      with gradient checkpointing: one bf16 hidden state per layer per token, plus one layer
+                     recomputed (34 x hidden bytes per token) and the fp32 logits of the batch; without it,
+                     every layer's (34 x hidden bytes per token per layer)
+    overhead         1.5 GB (CUDA context, allocator) + 10% of the rest
+It has not been checked against a GPU measurement yet (docs/BENCHMARKS.md says when it is).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from llava_cit.config import RunConfig
+from llava_cit.errors import UserError
+
+GB = 1024 ** 3
+IMAGE_TOKENS = {"llava": 576}  # LLaVA-1.5 at 336 px, patch 14: 24 x 24 image tokens per image
+
+
+@dataclass
+class ModelFacts:
+    base: int
+    trainable: int
+    quantizable: int  # parameters of the language model's linear layers (what 4-bit quantizes)
+    hidden: int
+    layers: int
+    vocab: int
+    image_tokens: int
+
+
+def model_facts(config: RunConfig) -> ModelFacts:
+    from transformers import AutoConfig, AutoModelForCausalLM, LlavaForConditionalGeneration
+
+    from llava_cit.data.paths import expand_data_root
+    from llava_cit.models.loading import TINY_SPECS, build_tiny
+    from llava_cit.models.packaged import resolve_model_spec
+    from llava_cit.training import lora_config
+
+    if config.model in TINY_SPECS:
+        model, _ = build_tiny(config.model)
+    else:
+        spec = resolve_model_spec(expand_data_root(config.model, f"model '{config.model}'"))
+        try:
+            model_config = AutoConfig.from_pretrained(spec, trust_remote_code=config.trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read the configuration of model '{config.model}' ({err})") from None
+        with torch.device("meta"):
+            if model_config.model_type == "llava":
+                model = LlavaForConditionalGeneration(model_config)
+            else:
+                model = AutoModelForCausalLM.from_config(model_config, trust_remote_code=config.trust_remote_code)
+    is_vision = hasattr(model.config, "vision_config")
+    text = model.config.get_text_config()
+    base = sum(p.numel() for p in model.parameters())
+    quantizable = sum(m.weight.numel() for n, m in model.named_modules()
+                      if isinstance(m, torch.nn.Linear) and "lm_head" not in n and "vision" not in n
+                      and "projector" not in n)
+    if config.method in ("full-sft",):
+        trainable = sum(p.numel() for n, p in model.named_parameters() if "vision" not in n)
+    else:
+        from peft import get_peft_model
+
+        peft_config = lora_config(model, config.lora, is_vision)
+        with torch.device("meta"):
+            peft = get_peft_model(model, peft_config)
+        trainable = sum(p.numel() for n, p in peft.named_parameters() if "lora_" in n or "modules_to_save" in n)
+    image_tokens = 0
+    if is_vision:
+        vision = model.config.vision_config
+        image_tokens = (vision.image_size // vision.patch_size) ** 2
+    return ModelFacts(base, trainable, quantizable, text.hidden_size, text.num_hidden_layers, text.vocab_size,
+                      image_tokens)
+
+
+def peak_memory_gb(facts: ModelFacts, config: RunConfig, gpus: int, zero: int, four_bit: bool,
+                   tokens_per_sample: int) -> float:
+    if four_bit:
+        weights = facts.quantizable * 0.5 * 1.04 + (facts.base - facts.quantizable) * 2
+    else:
+        weights = facts.base * 2
+    if zero == 3:
+        weights /= gpus
+    t = facts.trainable
+    state = {0: 16 * t, 2: 8 * t + 8 * t / gpus, 3: 16 * t / gpus}[zero]
+    b, s, h, layers = config.train.batch_size, tokens_per_sample, facts.hidden, facts.layers
+    if config.train.gradient_checkpointing:
+        activations = b * s * h * 2 * layers + b * s * 34 * h + b * s * facts.vocab * 4
+    else:
+        activations = b * s * 34 * h * layers + b * s * facts.vocab * 4
+    return (1.1 * (weights + state + activations) + 1.5 * GB) / GB
+
+
+def count_records(source: dict) -> int | None:
+    """Records of a task's source without loading it (None when the data is not there)."""
+    from pathlib import Path
+
+    from llava_cit.data.paths import expand_data_root
+
+    kind = source.get("type", "llava")
+    if kind == "synthetic":
+        return int(source.get("count", 200))
+    if kind == "llava":
+        try:
+            path = Path(expand_data_root(source["path"], "the data"))
+        except UserError:
+            return None
+        if not path.is_file():
+            return None
+        from llava_cit.data_prep.json_stream import iter_json_array
+
+        return sum(1 for _ in iter_json_array(path))
+    return None
+
+
+def plan(config: RunConfig, gpus: int = 1, gpu_memory: float | None = None, tokens_per_second: float | None = None,
+         eval_samples_per_second: float | None = None, tokens_per_sample: int | None = None) -> dict:
+    from llava_cit.methods.registry import get_method
+    from llava_cit.tasks.registry import resolve_task
+    from llava_cit.training import gradient_accumulation
+
+    facts = model_facts(config)
+    method = get_method(config.method)
+    tasks = [resolve_task(entry) for entry in config.tasks]
+    per_sample = tokens_per_sample or min(config.train.max_length, 256 + facts.image_tokens)
+    accumulation = gradient_accumulation(config.train, gpus)
+    global_batch = config.train.batch_size * accumulation * gpus
+    memory = {}
+    for label, zero, four_bit in (("bf16 DDP", 0, False), ("bf16 ZeRO-2", 2, False), ("bf16 ZeRO-3", 3, False),
+                                  ("4-bit (QLoRA)", 0, True)):
+        if four_bit and method.full_finetune:
+            continue
+        memory[label] = peak_memory_gb(facts, config, gpus, zero, four_bit, per_sample)
+    stages, eval_samples, train_seconds = [], 0, 0.0
+    for i, task in enumerate(tasks):
+        records = count_records(task.train)
+        if records is not None and config.train_limit:
+            records = min(records, config.train_limit)
+        test = count_records(task.test)
+        if test is not None and config.eval.limit:
+            test = min(test, config.eval.limit)
+        steps = math.ceil(records * config.train.epochs / global_batch) if records else None
+        tokens = records * per_sample * config.train.epochs if records else None
+        seen_tests = [count_records(t.test) for t in tasks[: i + 1]]
+        stage_eval = sum(n for n in seen_tests if n) if all(n is not None for n in seen_tests) else None
+        if stage_eval is not None and config.eval.limit:
+            stage_eval = sum(min(n, config.eval.limit) for n in seen_tests)
+        if stage_eval is not None:
+            eval_samples += stage_eval
+        seconds = tokens / (tokens_per_second * gpus) if (tokens and tokens_per_second) else None
+        if seconds:
+            train_seconds += seconds
+        stages.append({"stage": i, "task": task.name, "train_examples": records, "train_tokens": tokens,
+                       "optimizer_steps": steps, "test_examples": test, "eval_samples_after_stage": stage_eval,
+                       "train_seconds": seconds})
+    fits = {label: gb <= gpu_memory for label, gb in memory.items()} if gpu_memory else {}
+    return {
+        "model": config.model, "method": config.method, "gpus": gpus,
+        "parameters": {"base": facts.base, "trainable": facts.trainable,
+                       "adapter_bytes_per_stage": facts.trainable * 4 if not method.full_finetune else facts.base * 2,
+                       "saved_per_stage": "the whole model" if method.full_finetune else "one adapter"},
+        "batch": {"per_device": config.train.batch_size, "gradient_accumulation": accumulation,
+                  "global": global_batch, "tokens_per_sample": per_sample},
+        "peak_memory_gb_per_gpu": memory, "fits": fits, "stages": stages,
+        "evaluation": {"samples_generated": eval_samples or None,
+                       "seconds": eval_samples / eval_samples_per_second if (eval_samples and eval_samples_per_second)
+                       else None},
+        "train_seconds": train_seconds or None,
+    }
