@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llava_cit.continual.figures import pyplot, save_png
 from llava_cit.continual.train_log import read_train_log
 
 
@@ -11,10 +12,7 @@ def draw_loss_curves(run_dir: Path) -> Path | None:
     rows = [r for r in read_train_log(run_dir) if r.get("loss") is not None and r.get("kind", "adapter") == "adapter"]
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     stages = sorted({r["stage"] for r in rows})
     fig, axes = plt.subplots(1, len(stages), figsize=(4 * len(stages), 3.2), squeeze=False)
@@ -33,9 +31,4 @@ def draw_loss_curves(run_dir: Path) -> Path | None:
     method = rows[0].get("method", "")
     fig.suptitle(f"{run_dir.name} ({method})")
     fig.tight_layout()
-    path = run_dir / "loss_curves.png"
-    tmp = run_dir / ".loss_curves.png.tmp"
-    fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_png(fig, run_dir / "loss_curves.png")

@@ -275,7 +275,8 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
         previous = self.manifest.stages[-1].get("serving") or {} if self.manifest.stages else {}
         serving = self.method.serving(ctx, previous, rel, self.adapter_rel(start) if start is not None else None)
         self._train = None  # the stage's training set is not needed any more
-        artifacts = [rel]
+        own_adapters = {self.adapter_rel(i) for i in range(len(self.tasks))}
+        artifacts = [rel] + sorted({r for r in serving.values() if r not in own_adapters})  # e.g. eproj's composites
         switch = None
         if self.method.routes and stage > 0:
             switch = self._fit_switch(stage)

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llava_cit.continual.figures import pyplot, save_png
+
 
 def draw_task_similarity(run_dir: Path, stages: list[dict]) -> Path | None:
     tasks = [s["task"] for s in stages]
     if not any(s.get("task_similarity") for s in stages) or len(tasks) < 2:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     grid = [[float("nan")] * len(tasks) for _ in tasks]
     for i, s in enumerate(stages):
@@ -32,9 +31,4 @@ def draw_task_similarity(run_dir: Path, stages: list[dict]) -> Path | None:
     fig.colorbar(image, ax=axis, label="similarity (retained instructions and answers)")
     axis.set_title(f"{run_dir.name}: task similarity")
     fig.tight_layout()
-    path = run_dir / "task_similarity.png"
-    tmp = run_dir / ".task_similarity.png.tmp"
-    fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_png(fig, run_dir / "task_similarity.png")
