@@ -110,7 +110,7 @@ class RunServer(Server):
         inside = {name: resolve_under(run_dir, rel, f"adapter path of '{name}' in {results_path}", "the run directory")
                   for name, rel in adapters.items()}
         prompt = PromptSettings.load(run_dir)
-        plan = results.get("method_plan") or vars(get_method(results["method"]))  # runs written before "serving"
+        plan = results.get("method_plan") or vars(get_method(results["method"]))  # runs written before "method_plan"
         if plan["full_finetune"]:  # full-sft: the last stage's whole model serves
             last = results["tasks"][-1]
             if adapter is not None and adapter != last:
