@@ -3,6 +3,11 @@
 Training batches pad on the right; generation batches pad on the left so every prompt
 ends where generation starts. Only assistant answers (and their end-of-sequence token)
 carry loss; every other position is labelled -100.
+
+Prompt formats: LLaVA-1.5's conversation for vision models; for a text model whose tokenizer has a chat
+template (e.g. SmolLM2-Instruct), that template, rendered by the tokenizer itself (each assistant turn's
+tokens are those the template adds after the generation prompt, up to its end-of-turn token); otherwise the
+text track's instruction template (BLOOMZ, the tiny models).
 """
 
 from __future__ import annotations
@@ -46,6 +51,42 @@ class Encoder:
         probe = self.tokenizer("a").input_ids
         bos = self.tokenizer.bos_token_id
         self.prefix = [bos] if (bos is not None and probe and probe[0] == bos) else []
+        self.chat = not loaded.is_vision and bool(getattr(self.tokenizer, "chat_template", None))
+
+    def messages(self, example: Example, with_answer: bool = True) -> list[dict[str, str]]:
+        """The example as chat messages (text models with a chat template)."""
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        for index, (question, answer) in enumerate(example.turns):
+            user = f"{question}\n\n{example.input}" if (index == 0 and example.input) else question
+            messages.append({"role": "user", "content": user})
+            if with_answer or index < len(example.turns) - 1:
+                messages.append({"role": "assistant", "content": answer})
+        return messages
+
+    def _template_ids(self, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt)
+        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+    def _encode_chat(self, example: Example) -> tuple[list[int], list[int]]:
+        """input_ids and labels from the tokenizer's own chat template: each assistant turn is labelled from the
+        end of its generation prompt up to and including the end-of-turn (eos) token."""
+        messages = self.messages(example)
+        eos = self.tokenizer.eos_token_id
+        input_ids: list[int] = []
+        labels: list[int] = []
+        for k, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            prompt = self._template_ids(messages[:k], generation_prompt=True)
+            full = self._template_ids(messages[: k + 1], generation_prompt=False)
+            if prompt[: len(input_ids)] != input_ids or full[: len(prompt)] != prompt:
+                raise ValueError("the tokenizer's chat template does not render a conversation as a growing prefix")
+            answer = full[len(prompt):]
+            if eos in answer:
+                answer = answer[: answer.index(eos) + 1]
+            labels += [IGNORE_INDEX] * (len(prompt) - len(input_ids)) + answer
+            input_ids = prompt + answer
+        return input_ids, labels
 
     @property
     def max_positions(self) -> int | None:
@@ -71,6 +112,9 @@ class Encoder:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
     def encode_train(self, example: Example, pixels: bool = True) -> dict[str, Any]:
+        if self.chat:
+            input_ids, labels = self._encode_chat(example)
+            return {"input_ids": input_ids[: self.max_length], "labels": labels[: self.max_length]}
         input_ids, labels = list(self.prefix), [IGNORE_INDEX] * len(self.prefix)
         eos = self.tokenizer.eos_token_id
         for prompt, answer in self.segments(example):
@@ -86,12 +130,17 @@ class Encoder:
 
     def prompt_text(self, example: Example) -> str:
         """The prompt as text (before image-token expansion): what training, evaluation and serving all build."""
+        if self.chat:
+            return self.tokenizer.apply_chat_template(self.messages(example, with_answer=False), tokenize=False,
+                                                      add_generation_prompt=True)
         segments = self.segments(example, with_answer=False)
         eos = self.tokenizer.eos_token or ""
         return "".join(p + a + eos for p, a in segments[:-1]) + segments[-1][0]
 
     def encode_prompt(self, example: Example) -> list[int]:
         """Everything up to (and including) the last `ASSISTANT:`; the answer is left to generate."""
+        if self.chat:
+            return self._template_ids(self.messages(example, with_answer=False), generation_prompt=True)
         ids = list(self.prefix)
         segments = self.segments(example, with_answer=False)
         eos = self.tokenizer.eos_token_id

