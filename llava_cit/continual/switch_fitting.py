@@ -1,10 +1,12 @@
 """Switch fitting for the runner: after each stage of a routed method, the switch is fitted on every retained
-instruction of the tasks seen so far and saved under switch/stage-NN."""
+instruction of the tasks seen so far and saved under switch/stage-NN. `switch.extractor` may name a packaged
+model (`smollm2-135m`) or a .gguf file, as `model:` can."""
 
 from __future__ import annotations
 
 import torch
 
+from llava_cit.models.packaged import resolve_model_spec
 from switch import SwitchNetwork
 from switch.retention import read_jsonl
 
@@ -15,7 +17,7 @@ class SwitchFitting:
     def _fit_switch(self, stage: int) -> SwitchNetwork:
         s = self.config.switch
         rows = [row for t in self.tasks[: stage + 1] for row in read_jsonl(self.run_dir / "retained" / f"{t.name}.jsonl")]
-        switch = SwitchNetwork(s.extractor, hidden=s.hidden, layer=s.layer, pooling=s.pooling, epochs=s.epochs,
+        switch = SwitchNetwork(resolve_model_spec(s.extractor), hidden=s.hidden, layer=s.layer, pooling=s.pooling, epochs=s.epochs,
                                lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.method.router)
         switch.fit([r["instruction"] for r in rows], [r["task"] for r in rows], [r["input"] for r in rows])
         switch.save(self.run_dir / "switch" / f"stage-{stage:02d}")
@@ -29,6 +31,7 @@ class SwitchFitting:
 
         if getattr(self, "_extractor", None) is None:
             s = self.config.switch
-            self._extractor = FeatureExtractor(s.extractor, layer=s.layer, pooling=s.pooling, seed=self.config.seed)
+            self._extractor = FeatureExtractor(resolve_model_spec(s.extractor), layer=s.layer, pooling=s.pooling,
+                                               seed=self.config.seed)
         return self._extractor(texts)
 
