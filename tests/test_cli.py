@@ -18,7 +18,7 @@ def test_help_lists_commands_with_examples():
     assert "Example" in cli("train", "--help").stdout
     assert "--track text" in cli("demo", "--help").stdout
     result = cli("demo", "--track", "audio")
-    assert result.returncode == 2 and result.stderr.strip() == "error: unknown demo track 'audio' (known: vision, text)"
+    assert result.returncode == 2 and result.stderr.strip() == "error: unknown demo track 'audio' (known: vision, text, smollm2)"
 
 
 def test_bad_input_is_one_line_no_traceback(tmp_path):
