@@ -10,6 +10,7 @@ written to a JSON-lines file and counted in the report.
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -77,7 +78,7 @@ def download_one(image_id: str, url: str, out: Path, retries: int, timeout: floa
             if 400 <= err.code < 500 and err.code != 429:
                 return reason  # the URL is gone; asking again does not bring it back
             continue
-        except (urllib.error.URLError, TimeoutError, OSError, ValueError) as err:
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError, ValueError) as err:
             reason = str(getattr(err, "reason", err)) or type(err).__name__
             if "timed out" in reason.lower() or isinstance(err, TimeoutError):
                 reason = f"timed out after {timeout:g} s"

@@ -41,12 +41,14 @@ class PathIntegral(TrainingHooks):
 class SI(ImportanceRegularized):
     def path_hooks(self, ctx: StageContext) -> TrainingHooks:
         hooks = PathIntegral(ctx.adapter)
+        hooks.ctx = ctx
         object.__setattr__(self, "_path", hooks)  # read back by importance() after the stage
         return hooks
 
     def importance(self, ctx, model, params):
         path: PathIntegral | None = getattr(self, "_path", None)
-        if path is None or path.params is None:  # nothing trained in this process (reused adapter)
+        if path is None or getattr(path, "ctx", None) is not ctx or path.params is None:
+            # this stage did not train in this process (its adapter was saved before a restart)
             return {k: torch.zeros_like(p, dtype=torch.float32) for k, p in params.items()}
         result = {}
         for k, p in params.items():
