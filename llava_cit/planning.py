@@ -145,19 +145,19 @@ def plan(config: RunConfig, gpus: int = 1, gpu_memory: float | None = None, toke
             continue
         memory[label] = peak_memory_gb(facts, config, gpus, zero, four_bit, per_sample)
     stages, eval_samples, train_seconds = [], 0, 0.0
+    tests = []  # each task's test examples (eval.limit applied), counted once: a LLaVA file is streamed to count
+    for task in tasks:
+        test = count_records(task.test)
+        tests.append(min(test, config.eval.limit) if (test is not None and config.eval.limit) else test)
     for i, task in enumerate(tasks):
         records = count_records(task.train)
         if records is not None and config.train_limit:
             records = min(records, config.train_limit)
-        test = count_records(task.test)
-        if test is not None and config.eval.limit:
-            test = min(test, config.eval.limit)
+        test = tests[i]
         steps = math.ceil(records * config.train.epochs / global_batch) if records else None
         tokens = records * per_sample * config.train.epochs if records else None
-        seen_tests = [count_records(t.test) for t in tasks[: i + 1]]
-        stage_eval = sum(n for n in seen_tests if n) if all(n is not None for n in seen_tests) else None
-        if stage_eval is not None and config.eval.limit:
-            stage_eval = sum(min(n, config.eval.limit) for n in seen_tests)
+        seen_tests = tests[: i + 1]
+        stage_eval = sum(seen_tests) if all(n is not None for n in seen_tests) else None
         if stage_eval is not None:
             eval_samples += stage_eval
         seconds = tokens / (tokens_per_second * gpus) if (tokens and tokens_per_second) else None

@@ -16,6 +16,7 @@ stage i-1's anchors (`s00-gqa`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,8 +79,8 @@ def batches(ctx: StageContext, examples, batch_size: int = 1):
     """Training batches (prompt masked, answer as labels) of `examples`, on the model's device."""
     collate = TrainCollator(ctx.encoder.tokenizer.pad_token_id)
     for start in range(0, len(examples), batch_size):
-        items = [ctx.encoder.encode_train(ex.__class__(**{**ex.__dict__, "image": ex.load_image()})
-                                          if ex.has_image else ex) for ex in examples[start:start + batch_size]]
+        items = [ctx.encoder.encode_train(dataclasses.replace(ex, image=ex.load_image()) if ex.has_image else ex)
+                 for ex in examples[start:start + batch_size]]
         yield collate(items)
 
 
