@@ -7,14 +7,17 @@ meta device (no weights are loaded or downloaded beyond config.json).
 
 The memory estimate is a formula, stated here so it can be checked against a measurement:
     base weights     2 bytes/parameter (bf16); 4-bit: the language model's linear layers at 0.5 bytes
-                     + 4% (block scales), everything else bf16; ZeRO-3: divided by the GPUs
+                     + 4% (block scales), everything else fp32 (PEFT's prepare_model_for_kbit_training upcasts
+                     the vision tower, embeddings, norms and lm_head); ZeRO-3: divided by the GPUs
     trainable        fp32 weight 4 + fp32 gradient 4 + Adam 8 bytes/parameter; ZeRO-2 divides the gradient
                      and Adam states by the GPUs, ZeRO-3 all 16 bytes
-    activations      with gradient checkpointing: one bf16 hidden state per layer per token, plus one layer
-                     recomputed (34 x hidden bytes per token) and the fp32 logits of the batch; without it,
-                     every layer's (34 x hidden bytes per token per layer)
+    activations      with gradient checkpointing: one hidden state per layer per token, plus one layer
+                     recomputed (34 x hidden bytes per token in bf16) and the fp32 logits of the batch; without
+                     it, every layer's (34 x hidden bytes per token per layer). A 4-bit base doubles both: its
+                     fp32 norms and embeddings keep the residual stream in fp32
     overhead         1.5 GB (CUDA context, allocator) + 10% of the rest
-It has not been checked against a GPU measurement yet (docs/BENCHMARKS.md says when it is).
+Checked on an H200 against LLaVA-1.5-7B at the paper's recipe (scripts/bench/llava_recipe_gpu.py,
+docs/BENCHMARKS.md): within 15% of the measured peak at per-device batches 4, 8 and 16, bf16 and 4-bit.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ def model_facts(config: RunConfig) -> ModelFacts:
 def peak_memory_gb(facts: ModelFacts, config: RunConfig, gpus: int, zero: int, four_bit: bool,
                    tokens_per_sample: int) -> float:
     if four_bit:
-        weights = facts.quantizable * 0.5 * 1.04 + (facts.base - facts.quantizable) * 2
+        weights = facts.quantizable * 0.5 * 1.04 + (facts.base - facts.quantizable) * 4
     else:
         weights = facts.base * 2
     if zero == 3:
@@ -97,10 +100,11 @@ def peak_memory_gb(facts: ModelFacts, config: RunConfig, gpus: int, zero: int, f
     t = facts.trainable
     state = {0: 16 * t, 2: 8 * t + 8 * t / gpus, 3: 16 * t / gpus}[zero]
     b, s, h, layers = config.train.batch_size, tokens_per_sample, facts.hidden, facts.layers
+    wide = 2 if four_bit else 1  # a 4-bit base keeps its activations in fp32 (twice bf16's bytes)
     if config.train.gradient_checkpointing:
-        activations = b * s * h * 2 * layers + b * s * 34 * h + b * s * facts.vocab * 4
+        activations = wide * (b * s * h * 2 * layers + b * s * 34 * h) + b * s * facts.vocab * 4
     else:
-        activations = b * s * 34 * h * layers + b * s * facts.vocab * 4
+        activations = wide * b * s * 34 * h * layers + b * s * facts.vocab * 4
     return (1.1 * (weights + state + activations) + 1.5 * GB) / GB
 
 

@@ -1,0 +1,342 @@
+"""LLaVA-1.5-7B at the paper's recipe on one GPU: training step time, tokens/s and peak memory (bf16 LoRA r128 and
+4-bit QLoRA), batched vs batch-1 generation, a routed mixed-task batch vs a single-task batch, and the measured
+peak memory next to `llava-cit plan`'s estimate for the same batch and sequence length.
+
+The model is LLaVA-1.5-7B's published architecture (scripts/bench/llava-1.5-7b/config.json: Vicuna-7B + CLIP
+ViT-L/14-336 + the 2-layer projector, 7.06B parameters) with random weights, built directly on the GPU (the hub is
+unreachable). The adapter is the toolkit's own (`llava_cit.training.add_adapter`: LoRA r128 alpha 256 on every
+linear layer of the language model, the projector trained through `modules_to_save`, kept in fp32), trained with
+the Trainer's recipe pieces: bf16 autocast, gradient checkpointing, AdamW (projector at its own lr). 4-bit: every
+linear layer of the language model replaced by bitsandbytes' NF4 `Linear4bit` with double quantisation and bf16
+compute, the same settings `llava_cit.models.loading.quantization_config` gives `from_pretrained` (vision tower,
+projector and lm_head stay bf16), then `add_adapter`, which runs PEFT's `prepare_model_for_kbit_training`.
+
+Each training sample is `--seq` tokens: 576 image tokens (one 336 px image) and the rest text, the loss on the
+last `--answer` tokens. Peak memory is `torch.cuda.max_memory_reserved` (what the allocator took) plus the CUDA
+context measured before the model was built; it is compared with the plan's formula at the same batch and length.
+
+    python scripts/bench/llava_recipe_gpu.py --out docs/bench/llava7b_recipe_h200.json
+    python scripts/bench/llava_recipe_gpu.py --layers 2 --train-batches 2 --qlora-batches 2   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+# isort: off
+import llava_cit  # noqa: F401  (filters library messages a user cannot act on, before peft is imported)
+# isort: on
+from transformers import AutoConfig, LlavaForConditionalGeneration
+
+from llava_cit.collation import Encoder
+from llava_cit.config import LoraSettings, load_config
+from llava_cit.data import synthetic
+from llava_cit.generation import generate_batch
+from llava_cit.models.loading import LoadedModel
+from llava_cit.models.tiny import llava_from_sizes
+from llava_cit.planning import model_facts, peak_memory_gb
+from llava_cit.routing import gathered_for
+from llava_cit.training import add_adapter, keep_fp32_master_weights
+from scripts.bench.timing import clock
+
+CONFIG_DIR = ROOT / "scripts" / "bench" / "llava-1.5-7b"
+PAPER_CONFIG = ROOT / "scripts" / "configs" / "llava15_paper_ret0.01pct.yaml"
+QLORA_CONFIG = ROOT / "scripts" / "configs" / "llava15_paper_qlora_24gb.yaml"
+GB = 1024 ** 3
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def architecture(layers: int | None) -> Path:
+    """The published configuration (with fewer layers for a smoke run) in a folder `llava-cit plan` can read."""
+    config = json.loads((CONFIG_DIR / "config.json").read_text())
+    if layers:
+        config["text_config"]["num_hidden_layers"] = layers
+        config["vision_config"]["num_hidden_layers"] = max(layers, 2)
+    folder = Path(tempfile.mkdtemp(prefix="llava-arch-"))
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def build(folder: Path, image_token: int, pad_token: int):
+    config = AutoConfig.from_pretrained(folder)
+    config.image_token_id = image_token  # the stand-in tokenizer's <image> (random weights: any id in the vocabulary)
+    config.pad_token_id = pad_token
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    torch.manual_seed(0)
+    with torch.device(device()):
+        model = LlavaForConditionalGeneration._from_config(config, dtype=dtype)
+    model.generation_config.pad_token_id = pad_token
+    return model
+
+
+def stand_in_processor():
+    """A LlavaProcessor at 336 px / patch 14 (576 image tokens) with the toolkit's word tokenizer."""
+    _, processor = llava_from_sizes(vision_hidden=32, vision_layers=1, image_size=336, patch=14, text_hidden=64,
+                                    text_layers=1, text_intermediate=64)
+    return processor
+
+
+def context_bytes() -> int:
+    """What the CUDA context takes before any model (driver, cuBLAS handles), seen as used device memory."""
+    if not torch.cuda.is_available():
+        return 0
+    torch.zeros(1, device="cuda") @ torch.zeros(1, 1, device="cuda")
+    free, total = torch.cuda.mem_get_info()
+    return total - free - torch.cuda.memory_reserved()
+
+
+def training_batch(batch: int, seq: int, answer: int, image_token: int, vision_size: int, dtype):
+    image_tokens = (vision_size // 14) ** 2
+    text = seq - image_tokens
+    ids = torch.randint(5, 31000, (batch, seq))
+    ids[:, 4:4 + image_tokens] = image_token
+    labels = torch.full_like(ids, -100)
+    labels[:, seq - answer:] = ids[:, seq - answer:]
+    assert text > answer + 4, "the sequence must hold the image tokens, a prompt and the answer"
+    pixels = torch.randn(batch, 3, vision_size, vision_size)
+    return {"input_ids": ids.to(device()), "attention_mask": torch.ones_like(ids).to(device()),
+            "labels": labels.to(device()), "pixel_values": pixels.to(device(), dtype)}
+
+
+def optimizer_for(model, lr: float, projector_lr: float):
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    projector = [p for n, p in named if "multi_modal_projector" in n]
+    rest = [p for n, p in named if "multi_modal_projector" not in n]
+    return torch.optim.AdamW([{"params": rest}, {"params": projector, "lr": projector_lr}], lr=lr, weight_decay=0.0)
+
+
+def measure_training(peft, batch: int, seq: int, answer: int, steps: int, image_token: int, vision_size: int,
+                     context: int) -> dict:
+    peft.train()
+    optimizer = optimizer_for(peft, 2e-4, 2e-5)
+    data = training_batch(batch, seq, answer, image_token, vision_size, next(peft.parameters()).dtype)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    times, grad_norm = [], None
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if torch.cuda.is_available() else torch.autocast(
+        "cpu", enabled=False)
+    for step in range(steps + 1):  # the first step (allocator warm-up, optimizer states) is not timed
+        sync()
+        start = time.perf_counter()
+        with autocast:
+            loss = peft(**data).loss
+        loss.backward()
+        if step == 0:
+            lora = [p.grad.float().norm() for n, p in peft.named_parameters() if "lora_B" in n and p.grad is not None]
+            grad_norm = float(torch.stack(lora).norm()) if lora else 0.0
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync()
+        if step:
+            times.append(time.perf_counter() - start)
+    step_s = sorted(times)[len(times) // 2]
+    result = {"per_device_batch": batch, "tokens_per_sample": seq, "steps_timed": steps, "step_s_median": step_s,
+              "tokens_per_s": batch * seq / step_s, "samples_per_s": batch / step_s,
+              "lora_B_grad_norm_first_step": grad_norm, "loss": float(loss)}
+    if torch.cuda.is_available():
+        result["peak_allocated_gb"] = torch.cuda.max_memory_allocated() / GB
+        result["peak_reserved_gb"] = torch.cuda.max_memory_reserved() / GB
+        result["peak_device_gb"] = (torch.cuda.max_memory_reserved() + context) / GB
+    del optimizer, data
+    peft.zero_grad(set_to_none=True)
+    gc.collect()
+    return result
+
+
+def plan_estimate(config_path: Path, folder: Path, batch: int, seq: int, four_bit: bool) -> float:
+    config = load_config(config_path, [f"model={folder}", f"train.batch_size={batch}", "train.global_batch_size=null"])
+    return peak_memory_gb(model_facts(config), config, gpus=1, zero=0, four_bit=four_bit, tokens_per_sample=seq)
+
+
+def quantize_language_model(model) -> int:
+    """Every linear layer of the language model as bitsandbytes NF4 (double quantisation, bf16 compute), in place;
+    the settings of llava_cit.models.loading.quantization_config. Returns the layers replaced."""
+    import bitsandbytes as bnb
+
+    replaced = 0
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            full = f"{name}.{child_name}" if name else child_name
+            if not isinstance(child, torch.nn.Linear) or any(
+                    skip in full for skip in ("vision_tower", "multi_modal_projector", "lm_head")):
+                continue
+            layer = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                      compute_dtype=torch.bfloat16, compress_statistics=True, quant_type="nf4",
+                                      device="meta")
+            layer.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, compress_statistics=True,
+                                             quant_type="nf4").to(device())
+            if child.bias is not None:
+                layer.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
+            setattr(module, child_name, layer)
+            replaced += 1
+    model.is_loaded_in_4bit = True
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return replaced
+
+
+def with_eval_adapters(model, count: int, r: int):
+    settings = LoraSettings(r=r, alpha=2 * r, dropout=0.0, train_projector=True)
+    peft = None
+    for i in range(count):
+        peft = add_adapter(peft if peft is not None else model, f"task{i}", settings, is_vision=True)
+        for name, param in peft.named_parameters():  # non-zero B: every adapter changes the output
+            if f"lora_B.task{i}." in name:
+                torch.nn.init.normal_(param, std=0.01)
+    return peft.eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=None, help="fewer layers (a smoke run; default: the published 32/24)")
+    parser.add_argument("--seq", type=int, default=832, help="tokens per training sample (576 of them the image's)")
+    parser.add_argument("--answer", type=int, default=32, help="answer tokens per sample (the loss)")
+    parser.add_argument("--train-batches", default="16,8", help="per-device batches for bf16 LoRA")
+    parser.add_argument("--qlora-batches", default="4,8", help="per-device batches for 4-bit QLoRA")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per setting (after one untimed)")
+    parser.add_argument("--eval-batch", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--skip", default="", help="comma list of sections to skip: eval,bf16,qlora")
+    parser.add_argument("--out", default=None, help="JSON written after every section")
+    args = parser.parse_args()
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    batches = [int(b) for b in args.train_batches.split(",") if b]
+    qbatches = [int(b) for b in args.qlora_batches.split(",") if b]
+    result = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+              "torch": torch.__version__, "command": " ".join(["python"] + sys.argv), "errors": {}}
+
+    def save():
+        print(json.dumps(result, indent=2), flush=True)
+        if args.out:
+            path = Path(args.out)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+            os.replace(tmp, path)
+
+    context = context_bytes()
+    result["cuda_context_gb"] = context / GB
+    processor = stand_in_processor()
+    tokenizer = processor.tokenizer
+    image_token = tokenizer.convert_tokens_to_ids("<image>")
+    folder = architecture(args.layers)
+    start = time.perf_counter()
+    model = build(folder, image_token, tokenizer.pad_token_id)
+    sync()
+    result["build_s"] = time.perf_counter() - start
+    result["parameters_b"] = sum(p.numel() for p in model.parameters()) / 1e9
+    result["layers"] = {"text": model.config.text_config.num_hidden_layers,
+                        "vision": model.config.vision_config.num_hidden_layers}
+    vision_size = model.config.vision_config.image_size
+    save()
+
+    if "eval" not in skip:
+        try:
+            peft = with_eval_adapters(model, 2, 128)
+            loaded = LoadedModel(model, processor, True, "llava-1.5-7b-random")
+            encoder = Encoder(loaded)
+            n, kwargs = args.eval_batch, {"max_new_tokens": args.new_tokens}
+            shapes = synthetic.generate("synth-shapes", n, split="test")
+            ocr = synthetic.generate("synth-ocr", n, split="test")
+            mixed = [shapes[i // 2] if i % 2 == 0 else ocr[i // 2] for i in range(n)]
+            routes = [f"task{i % 2}" for i in range(n)]
+            model.generation_config.eos_token_id = None
+            peft.set_adapter("task0")
+            with torch.inference_mode():
+                batched = clock(lambda: generate_batch(peft, encoder, shapes, **kwargs), 3, warmup=True)
+                one = clock(lambda: [generate_batch(peft, encoder, [ex], **kwargs) for ex in shapes], 1, warmup=True)
+                gathered = gathered_for(peft)
+                mixed_gathered = clock(lambda: generate_batch(peft, encoder, mixed, gathered=gathered,
+                                                              adapter_names=routes, **kwargs), 3, warmup=True)
+                mixed_peft = clock(lambda: generate_batch(peft, encoder, mixed, adapter_names=routes, **kwargs), 3,
+                                   warmup=True)
+            result["eval"] = {
+                "adapters": "2 x LoRA r128 on every language-model linear + projector copies", "batch": n,
+                "new_tokens": args.new_tokens, "prompt_tokens": int(encoder.generation_batch(shapes)["input_ids"].shape[1]),
+                "batched_s": batched, "batch1_s": one, "batched_speedup": one / batched,
+                "batched_samples_per_s": n / batched, "batch1_samples_per_s": n / one,
+                "single_task_batch_s": batched, "mixed_gathered_s": mixed_gathered, "mixed_peft_s": mixed_peft,
+                "gathered_mixed_over_single_throughput": batched / mixed_gathered,
+                "peft_mixed_over_single_throughput": batched / mixed_peft}
+            model = peft.unload()
+            del peft, gathered
+        except Exception as err:  # a section that fails is reported, the others still run
+            result["errors"]["eval"] = traceback.format_exc()[-2000:]
+            print(err, file=sys.stderr)
+        gc.collect()
+        save()
+
+    lora = LoraSettings(r=128, alpha=256, dropout=0.05, train_projector=True)
+    if "bf16" not in skip:
+        try:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            peft = add_adapter(model, "task0", lora, is_vision=True)
+            upcast = keep_fp32_master_weights(peft)
+            result["bf16_lora"] = {"trainable_m": sum(p.numel() for p in peft.parameters() if p.requires_grad) / 1e6,
+                                   "fp32_modules": upcast, "runs": []}
+            for batch in batches:
+                run = measure_training(peft, batch, args.seq, args.answer, args.steps, image_token, vision_size,
+                                       context)
+                run["plan_estimate_gb"] = plan_estimate(PAPER_CONFIG, folder, batch, args.seq, four_bit=False)
+                if "peak_device_gb" in run:
+                    run["plan_over_measured"] = run["plan_estimate_gb"] / run["peak_device_gb"]
+                result["bf16_lora"]["runs"].append(run)
+                save()
+            model = peft.unload()  # the fp32 projector copy goes with the adapter; the base stays as built
+            del peft
+        except Exception as err:
+            result["errors"]["bf16"] = traceback.format_exc()[-2000:]
+            print(err, file=sys.stderr)
+        gc.collect()
+        save()
+
+    if "qlora" not in skip:
+        try:
+            if not torch.cuda.is_available():
+                raise RuntimeError("4-bit QLoRA needs a CUDA GPU")
+            model = model.to(torch.bfloat16)
+            start = time.perf_counter()
+            result["qlora"] = {"layers_quantized": quantize_language_model(model),
+                               "quantize_s": time.perf_counter() - start, "runs": []}
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            peft = add_adapter(model, "task0", lora, is_vision=True)
+            result["qlora"]["fp32_modules"] = keep_fp32_master_weights(peft)
+            result["qlora"]["weights_gb"] = torch.cuda.memory_allocated() / GB
+            for batch in qbatches:
+                run = measure_training(peft, batch, args.seq, args.answer, args.steps, image_token, vision_size,
+                                       context)
+                run["plan_estimate_gb"] = plan_estimate(QLORA_CONFIG, folder, batch, args.seq, four_bit=True)
+                run["plan_over_measured"] = run["plan_estimate_gb"] / run["peak_device_gb"]
+                result["qlora"]["runs"].append(run)
+                save()
+        except Exception as err:
+            result["errors"]["qlora"] = traceback.format_exc()[-2000:]
+            print(err, file=sys.stderr)
+        save()
+
+
+if __name__ == "__main__":
+    main()
