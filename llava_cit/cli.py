@@ -92,7 +92,9 @@ def demo(
 
 
 @app.command(epilog="Examples:\n\n  llava-cit train scripts/configs/demo_switchcit.yaml --out runs/a\n\n"
-                    "  llava-cit train cfg.yaml --out runs/a --set train.epochs=2 --set method=rehearsal")
+                    "  llava-cit train cfg.yaml --out runs/a --set train.epochs=2 --set method=rehearsal\n\n"
+                    "  accelerate launch --config_file scripts/accelerate/ddp.yaml --num_processes 8 -m llava_cit.cli "
+                    "train cfg.yaml --out runs/a   # 8 GPUs")
 def train(
     config: Path = typer.Argument(..., help="YAML run config."),
     out: Path = typer.Option(None, help="Run directory (default: runs/<config name>)."),
@@ -103,14 +105,18 @@ def train(
     from llava_cit.config import load_config
     from llava_cit.continual.report import print_report
     from llava_cit.continual.runner import ContinualRunner, Progress
+    from llava_cit.distributed import is_main_process
 
     _quiet_libraries()
     run_config = load_config(config, set_)
     out = out or Path("runs") / config.stem
+    main = is_main_process()  # under accelerate launch, rank 0 alone talks (and writes the run directory)
     runner = ContinualRunner(run_config, out, force=force, config_dir=config.parent,
-                             progress=Progress(message=_say, show_trainer_bars=True, console=console))
+                             progress=Progress(message=_say if main else (lambda text: None), show_trainer_bars=main,
+                                               console=console if main else None))
     runner.run()
-    print_report([out], console)
+    if main:
+        print_report([out], console)
 
 
 @app.command(epilog="Example: llava-cit report runs/demo/switchcit runs/demo/seq-lora runs/demo/rehearsal")

@@ -7,7 +7,10 @@ carry loss; every other position is labelled -100.
 Prompt formats: LLaVA-1.5's conversation for vision models; for a text model whose tokenizer has a chat
 template (e.g. SmolLM2-Instruct), that template, rendered by the tokenizer itself (each assistant turn's
 tokens are those the template adds after the generation prompt, up to its end-of-turn token); otherwise the
-text track's instruction template (BLOOMZ, the tiny models).
+text track's instruction template (BLOOMZ, the tiny models). `prompt_format: chat_template` makes a vision
+model use its processor's chat template the same way (a LLaVA on a chat LM, e.g. SmolLM2's ChatML), the
+image given as the first user turn's `{"type": "image"}` content; `builtin` keeps a text model on the
+instruction template.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from llava_cit.models.loading import LoadedModel
 from llava_cit.prompts import IMAGE_TOKEN, llava_segments, text_segments
 
 IGNORE_INDEX = -100
+PROMPT_FORMATS = ("auto", "chat_template", "builtin")
 
 
 def num_image_tokens(processor) -> int:
@@ -41,7 +45,7 @@ class Encoder:
     """Encodes examples for one loaded model (vision or text)."""
 
     def __init__(self, loaded: LoadedModel, max_length: int = 1024, system: str | None = None,
-                 image_aspect_ratio: str = "pad"):
+                 image_aspect_ratio: str = "pad", prompt_format: str = "auto"):
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.max_length = max_length
@@ -51,19 +55,35 @@ class Encoder:
         probe = self.tokenizer("a").input_ids
         bos = self.tokenizer.bos_token_id
         self.prefix = [bos] if (bos is not None and probe and probe[0] == bos) else []
-        self.chat = not loaded.is_vision and bool(getattr(self.tokenizer, "chat_template", None))
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"unknown prompt format '{prompt_format}' (known: {', '.join(PROMPT_FORMATS)})")
+        owner = loaded.processor if loaded.is_vision else self.tokenizer  # who renders the chat template
+        template = getattr(owner, "chat_template", None)
+        if prompt_format == "chat_template" and not template:
+            raise ValueError(f"prompt_format 'chat_template': model '{loaded.spec}' has no chat template")
+        self.chat = bool(template) and (prompt_format == "chat_template"
+                                        or (prompt_format == "auto" and not loaded.is_vision))
 
-    def messages(self, example: Example, with_answer: bool = True) -> list[dict[str, str]]:
-        """The example as chat messages (text models with a chat template)."""
+    def messages(self, example: Example, with_answer: bool = True) -> list[dict]:
+        """The example as chat messages (models prompted through their chat template). A vision example's first
+        user turn carries its image as `{"type": "image"}` content, in transformers' multimodal message format."""
         messages = [{"role": "system", "content": self.system}] if self.system else []
         for index, (question, answer) in enumerate(example.turns):
             user = f"{question}\n\n{example.input}" if (index == 0 and example.input) else question
-            messages.append({"role": "user", "content": user})
+            question_text = user.replace(IMAGE_TOKEN, "").strip() if self.loaded.is_vision else user
+            if self.loaded.is_vision and index == 0 and example.has_image:
+                messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question_text}]})
+            else:
+                messages.append({"role": "user", "content": question_text})
             if with_answer or index < len(example.turns) - 1:
                 messages.append({"role": "assistant", "content": answer})
         return messages
 
-    def _template_ids(self, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+    def _template_ids(self, messages: list[dict], generation_prompt: bool) -> list[int]:
+        if self.loaded.is_vision:  # the processor renders the text; the image placeholder is expanded as always
+            text = self.loaded.processor.apply_chat_template(messages, tokenize=False,
+                                                             add_generation_prompt=generation_prompt)
+            return self._ids(text)
         ids = self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt)
         return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
@@ -114,7 +134,10 @@ class Encoder:
     def encode_train(self, example: Example, pixels: bool = True) -> dict[str, Any]:
         if self.chat:
             input_ids, labels = self._encode_chat(example)
-            return {"input_ids": input_ids[: self.max_length], "labels": labels[: self.max_length]}
+            item = {"input_ids": input_ids[: self.max_length], "labels": labels[: self.max_length]}
+            if self.loaded.is_vision and pixels:
+                item["pixel_values"] = self.pixels([example])[0]
+            return item
         input_ids, labels = list(self.prefix), [IGNORE_INDEX] * len(self.prefix)
         eos = self.tokenizer.eos_token_id
         for prompt, answer in self.segments(example):
@@ -131,8 +154,9 @@ class Encoder:
     def prompt_text(self, example: Example) -> str:
         """The prompt as text (before image-token expansion): what training, evaluation and serving all build."""
         if self.chat:
-            return self.tokenizer.apply_chat_template(self.messages(example, with_answer=False), tokenize=False,
-                                                      add_generation_prompt=True)
+            owner = self.loaded.processor if self.loaded.is_vision else self.tokenizer
+            return owner.apply_chat_template(self.messages(example, with_answer=False), tokenize=False,
+                                             add_generation_prompt=True)
         segments = self.segments(example, with_answer=False)
         eos = self.tokenizer.eos_token or ""
         return "".join(p + a + eos for p, a in segments[:-1]) + segments[-1][0]

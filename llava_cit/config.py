@@ -97,6 +97,9 @@ class RunConfig:
     seed: int = 0
     system_prompt: str | None = "auto"  # auto: LLaVA-1.5's vicuna_v1 for LLaVA models; vicuna_v1; none; or the text
     image_aspect_ratio: str = "pad"  # pad (LLaVA-1.5: pad to a square with the mean colour) or crop (the processor's)
+    # auto: a text model with a chat template uses it, LLaVA models LLaVA-1.5's conversation; chat_template: the
+    # model's (or its processor's) chat template, also for a vision model; builtin: never the chat template
+    prompt_format: str = "auto"
     lora: LoraSettings = field(default_factory=LoraSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
@@ -200,6 +203,7 @@ RANGES: dict[str, tuple] = {
     "pretrain.batch_size": (lambda v: v >= 1, ">= 1"),
     "train_limit": (lambda v: v >= 1, ">= 1"),
     "image_aspect_ratio": (lambda v: v in ("pad", "crop"), "pad or crop"),
+    "prompt_format": (lambda v: v in ("auto", "chat_template", "builtin"), "auto, chat_template or builtin"),
     "dtype": (lambda v: v in ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),
               "auto, float32, bfloat16 or float16"),
 }

@@ -19,6 +19,7 @@ from llava_cit.atomic import publish_dir, staging_dir
 from llava_cit.collation import Encoder, TrainCollator
 from llava_cit.config import RunConfig, TrainSettings
 from llava_cit.data.sources import load_source
+from llava_cit.distributed import Processes
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.training import ListDataset, training_arguments
 
@@ -44,16 +45,21 @@ def pretrained_base(config: RunConfig, say=lambda text: None) -> LoadedModel:
     encoder = Encoder(loaded, max_length=config.train.max_length)
     settings = TrainSettings(epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, scheduler="cosine",
                              warmup_ratio=0.05, save_steps=10**9)
-    staging = staging_dir(target)
+    processes = Processes()  # under accelerate launch: every rank trains, rank 0 writes
+    staging = processes.on_main(lambda: staging_dir(target)) or target.parent / f".{target.name}.partial"
     args = training_arguments(settings, staging / "trainer", config.seed, progress=False)
     trainer = Trainer(model=loaded.model, args=args, train_dataset=ListDataset(examples, encoder),
                       data_collator=TrainCollator(encoder.tokenizer.pad_token_id))
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     loaded.model.eval()
-    shutil.rmtree(staging / "trainer", ignore_errors=True)
-    loaded.model.save_pretrained(staging)
-    loaded.processor.save_pretrained(staging)
-    if not target.exists():
-        publish_dir(staging, target)
+
+    def publish():
+        shutil.rmtree(staging / "trainer", ignore_errors=True)
+        loaded.model.save_pretrained(staging)
+        loaded.processor.save_pretrained(staging)
+        if not target.exists():
+            publish_dir(staging, target)
+
+    processes.on_main(publish)
     return load_model(str(target), config.dtype, config.device_map, config.load_in_4bit)

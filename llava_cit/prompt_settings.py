@@ -22,14 +22,16 @@ class PromptSettings:
     image_aspect_ratio: str = "pad"
     max_length: int = 2048
     max_new_tokens: dict[str, int] = field(default_factory=dict)  # each task's generation budget
+    prompt_format: str = "auto"  # auto | chat_template | builtin (llava_cit.collation.Encoder)
 
     @classmethod
     def from_config(cls, config, is_vision: bool, budgets: dict[str, int]) -> PromptSettings:
         return cls(resolve_system_prompt(config.system_prompt, is_vision, config.model), config.image_aspect_ratio,
-                   config.train.max_length, dict(budgets))
+                   config.train.max_length, dict(budgets), config.prompt_format)
 
     def encoder(self, loaded: LoadedModel) -> Encoder:
-        return Encoder(loaded, max_length=self.max_length, system=self.system, image_aspect_ratio=self.image_aspect_ratio)
+        return Encoder(loaded, max_length=self.max_length, system=self.system, image_aspect_ratio=self.image_aspect_ratio,
+                       prompt_format=self.prompt_format)
 
     def save(self, run_dir: Path) -> None:
         write_json(run_dir / PROMPT_FILE, asdict(self))

@@ -9,8 +9,9 @@ from pathlib import Path
 
 
 class RunLog:
-    def __init__(self, path: str | Path, echo: Callable[[str], None] | None = None):
-        self.path, self.echo = Path(path), echo
+    def __init__(self, path: str | Path | None, echo: Callable[[str], None] | None = None):
+        """`path` None: nothing is written (the other ranks of a multi-process run)."""
+        self.path, self.echo = (Path(path) if path is not None else None), echo
 
     def __call__(self, text: str) -> None:
         if self.echo is not None:
@@ -19,6 +20,8 @@ class RunLog:
 
     def write(self, text: str) -> None:
         """To the file only."""
+        if self.path is None:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
@@ -27,7 +30,7 @@ class RunLog:
 
     def last_error(self) -> str | None:
         """The last `error:` line of the log, if the run stopped with one."""
-        if not self.path.is_file():
+        if self.path is None or not self.path.is_file():
             return None
         errors = [line.rstrip("\n") for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines()
                   if " error: " in line]

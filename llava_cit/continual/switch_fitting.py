@@ -15,6 +15,11 @@ class SwitchFitting:
     """Mixed into ContinualRunner."""
 
     def _fit_switch(self, stage: int) -> SwitchNetwork:
+        """Rank 0 fits and saves the switch; the other ranks of a multi-process run load what it saved."""
+        switch = self.procs.on_main(lambda: self._fit_and_save_switch(stage))
+        return switch if switch is not None else SwitchNetwork.load(self.run_dir / "switch" / f"stage-{stage:02d}")
+
+    def _fit_and_save_switch(self, stage: int) -> SwitchNetwork:
         s = self.config.switch
         rows = [row for t in self.tasks[: stage + 1] for row in read_jsonl(self.run_dir / "retained" / f"{t.name}.jsonl")]
         switch = SwitchNetwork(resolve_model_spec(s.extractor), hidden=s.hidden, layer=s.layer, pooling=s.pooling, epochs=s.epochs,

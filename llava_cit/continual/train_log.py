@@ -31,7 +31,8 @@ class TrainLogCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
-        if "loss" not in logs:  # the end-of-training summary row has train_loss instead
+        # the end-of-training summary row has train_loss instead; rank 0 alone writes the run directory
+        if "loss" not in logs or not state.is_world_process_zero:
             return
         now, tokens = time.perf_counter(), state.num_input_tokens_seen or 0
         elapsed = now - self._time if self._time is not None else 0.0

@@ -59,6 +59,7 @@ class ReferenceProjection(TrainingHooks):
 @dataclass(frozen=True)
 class AGEM(Method):
     continues: bool = True
+    multi_process: bool = False  # its reference gradients take extra backward passes outside DDP's
 
     def training_hooks(self, ctx: StageContext) -> TrainingHooks | None:
         buffer = [ex for task in ctx.tasks[: ctx.stage] for ex in ctx.replay.get(task, [])]

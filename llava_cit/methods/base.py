@@ -80,6 +80,7 @@ class Method:
     paper: str = ""  # where the method comes from (shown by `llava-cit methods`)
     router: str = "mlp"  # routed methods: "mlp" (switch network) or "nearest" (nearest retained instruction)
     uses_similarity: bool = False  # the task similarity to earlier tasks is measured (and recorded) each stage
+    multi_process: bool = True  # runs under `accelerate launch` (False: per-stage state computed by one process)
 
     def start_from(self, ctx: StageContext) -> int | None:
         """The earlier stage whose adapter this stage's adapter starts from (a copy; None: a fresh adapter).

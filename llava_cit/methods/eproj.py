@@ -29,6 +29,7 @@ def _projector_keys(tensors: dict) -> list[str]:
 class EProj(Method):
     routes: bool = True
     continues: bool = True
+    multi_process: bool = False  # per-stage state one process computes and saves
 
     def before_training(self, ctx: StageContext, model) -> None:
         wrappers = [m for n, m in model.named_modules() if n.endswith(("linear_1", "linear_2"))

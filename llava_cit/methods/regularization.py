@@ -109,6 +109,7 @@ class ImportanceRegularized(Method):
 
     continues: bool = True
     default_strength: float = 1.0
+    multi_process: bool = False  # per-stage state one process computes and saves
 
     def strength(self, ctx: StageContext) -> float:
         return float(ctx.settings.get("strength", self.default_strength)) * self.strength_scale(ctx)

@@ -20,6 +20,8 @@ from transformers import (
 from llava_cit.data.paths import expand_data_root
 from llava_cit.errors import UserError
 from llava_cit.models.packaged import PACKAGED, resolve_model_spec
+from llava_cit.models.smollm2_llava import SPEC as SMOLLM2_LLAVA
+from llava_cit.models.smollm2_llava import smollm2_llava
 from llava_cit.models.tiny import TINY_SPECS, build_tiny
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
@@ -69,10 +71,20 @@ def load_model(
     trust_remote_code: bool = False,
     seed: int = 0,
 ) -> LoadedModel:
-    """Load `spec`: `tiny-llava`/`tiny-bloom`/`tiny-opt`, a packaged model (`smollm2-135m`), a `.gguf` file, a local
-    directory, or a Hub id."""
+    """Load `spec`: `tiny-llava`/`tiny-bloom`/`tiny-opt`, a packaged model (`smollm2-135m`), `smollm2-llava` (a small
+    LLaVA on the packaged SmolLM2), a `.gguf` file, a local directory, or a Hub id."""
     quant = quantization_config(load_in_4bit)
     torch_dtype = _resolve_dtype(dtype)
+    if spec == SMOLLM2_LLAVA:
+        model, processor = smollm2_llava(seed)
+        if quant is None and device_map is None:
+            if torch_dtype not in (None, "auto"):
+                model = model.to(torch_dtype)
+            return LoadedModel(model, processor, True, spec)
+        with tempfile.TemporaryDirectory() as tmp:  # quantisation and device maps go through from_pretrained
+            model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+            return load_model(tmp, dtype, device_map, load_in_4bit, trust_remote_code)
     if spec in TINY_SPECS:
         model, processor = build_tiny(spec, seed=seed)
         if quant is None and device_map is None:
@@ -91,7 +103,7 @@ def load_model(
         kind = "local directory" if Path(spec).exists() else "model spec"
         raise UserError(
             f"unknown {kind} '{named}': not a built-in tiny spec ({', '.join(TINY_SPECS)}), a packaged model "
-            f"({', '.join(PACKAGED)}), a .gguf file, a model directory, or a reachable Hugging Face id "
+            f"({', '.join(PACKAGED)}, {SMOLLM2_LLAVA}), a .gguf file, a model directory, or a reachable Hugging Face id "
             f"({str(err).splitlines()[0][:120]})"
         ) from None
     if quant is not None and device_map is None:

@@ -34,8 +34,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 # isort: off
 import llava_cit  # noqa: F401  (filters library messages a user cannot act on, before peft is imported)
 # isort: on
@@ -52,6 +51,7 @@ from llava_cit.routing import gathered_for
 from llava_cit.training import add_adapter, keep_fp32_master_weights
 from scripts.bench.timing import clock
 
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "scripts" / "bench" / "llava-1.5-7b"
 PAPER_CONFIG = ROOT / "scripts" / "configs" / "llava15_paper_ret0.01pct.yaml"
 QLORA_CONFIG = ROOT / "scripts" / "configs" / "llava15_paper_qlora_24gb.yaml"

@@ -1,0 +1,108 @@
+"""The processes of one run under `accelerate launch` (or torchrun): every rank trains (the Trainer's DDP or
+DeepSpeed), rank 0 alone writes the run directory, and evaluation is sharded across ranks and merged.
+
+Launched alone (no WORLD_SIZE above 1) everything here is a no-op: one process is rank 0 of 1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+from llava_cit.errors import UserError
+
+T = TypeVar("T")
+
+
+def launched_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def deepspeed_zero_stage() -> int | None:
+    """The ZeRO stage `accelerate launch` was given (its environment, or the DeepSpeed JSON it names)."""
+    stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+    if stage:
+        return int(stage)
+    config = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+    if config and os.path.isfile(config):
+        import json
+
+        try:
+            return int(json.loads(open(config, encoding="utf-8").read()).get("zero_optimization", {}).get("stage", 0))
+        except (ValueError, TypeError):
+            return None
+    return None
+
+
+def is_main_process() -> bool:
+    """Rank 0, or the only process (reads the launcher's environment; needs no process group)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class Processes:
+    """Rank, world size and the few collectives the runner needs (accelerate's, over NCCL or gloo)."""
+
+    def __init__(self):
+        self.state = None
+        self.rank, self.world = 0, 1
+        if deepspeed_zero_stage() == 3:
+            raise UserError("DeepSpeed ZeRO-3 partitions the weights that the runner's evaluation and adapter saving "
+                            "read whole: use scripts/accelerate/zero2.yaml or ddp.yaml (see `llava-cit plan`)")
+        if launched_world_size() > 1:
+            from accelerate import PartialState
+
+            # on CPU (tests, laptops) the processes talk over gloo; on GPUs over NCCL, one device per rank
+            self.state = PartialState(cpu=not torch.cuda.is_available())
+            self.rank, self.world = self.state.process_index, self.state.num_processes
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    def barrier(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+    def shard(self, count: int) -> list[int]:
+        """This rank's share of `count` items (every world-th, from its rank): balanced within one item."""
+        return list(range(self.rank, count, self.world))
+
+    def merge(self, count: int, mine: list[Any]) -> list[Any]:
+        """Every rank's shard (from `shard`) put back in order, on every rank."""
+        if not self.distributed:
+            return list(mine)
+        from accelerate.utils import gather_object
+
+        pairs = gather_object([(self.rank, mine)])  # between this run's own processes, never from a file
+        merged: list[Any] = [None] * count
+        for rank, items in pairs:
+            for index, item in zip(range(rank, count, self.world), items):
+                merged[index] = item
+        return merged
+
+    def on_main(self, work: Callable[[], T]) -> T | None:
+        """Run `work` on rank 0 only (a write to the run directory); every rank waits for it, and if it fails,
+        every rank fails with its message instead of waiting forever. Returns its value on rank 0."""
+        if not self.distributed:
+            return work()
+        from accelerate.utils import broadcast_object_list
+
+        value, failure, message = None, None, [None]
+        if self.is_main:
+            try:
+                value = work()
+            except BaseException as err:  # noqa: BLE001 - re-raised below, after the other ranks are told
+                failure, message = err, [f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err)]
+        broadcast_object_list(message, from_process=0)
+        if failure is not None:
+            raise failure
+        if message[0] is not None:
+            raise UserError(f"rank 0 stopped: {message[0]}")
+        return value

@@ -1,0 +1,143 @@
+"""`accelerate launch` with two CPU processes (gloo) on the tiny model: every rank trains, rank 0 alone writes the
+run directory, evaluation is sharded and merged into the results one process writes, and a killed run resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_run_config
+
+from llava_cit.distributed import Processes
+from llava_cit.errors import UserError
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_command(config: Path, out: Path, processes: int = 2) -> list[str]:
+    """The README's multi-GPU command, with two processes on the CPU (accelerate's torchrun launcher)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(free_port()), "-m", "llava_cit.cli", "train", str(config), "--out", str(out)]
+
+
+def environment() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+
+
+def write_config(tmp_path: Path, **extra) -> Path:
+    config = tiny_run_config(**extra)
+    config["train"] = {**config["train"], "batch_size": 8, "global_batch_size": 16}  # 8 x 2 processes, or 8 x 2 steps
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def shape(value, path: str = "") -> set[str]:
+    """Every key path of a JSON value (list items share one path)."""
+    if isinstance(value, dict):
+        return {f"{path}.{k}" for k in value} | set().union(*(shape(v, f"{path}.{k}") for k, v in value.items()))
+    if isinstance(value, list):
+        return set().union(*(shape(v, f"{path}[]") for v in value)) if value else set()
+    return set()
+
+
+def files(run: Path) -> set[str]:
+    return {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and p.name != ".lock"
+            and not p.name.startswith("events.out")}
+
+
+def test_two_processes_write_the_run_one_process_writes(tmp_path):
+    config = write_config(tmp_path)
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = subprocess.run([sys.executable, "-m", "llava_cit.cli", "train", str(config), "--out", str(one)],
+                            env=environment(), capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+    launched = subprocess.run(launch_command(config, two), env=environment(), capture_output=True, text=True,
+                              timeout=600)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    a, b = (json.loads((run / "results.json").read_text()) for run in (one, two))
+    assert shape(a) == shape(b) and len(b["matrix"]) == 2
+    assert files(one) == files(two)  # the same artifacts, written once (rank 0)
+    for stage_file in sorted((two / "predictions").rglob("*.jsonl")):  # sharded, then merged back in order
+        rows = [json.loads(line) for line in stage_file.read_text().splitlines()]
+        alone = [json.loads(line) for line in (one / stage_file.relative_to(two)).read_text().splitlines()]
+        assert [r["id"] for r in rows] == [r["id"] for r in alone] and len(rows) == 12
+        assert all(r["prediction"] is not None for r in rows)
+    log = (two / "run.log").read_text()
+    assert log.count("stage 1 (synth-ocr): scores") == 1  # one writer: each line once
+    assert "stage 1 evaluation: 12/12 items" in log  # rank 0 answered its half of the 24 queries
+    manifest = json.loads((two / "manifest.json").read_text())
+    assert [s["train"]["steps"] for s in manifest["stages"]] == [3, 3]  # 48 examples at a global batch of 16
+
+
+def test_a_killed_multi_process_run_resumes(tmp_path):
+    (tmp_path / "captions.yaml").write_text(yaml.safe_dump({  # a third task, as a task file
+        "name": "captions", "train": {"type": "synthetic", "generator": "synth-caption", "count": 200},
+        "test": {"type": "synthetic", "generator": "synth-caption", "count": 50}, "max_new_tokens": 4}))
+    config = write_config(tmp_path, tasks=["synth-shapes", "synth-ocr", "captions.yaml"])
+    run = tmp_path / "run"
+    process = subprocess.Popen(launch_command(config, run), env=environment(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    manifest = run / "manifest.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if manifest.is_file() and len(json.loads(manifest.read_text())["stages"]) >= 1:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the launched run ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both ranks, mid-sequence
+    process.wait()
+    done = len(json.loads(manifest.read_text())["stages"])
+    assert 1 <= done < 3, "the run was not stopped mid-sequence"
+    resumed = subprocess.run(launch_command(config, run), env=environment(), capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert len(results["matrix"]) == 3 and all(len(row) == 3 for row in results["matrix"])
+    assert "stage 0 (synth-shapes): finished earlier, skipped" in (run / "run.log").read_text()
+
+
+def test_methods_with_one_process_state_are_refused_under_several(tmp_path):
+    config = write_config(tmp_path, method="ewc")
+    launched = subprocess.run(launch_command(config, tmp_path / "run"), env=environment(), capture_output=True,
+                              text=True, timeout=600)
+    assert launched.returncode != 0
+    assert "error: method 'ewc' keeps per-stage state that one process computes" in launched.stderr
+
+
+def test_zero3_is_refused_and_one_process_is_rank_0_of_1(monkeypatch):
+    processes = Processes()
+    assert (processes.rank, processes.world, processes.is_main) == (0, 1, True)
+    assert processes.shard(5) == [0, 1, 2, 3, 4] and processes.merge(3, ["a", "b", "c"]) == ["a", "b", "c"]
+    assert processes.on_main(lambda: 7) == 7
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    with pytest.raises(UserError, match="ZeRO-3 partitions the weights"):
+        Processes()
+
+
+def test_shards_cover_every_item_once_and_merge_in_order(monkeypatch):
+    shards = {}
+    for rank in range(3):
+        processes = Processes()
+        processes.rank, processes.world = rank, 3
+        shards[rank] = processes.shard(10)
+    assert sorted(i for s in shards.values() for i in s) == list(range(10))
+    import accelerate.utils
+
+    gathered = [(rank, [f"answer {i}" for i in shard]) for rank, shard in shards.items()]
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda mine: gathered)
+    processes.rank, processes.world = 0, 3
+    assert processes.merge(10, shards[0]) == [f"answer {i}" for i in range(10)]
