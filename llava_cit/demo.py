@@ -6,6 +6,8 @@
 generated text tasks with CT0 prompt families (Simp, InqQG, HGen in miniature).
 `--track smollm2`: the same three tasks on the real pretrained SmolLM2-135M-Instruct (packaged, offline),
 with its chat template; the switch reads SmolLM2's own features.
+`--track smollm2-llava`: the vision sequence on a LLaVA whose language model is SmolLM2-135M-Instruct (its CLIP
+tower and projector built from config and pre-trained on captions under the frozen LM; ChatML prompts).
 Each track runs seq-lora, rehearsal and switchcit. Stage 0 is identical for every method, so it is
 trained once and shared. Every number printed is measured in this run.
 """
@@ -66,7 +68,22 @@ SMOLLM2_DEMO_CONFIG = {
     "switch": {"extractor": "smollm2-135m", "hidden": 200, "epochs": 300, "pooling": "last"},
     "eval": {"limit": 48, "batch_size": 24, "max_new_tokens": 8},
 }
-DEMO_CONFIGS = {"vision": DEMO_CONFIG, "text": TEXT_DEMO_CONFIG, "smollm2": SMOLLM2_DEMO_CONFIG}
+# The vision sequence on a LLaVA whose language model is the real SmolLM2-135M-Instruct (smollm2-llava): its CLIP
+# tower and projector are pre-trained on captions under the frozen LM, prompts go through SmolLM2's chat template.
+SMOLLM2_LLAVA_DEMO_CONFIG = {
+    **DEMO_CONFIG,
+    "model": "smollm2-llava",
+    "prompt_format": "chat_template",
+    "train_limit": 160,
+    "pretrain": {"task": "synth-caption", "examples": 768, "epochs": 2, "lr": 2e-3, "batch_size": 16, "train": "vision"},
+    "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "train_projector": True, "projector_lr": None},
+    "train": {"epochs": 2, "lr": 1e-3, "batch_size": 8, "scheduler": "cosine", "warmup_ratio": 0.03,
+              "max_length": 128, "save_steps": 10},
+    "switch": {"extractor": "smollm2-135m", "hidden": 200, "epochs": 300, "pooling": "last"},
+    "eval": {"limit": 40, "batch_size": 20, "max_new_tokens": 6},
+}
+DEMO_CONFIGS = {"vision": DEMO_CONFIG, "text": TEXT_DEMO_CONFIG, "smollm2": SMOLLM2_DEMO_CONFIG,
+                "smollm2-llava": SMOLLM2_LLAVA_DEMO_CONFIG}
 
 
 def share_first_stage(source: Path, target: Path) -> None:

@@ -1,7 +1,8 @@
 """A short generic pre-training of a tiny, randomly initialised base (LLaVA's stage-1 analogue).
 
 LoRA on a random base learns poorly, so the demo first teaches the tiny model to caption the
-synthetic images (full fine-tuning), then freezes it. The result is cached on disk, keyed by
+synthetic images (full fine-tuning; or, `pretrain.train: vision`, only the vision tower and projector under a
+pretrained, frozen language model, as LLaVA's stage 1 trains its projector), then freezes it. The result is cached on disk, keyed by
 everything that determines it, and reused by later runs.
 """
 
@@ -32,8 +33,11 @@ def cache_root() -> Path:
 
 def pretrained_base(config: RunConfig, say=lambda text: None) -> LoadedModel:
     p = config.pretrain
-    key = json.dumps({"v": CACHE_VERSION, "model": config.model, "pretrain": vars(p), "seed": config.seed},
-                     sort_keys=True)
+    settings = {k: v for k, v in vars(p).items() if not (k == "train" and v == "all")}  # older keys stay valid
+    identity = {"v": CACHE_VERSION, "model": config.model, "pretrain": settings, "seed": config.seed}
+    if config.prompt_format != "auto":
+        identity["prompt_format"] = config.prompt_format
+    key = json.dumps(identity, sort_keys=True)
     target = cache_root() / "pretrained" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if (target / "model.safetensors").is_file():
         say(f"using the cached pre-trained base {target}")
@@ -42,7 +46,10 @@ def pretrained_base(config: RunConfig, say=lambda text: None) -> LoadedModel:
     loaded = load_model(config.model, config.dtype, seed=config.seed)
     examples = load_source({"type": "synthetic", "generator": p.task, "count": p.examples}, p.task, "train",
                            seed=config.seed)
-    encoder = Encoder(loaded, max_length=config.train.max_length)
+    encoder = Encoder(loaded, max_length=config.train.max_length, prompt_format=config.prompt_format)
+    if p.train == "vision":
+        for name, param in loaded.model.named_parameters():
+            param.requires_grad = "vision_tower" in name or "multi_modal_projector" in name
     settings = TrainSettings(epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, scheduler="cosine",
                              warmup_ratio=0.05, save_steps=10**9)
     processes = Processes()  # under accelerate launch: every rank trains, rank 0 writes

