@@ -23,6 +23,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from llava_cit.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.config import LoraSettings, TrainSettings
 from llava_cit.data.example import Example
+from llava_cit.distributed import is_main_process
 from llava_cit.errors import UserError
 
 PROJECTOR_MODULES = ["multi_modal_projector.linear_1", "multi_modal_projector.linear_2"]
@@ -300,7 +301,7 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
     model.train()
     args = training_arguments(settings, checkpoint_dir, seed, progress, run_name)
     callbacks = list(callbacks or [])
-    if "tensorboard" in trackers(settings) and log_dir is not None:
+    if "tensorboard" in trackers(settings) and log_dir is not None and is_main_process():  # rank 0 writes the run
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 

@@ -71,6 +71,8 @@ def test_two_processes_write_the_run_one_process_writes(tmp_path):
     a, b = (json.loads((run / "results.json").read_text()) for run in (one, two))
     assert shape(a) == shape(b) and len(b["matrix"]) == 2
     assert files(one) == files(two)  # the same artifacts, written once (rank 0)
+    events = [len(list(run.rglob("events.out*"))) for run in (one, two)]
+    assert events[0] == events[1]  # TensorBoard logs (when installed) from rank 0 only
     for stage_file in sorted((two / "predictions").rglob("*.jsonl")):  # sharded, then merged back in order
         rows = [json.loads(line) for line in stage_file.read_text().splitlines()]
         alone = [json.loads(line) for line in (one / stage_file.relative_to(two)).read_text().splitlines()]
