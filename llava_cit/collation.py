@@ -22,6 +22,7 @@ import torch
 
 from llava_cit.data.example import Example
 from llava_cit.data.image_preprocessing import prepare_image
+from llava_cit.errors import UserError
 from llava_cit.models.loading import LoadedModel
 from llava_cit.prompts import IMAGE_TOKEN, llava_segments, text_segments
 
@@ -56,11 +57,11 @@ class Encoder:
         bos = self.tokenizer.bos_token_id
         self.prefix = [bos] if (bos is not None and probe and probe[0] == bos) else []
         if prompt_format not in PROMPT_FORMATS:
-            raise ValueError(f"unknown prompt format '{prompt_format}' (known: {', '.join(PROMPT_FORMATS)})")
+            raise UserError(f"unknown prompt format '{prompt_format}' (known: {', '.join(PROMPT_FORMATS)})")
         owner = loaded.processor if loaded.is_vision else self.tokenizer  # who renders the chat template
         template = getattr(owner, "chat_template", None)
         if prompt_format == "chat_template" and not template:
-            raise ValueError(f"prompt_format 'chat_template': model '{loaded.spec}' has no chat template")
+            raise UserError(f"prompt_format 'chat_template': model '{loaded.spec}' has no chat template")
         self.chat = bool(template) and (prompt_format == "chat_template"
                                         or (prompt_format == "auto" and not loaded.is_vision))
 

@@ -8,6 +8,7 @@ import torch
 
 from llava_cit.collation import IGNORE_INDEX, Encoder
 from llava_cit.data.example import Example
+from llava_cit.errors import UserError
 from llava_cit.models.loading import LoadedModel
 
 SMOLLM2_TEMPLATE = (  # SmolLM2-135M-Instruct's chat template, as its tokenizer ships it
@@ -155,6 +156,6 @@ def test_vision_chat_template_masks_equal_the_processors_assistant_mask():
 def test_vision_models_keep_llava_conversation_unless_asked():
     loaded = vision_loaded(chatml_tokenizer())
     assert not Encoder(loaded).chat  # auto: LLaVA-1.5's conversation for vision models
-    with pytest.raises(ValueError, match="has no chat template"):
+    with pytest.raises(UserError, match="has no chat template"):
         loaded.processor.chat_template = None
         Encoder(loaded, prompt_format="chat_template")

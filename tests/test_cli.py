@@ -18,7 +18,8 @@ def test_help_lists_commands_with_examples():
     assert "Example" in cli("train", "--help").stdout
     assert "--track text" in cli("demo", "--help").stdout
     result = cli("demo", "--track", "audio")
-    assert result.returncode == 2 and result.stderr.strip() == "error: unknown demo track 'audio' (known: vision, text, smollm2)"
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: unknown demo track 'audio' (known: vision, text, smollm2, smollm2-llava)"
 
 
 def test_bad_input_is_one_line_no_traceback(tmp_path):
