@@ -56,11 +56,17 @@ def publish_dir(tmp_dir: str | Path, final_dir: str | Path) -> None:
     os.replace(tmp_dir, final_dir)
 
 
+def staging_path(final_dir: str | Path) -> Path:
+    """Where `final_dir` is staged before it is published (staging_dir creates it)."""
+    final_dir = Path(final_dir)
+    return final_dir.parent / f".{final_dir.name}.partial"
+
+
 def staging_dir(final_dir: str | Path) -> Path:
     """A fresh temporary directory next to `final_dir` (same filesystem, so publish is a rename)."""
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
-    stale = final_dir.parent / f".{final_dir.name}.partial"
+    stale = staging_path(final_dir)
     if stale.exists():
         shutil.rmtree(stale)
     stale.mkdir()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from transformers import PrinterCallback, Trainer
 
-from llava_cit.atomic import publish_dir, staging_dir
+from llava_cit.atomic import publish_dir, staging_dir, staging_path
 from llava_cit.collation import Encoder, TrainCollator
 from llava_cit.config import RunConfig, TrainSettings
 from llava_cit.data.sources import load_source
@@ -53,7 +53,7 @@ def pretrained_base(config: RunConfig, say=lambda text: None) -> LoadedModel:
     settings = TrainSettings(epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, scheduler="cosine",
                              warmup_ratio=0.05, save_steps=10**9)
     processes = Processes()  # under accelerate launch: every rank trains, rank 0 writes
-    staging = processes.on_main(lambda: staging_dir(target)) or target.parent / f".{target.name}.partial"
+    staging = processes.on_main(lambda: staging_dir(target)) or staging_path(target)
     args = training_arguments(settings, staging / "trainer", config.seed, progress=False)
     trainer = Trainer(model=loaded.model, args=args, train_dataset=ListDataset(examples, encoder),
                       data_collator=TrainCollator(encoder.tokenizer.pad_token_id))

@@ -103,15 +103,23 @@ class LoraTrainer(Trainer):
     def create_optimizer(self, model=None):
         opt_model = self.model if model is None else model
         if self.optimizer is None and self.projector_lr is not None:
-            named = [(n, p) for n, p in opt_model.named_parameters() if p.requires_grad]
-            projector = [p for n, p in named if "multi_modal_projector" in n]
-            if projector:
-                rest = [p for n, p in named if "multi_modal_projector" not in n]
+            groups = projector_parameter_groups(opt_model, self.projector_lr, self.args.weight_decay)
+            if groups is not None:
                 cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-                groups = [{"params": rest, "weight_decay": self.args.weight_decay},
-                          {"params": projector, "lr": self.projector_lr, "weight_decay": 0.0}]
                 self.optimizer = cls(groups, **kwargs)
         return super().create_optimizer(model)
+
+
+def projector_parameter_groups(model: torch.nn.Module, projector_lr: float, weight_decay: float) -> list[dict] | None:
+    """Optimizer parameter groups: the trainable projector at its own learning rate (no weight decay), every other
+    trainable parameter in the first group; None when nothing of the projector trains."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    projector = [p for n, p in named if "multi_modal_projector" in n]
+    if not projector:
+        return None
+    rest = [p for n, p in named if "multi_modal_projector" not in n]
+    return [{"params": rest, "weight_decay": weight_decay},
+            {"params": projector, "lr": projector_lr, "weight_decay": 0.0}]
 
 
 class MethodHooksCallback(TrainerCallback):

@@ -24,6 +24,9 @@ from llava_cit.models.smollm2_llava import SPEC as SMOLLM2_LLAVA
 from llava_cit.models.smollm2_llava import smollm2_llava
 from llava_cit.models.tiny import TINY_SPECS, build_tiny
 
+# models built in code (name -> seed -> (model, processor)): the tiny specs and the LLaVA on the packaged SmolLM2
+BUILT_IN = {**{name: (lambda seed, name=name: build_tiny(name, seed=seed)) for name in TINY_SPECS},
+            SMOLLM2_LLAVA: smollm2_llava}
 DTYPES = {"auto": "auto", "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
@@ -75,23 +78,14 @@ def load_model(
     LLaVA on the packaged SmolLM2), a `.gguf` file, a local directory, or a Hub id."""
     quant = quantization_config(load_in_4bit)
     torch_dtype = _resolve_dtype(dtype)
-    if spec == SMOLLM2_LLAVA:
-        model, processor = smollm2_llava(seed)
+    if spec in BUILT_IN:
+        model, processor = BUILT_IN[spec](seed)
+        is_vision = hasattr(model.config, "vision_config")
         if quant is None and device_map is None:
             if torch_dtype not in (None, "auto"):
                 model = model.to(torch_dtype)
-            return LoadedModel(model, processor, True, spec)
-        with tempfile.TemporaryDirectory() as tmp:  # quantisation and device maps go through from_pretrained
-            model.save_pretrained(tmp)
-            processor.save_pretrained(tmp)
-            return load_model(tmp, dtype, device_map, load_in_4bit, trust_remote_code)
-    if spec in TINY_SPECS:
-        model, processor = build_tiny(spec, seed=seed)
-        if quant is None and device_map is None:
-            if torch_dtype not in (None, "auto"):
-                model = model.to(torch_dtype)
-            return LoadedModel(model, processor, spec == "tiny-llava", spec)
-        # Quantisation and device maps go through from_pretrained: round-trip the tiny model.
+            return LoadedModel(model, processor, is_vision, spec)
+        # Quantisation and device maps go through from_pretrained: round-trip the built model.
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp)
             processor.save_pretrained(tmp)

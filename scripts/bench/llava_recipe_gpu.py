@@ -48,7 +48,7 @@ from llava_cit.models.loading import LoadedModel
 from llava_cit.models.tiny import llava_from_sizes
 from llava_cit.planning import model_facts, peak_memory_gb
 from llava_cit.routing import gathered_for
-from llava_cit.training import add_adapter, keep_fp32_master_weights
+from llava_cit.training import add_adapter, keep_fp32_master_weights, projector_parameter_groups
 from scripts.bench.timing import clock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,10 +120,8 @@ def training_batch(batch: int, seq: int, answer: int, image_token: int, vision_s
 
 
 def optimizer_for(model, lr: float, projector_lr: float):
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    projector = [p for n, p in named if "multi_modal_projector" in n]
-    rest = [p for n, p in named if "multi_modal_projector" not in n]
-    return torch.optim.AdamW([{"params": rest}, {"params": projector, "lr": projector_lr}], lr=lr, weight_decay=0.0)
+    """AdamW with the parameter groups the toolkit's Trainer uses (the projector at its own learning rate)."""
+    return torch.optim.AdamW(projector_parameter_groups(model, projector_lr, weight_decay=0.0), lr=lr)
 
 
 def measure_training(peft, batch: int, seq: int, answer: int, steps: int, image_token: int, vision_size: int,
