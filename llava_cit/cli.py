@@ -119,6 +119,7 @@ def train(
     runner.run()
     if main:
         print_report([out], console)
+    runner.procs.close()  # several processes: leave the process group together (none: nothing to do)
 
 
 @app.command(epilog="Example: llava-cit report runs/demo/switchcit runs/demo/seq-lora runs/demo/rehearsal")

@@ -21,22 +21,6 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def deepspeed_zero_stage() -> int | None:
-    """The ZeRO stage `accelerate launch` was given (its environment, or the DeepSpeed JSON it names)."""
-    stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
-    if stage:
-        return int(stage)
-    config = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
-    if config and os.path.isfile(config):
-        import json
-
-        try:
-            return int(json.loads(open(config, encoding="utf-8").read()).get("zero_optimization", {}).get("stage", 0))
-        except (ValueError, TypeError):
-            return None
-    return None
-
-
 def is_main_process() -> bool:
     """Rank 0, or the only process (reads the launcher's environment; needs no process group)."""
     return int(os.environ.get("RANK", "0")) == 0
@@ -48,9 +32,6 @@ class Processes:
     def __init__(self):
         self.state = None
         self.rank, self.world = 0, 1
-        if deepspeed_zero_stage() == 3:
-            raise UserError("DeepSpeed ZeRO-3 partitions the weights that the runner's evaluation and adapter saving "
-                            "read whole: use scripts/accelerate/zero2.yaml or ddp.yaml (see `llava-cit plan`)")
         if launched_world_size() > 1:
             from accelerate import PartialState
 
@@ -69,6 +50,15 @@ class Processes:
     def barrier(self) -> None:
         if self.state is not None:
             self.state.wait_for_everyone()
+
+    def close(self) -> None:
+        """End a finished run's process group together: every rank waits for the others, then leaves it. A rank that
+        exited with the group still open could abort at exit (DeepSpeed's CPU shared-memory op and gloo keep threads),
+        turning a finished run into a failed command."""
+        if self.state is None or not torch.distributed.is_initialized():
+            return
+        self.barrier()
+        torch.distributed.destroy_process_group()
 
     def shard(self, count: int) -> list[int]:
         """This rank's share of `count` items (every world-th, from its rank): balanced within one item."""

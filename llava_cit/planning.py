@@ -8,7 +8,9 @@ meta device (no weights are loaded or downloaded beyond config.json).
 The memory estimate is a formula, stated here so it can be checked against a measurement:
     base weights     2 bytes/parameter (bf16); 4-bit: the language model's linear layers at 0.5 bytes
                      + 4% (block scales), everything else fp32 (PEFT's prepare_model_for_kbit_training upcasts
-                     the vision tower, embeddings, norms and lm_head); ZeRO-3: divided by the GPUs
+                     the vision tower, embeddings, norms and lm_head); ZeRO-3: divided by the GPUs while a
+                     stage trains, but every GPU holds them whole between stages (evaluation, adapter saving),
+                     so ZeRO-3's peak is at least the whole weights + the fp32 trainable weights
     trainable        fp32 weight 4 + fp32 gradient 4 + Adam 8 bytes/parameter; ZeRO-2 divides the gradient
                      and Adam states by the GPUs, ZeRO-3 all 16 bytes
     activations      with gradient checkpointing: one hidden state per layer per token, plus one layer
@@ -95,6 +97,7 @@ def peak_memory_gb(facts: ModelFacts, config: RunConfig, gpus: int, zero: int, f
         weights = facts.quantizable * 0.5 * 1.04 + (facts.base - facts.quantizable) * 4
     else:
         weights = facts.base * 2
+    whole = weights
     if zero == 3:
         weights /= gpus
     t = facts.trainable
@@ -105,7 +108,10 @@ def peak_memory_gb(facts: ModelFacts, config: RunConfig, gpus: int, zero: int, f
         activations = wide * (b * s * h * 2 * layers + b * s * 34 * h) + b * s * facts.vocab * 4
     else:
         activations = wide * b * s * 34 * h * layers + b * s * facts.vocab * 4
-    return (1.1 * (weights + state + activations) + 1.5 * GB) / GB
+    peak = 1.1 * (weights + state + activations) + 1.5 * GB
+    if zero == 3:  # between stages every rank holds the whole model again (evaluation, saving; llava_cit/zero3_weights.py)
+        peak = max(peak, 1.1 * (whole + 4 * t) + 1.5 * GB)
+    return peak / GB
 
 
 def count_records(source: dict) -> int | None:

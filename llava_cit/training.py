@@ -8,6 +8,7 @@ and checkpoint resume all come from the Trainer.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_t
 from torch.utils.data import Dataset
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
+from llava_cit import zero3_weights
 from llava_cit.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.config import LoraSettings, TrainSettings
 from llava_cit.data.example import Example
@@ -99,6 +101,19 @@ class LoraTrainer(Trainer):
         if return_outputs:
             return result[0] + extra, result[1]
         return result + extra
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """A checkpoint holds the adapter being trained, not every adapter of the model: the earlier ones are frozen
+        and saved with their stages, and under DeepSpeed ZeRO-3 the Trainer gathers only trainable weights (PEFT's
+        save of every adapter would look for the frozen ones' projector copies there)."""
+        if not isinstance(self.model, PeftModel):
+            return super()._save(output_dir, state_dict)
+        self.model.save_pretrained = functools.partial(type(self.model).save_pretrained, self.model,
+                                                       selected_adapters=[self.model.active_adapter])
+        try:
+            return super()._save(output_dir, state_dict)
+        finally:
+            del self.model.save_pretrained
 
     def create_optimizer(self, model=None):
         opt_model = self.model if model is None else model
@@ -327,7 +342,10 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
     )
     trainer.remove_callback(PrinterCallback)  # no raw log dicts on the terminal; they go to train_log.jsonl
     last = last_complete_checkpoint(checkpoint_dir)
+    before = zero3_weights.parameter_attributes(model), zero3_weights.module_attributes(model)
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    if zero3_weights.is_partitioned(model):  # DeepSpeed ZeRO-3: whole weights again on every rank, for evaluation,
+        zero3_weights.release_partitioned_weights(trainer.model_wrapped, model, *before)  # saving, the next adapter
     for callback in callbacks:
         writer = getattr(callback, "tb_writer", None)
         if writer is not None:
