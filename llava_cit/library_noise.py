@@ -2,7 +2,9 @@
 
 bitsandbytes logs "Failed to load CPU gemm_4bit_forward from kernels-community ..." on every import on a
 CPU with AVX512-BF16 (it looks for an optional `kernels` package for a 4-bit CPU kernel this toolkit never
-uses: 4-bit is GPU-only here). Only that message is dropped; every other warning still shows.
+uses: 4-bit is GPU-only here). DeepSpeed, when installed, warns "Setting accelerator to CPU" on every import on a
+machine without a GPU (the transformers Trainer imports it even when DeepSpeed is not used). Only those messages
+are dropped; every other warning still shows.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 
 UNACTIONABLE = {
     "bitsandbytes.backends.cpu.ops": ("Failed to load CPU gemm_4bit_forward",),
+    "DeepSpeed": ("Setting accelerator to CPU",),
 }
 
 
