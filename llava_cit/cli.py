@@ -119,7 +119,12 @@ def train(
     runner.run()
     if main:
         print_report([out], console)
-    runner.procs.close()  # several processes: leave the process group together (none: nothing to do)
+    if runner.procs.distributed:
+        runner.procs.close()  # leave the process group together, then skip the interpreter's teardown: a rank's
+        logging.shutdown()  # library threads (gloo, DeepSpeed's CPU ops) could abort it at exit ("terminate
+        sys.stdout.flush()  # called without an active exception"), turning a finished run into a failed command
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @app.command(epilog="Example: llava-cit report runs/demo/switchcit runs/demo/seq-lora runs/demo/rehearsal")

@@ -52,9 +52,7 @@ class Processes:
             self.state.wait_for_everyone()
 
     def close(self) -> None:
-        """End a finished run's process group together: every rank waits for the others, then leaves it. A rank that
-        exited with the group still open could abort at exit (DeepSpeed's CPU shared-memory op and gloo keep threads),
-        turning a finished run into a failed command."""
+        """End a finished run's process group together: every rank waits for the others, then leaves it."""
         if self.state is None or not torch.distributed.is_initialized():
             return
         self.barrier()

@@ -17,6 +17,10 @@ from collections import OrderedDict
 
 import torch
 
+# what DeepSpeed's ZeRO-3 hooks attach to a module, besides its `ds_*` attributes (deepspeed/runtime/zero/)
+DEEPSPEED_MODULE_ATTRIBUTES = frozenset({"_external_params", "all_parameters", "_original_parameters",
+                                         "applied_pre_backward_ref_cnt", "pre_bwd_fn", "post_bwd_fn"})
+
 
 def parameter_attributes(model: torch.nn.Module) -> dict[int, set[str]]:
     """Each parameter's own attributes before DeepSpeed adds its (`ds_id`, `ds_tensor`, `all_gather`, ...)."""
@@ -53,8 +57,9 @@ def release_partitioned_weights(engine, model: torch.nn.Module, params_before: d
     for module in model.modules():
         if "_original_parameters" in vars(module):  # DeepSpeed's ZeROOrderedDict in place of `_parameters`
             module._parameters = dict(OrderedDict.items(module._parameters))
-        for name in set(vars(module)) - modules_before.get(id(module), set()):  # ds_id, _external_params, ...
-            delattr(module, name)
+        for name in set(vars(module)) - modules_before.get(id(module), set()):
+            if name.startswith("ds_") or name in DEEPSPEED_MODULE_ATTRIBUTES:  # not the Trainer's (checkpointing)
+                delattr(module, name)
     # transformers would load any later model (a switch's extractor on the ranks that read it back) straight into
     # partitions, collectively: the next stage's Trainer turns ZeRO-3 back on for its own model
     from transformers.integrations.deepspeed import unset_hf_deepspeed_config

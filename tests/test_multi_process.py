@@ -174,6 +174,9 @@ def assert_same_adapters(a: dict, b: dict) -> None:
 @needs_deepspeed
 def test_deepspeed_zero2_and_zero3_train_what_ddp_trains(tmp_path):
     config = write_config(tmp_path)
+    recipe = yaml.safe_load(config.read_text())
+    recipe["train"]["gradient_checkpointing"] = True  # as LLaVA-1.5's recipe (and the paper configs) train
+    config.write_text(yaml.safe_dump(recipe))
     runs = {}
     for name, command in (("ddp", launch_command(config, tmp_path / "ddp")),
                           ("zero2", deepspeed_command(2, config, tmp_path / "zero2")),
