@@ -342,10 +342,10 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
     )
     trainer.remove_callback(PrinterCallback)  # no raw log dicts on the terminal; they go to train_log.jsonl
     last = last_complete_checkpoint(checkpoint_dir)
-    before = zero3_weights.parameter_attributes(model), zero3_weights.module_attributes(model)
+    before = zero3_weights.parameter_attributes(model)
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     if zero3_weights.is_partitioned(model):  # DeepSpeed ZeRO-3: whole weights again on every rank, for evaluation,
-        zero3_weights.release_partitioned_weights(trainer.model_wrapped, model, *before)  # saving, the next adapter
+        zero3_weights.release_partitioned_weights(trainer.model_wrapped, model, before)  # saving, the next adapter
     for callback in callbacks:
         writer = getattr(callback, "tb_writer", None)
         if writer is not None:

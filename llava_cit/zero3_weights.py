@@ -27,16 +27,11 @@ def parameter_attributes(model: torch.nn.Module) -> dict[int, set[str]]:
     return {id(p): set(vars(p)) for p in model.parameters()}
 
 
-def module_attributes(model: torch.nn.Module) -> dict[int, set[str]]:
-    return {id(m): set(vars(m)) for m in model.modules()}
-
-
 def is_partitioned(model: torch.nn.Module) -> bool:
     return any(hasattr(p, "ds_id") for p in model.parameters())
 
 
-def release_partitioned_weights(engine, model: torch.nn.Module, params_before: dict[int, set[str]],
-                                modules_before: dict[int, set[str]]) -> int:
+def release_partitioned_weights(engine, model: torch.nn.Module, params_before: dict[int, set[str]]) -> int:
     """Make `model` (the module `engine`, a DeepSpeedEngine, wraps) whole on every rank and free of DeepSpeed:
     gather every partitioned weight (a collective: every rank calls this), destroy the engine (its hooks go),
     put the whole tensors back as plain parameters and drop what DeepSpeed attached to parameters and modules.
@@ -57,8 +52,8 @@ def release_partitioned_weights(engine, model: torch.nn.Module, params_before: d
     for module in model.modules():
         if "_original_parameters" in vars(module):  # DeepSpeed's ZeROOrderedDict in place of `_parameters`
             module._parameters = dict(OrderedDict.items(module._parameters))
-        for name in set(vars(module)) - modules_before.get(id(module), set()):
-            if name.startswith("ds_") or name in DEEPSPEED_MODULE_ATTRIBUTES:  # not the Trainer's (checkpointing)
+        for name in list(vars(module)):  # DeepSpeed's names only: the Trainer's (gradient checkpointing) stay
+            if name.startswith("ds_") or name in DEEPSPEED_MODULE_ATTRIBUTES:
                 delattr(module, name)
     # transformers would load any later model (a switch's extractor on the ranks that read it back) straight into
     # partitions, collectively: the next stage's Trainer turns ZeRO-3 back on for its own model
