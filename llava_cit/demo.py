@@ -88,6 +88,27 @@ SMOLLM2_LLAVA_DEMO_CONFIG = {
 }
 DEMO_CONFIGS = {"vision": DEMO_CONFIG, "text": TEXT_DEMO_CONFIG, "smollm2": SMOLLM2_DEMO_CONFIG,
                 "smollm2-llava": SMOLLM2_LLAVA_DEMO_CONFIG}
+# The tiny tracks' switch settings before SmolLM2 became their extractor: used, with a warning, where SmolLM2 can be
+# neither found nor fetched (the random tiny extractor needs mean pooling and 32 instructions per task on the text
+# families). The SmolLM2 tracks have no fallback: their model is SmolLM2.
+TINY_SWITCH_FALLBACK = {"vision": ["switch.extractor=tiny-opt", "switch.pooling=last"],
+                        "text": ["switch.extractor=tiny-opt", "switch.pooling=mean", "retention.min_count=32"]}
+
+
+def switch_fallback(track: str, overrides: list[str], say=print) -> list[str]:
+    """The track's overrides, with the tiny switch settings first when the default extractor cannot be had here."""
+    from llava_cit.errors import UserError
+    from llava_cit.models.packaged import resolve_model_spec
+
+    if track not in TINY_SWITCH_FALLBACK or any(o.replace(" ", "").startswith("switch.extractor=") for o in overrides):
+        return list(overrides)
+    try:
+        resolve_model_spec(SMOLLM2_SWITCH["extractor"], say)
+        return list(overrides)
+    except UserError as err:
+        say(f"warning: {err}. The switch falls back to the random tiny extractor ({' '.join(TINY_SWITCH_FALLBACK[track])}); "
+            "its scores differ from the README's")
+        return [*TINY_SWITCH_FALLBACK[track], *overrides]
 
 
 def share_first_stage(source: Path, target: Path) -> None:
@@ -109,6 +130,7 @@ def run_demo(out: Path, methods=DEMO_METHODS, overrides: list[str] = (), force: 
     bounds (eval.upper_bound_from), so relative gains share one denominator without training extra adapters."""
     progress = progress or Progress(message=say)
     methods = sorted(methods, key=lambda m: m != "switchcit")
+    overrides = switch_fallback(track, overrides, say)
     run_dirs, first = [], None
     for method in methods:
         extra = [f"eval.upper_bound_from={out / 'switchcit'}"] if method != "switchcit" and "switchcit" in methods else []
