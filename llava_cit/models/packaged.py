@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from llava_cit.errors import UserError
@@ -97,15 +98,17 @@ def convert_gguf(file: Path, say=lambda text: None) -> Path:
     model = AutoModelForCausalLM.from_config(config)  # a GGUF-loaded model cannot save_pretrained as it is
     model.load_state_dict(quantised.state_dict())
     model.generation_config = quantised.generation_config
-    staging = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # a staging folder of this process's own: the ranks of a multi-process run may convert at the same time
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
+    try:
         os.replace(staging, target)
-    else:
-        shutil.rmtree(staging, ignore_errors=True)
+    except OSError:  # another process published it first
+        if not (target / "config.json").is_file():
+            raise
+    shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
