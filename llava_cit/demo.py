@@ -23,7 +23,9 @@ from llava_cit.atomic import write_json
 from llava_cit.config import load_config
 from llava_cit.continual.manifest import MANIFEST
 from llava_cit.continual.runner import ContinualRunner, Progress
+from llava_cit.errors import UserError
 from llava_cit.methods.base import Method
+from llava_cit.models.packaged import resolve_model_spec
 
 DEMO_METHODS = ("switchcit", "seq-lora", "rehearsal")
 SMOLLM2_SWITCH = {"extractor": "smollm2-135m", "hidden": 200, "epochs": 300, "pooling": "last", "layer": -1}
@@ -97,9 +99,6 @@ TINY_SWITCH_FALLBACK = {"vision": ["switch.extractor=tiny-opt", "switch.pooling=
 
 def switch_fallback(track: str, overrides: list[str], say=print) -> list[str]:
     """The track's overrides, with the tiny switch settings first when the default extractor cannot be had here."""
-    from llava_cit.errors import UserError
-    from llava_cit.models.packaged import resolve_model_spec
-
     if track not in TINY_SWITCH_FALLBACK or any(o.replace(" ", "").startswith("switch.extractor=") for o in overrides):
         return list(overrides)
     try:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-from pathlib import Path
 
 from transformers import PrinterCallback, Trainer
 
@@ -22,13 +20,10 @@ from llava_cit.config import RunConfig, TrainSettings
 from llava_cit.data.sources import load_source
 from llava_cit.distributed import Processes
 from llava_cit.models.loading import LoadedModel, load_model
+from llava_cit.models.packaged import cache_root
 from llava_cit.training import ListDataset, training_arguments
 
 CACHE_VERSION = 2  # 2: tiny-bloom vocabulary and the text template changed
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("LLAVA_CIT_CACHE", Path.home() / ".cache" / "llava-cit"))
 
 
 def pretrained_base(config: RunConfig, say=lambda text: None) -> LoadedModel:

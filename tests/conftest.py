@@ -1,6 +1,5 @@
 import os
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +10,9 @@ if os.environ.get("LLAVA_CIT_THREADS"):
     torch.set_num_threads(int(os.environ["LLAVA_CIT_THREADS"]))
 warnings.filterwarnings("ignore")
 
+from llava_cit.models.packaged import cache_root  # noqa: E402
 
-# the user's cache, before the tests point LLAVA_CIT_CACHE elsewhere
-USER_CACHE = Path(os.environ.get("LLAVA_CIT_CACHE", Path.home() / ".cache" / "llava-cit"))
+USER_CACHE = cache_root()  # the user's cache, before the tests point LLAVA_CIT_CACHE elsewhere
 
 
 @pytest.fixture(autouse=True)
