@@ -29,12 +29,12 @@ from switch.tiny import tiny_opt, words_of  # noqa: E402
 RETAINED = 16
 
 
-def builtin_families(per_task: int = 200) -> dict[str, list[str]]:
+def builtin_families(per_task: int = 200, seed: int = 1) -> dict[str, list[str]]:
     families = {}
     for name in ("synth-shapes", "synth-ocr"):
-        families[name] = sorted({ex.instruction for ex in synthetic.generate(name, per_task * 3, seed=1, split="test")})
+        families[name] = sorted({ex.instruction for ex in synthetic.generate(name, per_task * 3, seed=seed, split="test")})
     for name in ("synth-simp", "synth-inqqg", "synth-hgen"):
-        families[name] = [ex.instruction for ex in synthetic.generate(name, per_task, seed=1, split="test")]
+        families[name] = [ex.instruction for ex in synthetic.generate(name, per_task, seed=seed, split="test")]
     return families
 
 
