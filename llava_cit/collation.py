@@ -136,7 +136,7 @@ class Encoder:
         if self.chat:
             input_ids, labels = self._encode_chat(example)
             item = {"input_ids": input_ids[: self.max_length], "labels": labels[: self.max_length]}
-            if self.loaded.is_vision and pixels:
+            if self.loaded.is_vision and pixels and example.has_image:
                 item["pixel_values"] = self.pixels([example])[0]
             return item
         input_ids, labels = list(self.prefix), [IGNORE_INDEX] * len(self.prefix)
@@ -148,7 +148,7 @@ class Encoder:
             labels += [IGNORE_INDEX] * len(prompt_ids) + answer_ids
         input_ids, labels = input_ids[: self.max_length], labels[: self.max_length]
         item = {"input_ids": input_ids, "labels": labels}
-        if self.loaded.is_vision and pixels:
+        if self.loaded.is_vision and pixels and example.has_image:  # a text-only conversation has no image slot
             item["pixel_values"] = self.pixels([example])[0]
         return item
 
@@ -174,6 +174,7 @@ class Encoder:
         return ids + self._ids(segments[-1][0])
 
     def pixels(self, examples: list[Example]) -> torch.Tensor:
+        """Pixel values of the examples' images, in order (each example must have one)."""
         images = [prepare_image(ex.load_image(), self.image_aspect_ratio, self.loaded.processor.image_processor)
                   for ex in examples]
         return self.loaded.processor.image_processor(images, return_tensors="pt")["pixel_values"]
@@ -189,8 +190,9 @@ class Encoder:
             input_ids[row, width - len(ids):] = torch.tensor(ids)
             attention[row, width - len(ids):] = 1
         batch = {"input_ids": input_ids, "attention_mask": attention}
-        if self.loaded.is_vision:
-            batch["pixel_values"] = self.pixels(examples)
+        with_image = [ex for ex in examples if ex.has_image]
+        if self.loaded.is_vision and with_image:  # one image per image slot, in order: text-only rows have none
+            batch["pixel_values"] = self.pixels(with_image)
         return batch
 
 
@@ -211,6 +213,7 @@ class TrainCollator:
             labels[row, :n] = torch.tensor(item["labels"])
             attention[row, :n] = 1
         batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
-        if "pixel_values" in items[0]:
-            batch["pixel_values"] = torch.stack([item["pixel_values"] for item in items])
+        images = [item["pixel_values"] for item in items if "pixel_values" in item]
+        if images:  # the model pairs images with image slots in order; a text-only conversation has neither
+            batch["pixel_values"] = torch.stack(images)
         return batch

@@ -113,6 +113,9 @@ def test_task_file_outside_the_package(tmp_path):
         image.save(data / "imgs" / f"{i}.png")
         records.append({"id": str(i), "image": f"{i}.png", "conversations": [
             {"from": "human", "value": "<image>\nWhat color is the shape on the left?"}, {"from": "gpt", "value": colour}]})
+        if i % 5 == 0:  # text-only conversations, as in llava_v1_5_mix665k.json, share batches with image ones
+            records.append({"id": f"text-{i}", "conversations": [
+                {"from": "human", "value": "What color is the shape on the right?"}, {"from": "gpt", "value": colour}]})
     (data / "train.json").write_text(json.dumps(records))
     (data / "task.yaml").write_text(yaml.safe_dump({
         "name": "my-colours", "train": {"type": "llava", "path": "train.json", "image_folder": "imgs"},
@@ -120,6 +123,7 @@ def test_task_file_outside_the_package(tmp_path):
     _, results = run(tmp_path, "ext", tasks=["synth-ocr", str(data / "task.yaml")])
     assert results["tasks"] == ["synth-ocr", "my-colours"]
     assert results["matrix"][1][1] is not None
+    assert not results["bad_samples"][-1].get("my-colours")  # text-only test records are answered, not counted bad
 
 
 def test_bad_inputs(tmp_path):
