@@ -76,6 +76,9 @@ def _gguf_file(spec: str) -> Path | None:
         found = sorted(path.glob("*.gguf"))
         if len(found) == 1:
             return found[0]
+        if len(found) > 1:  # e.g. one model in several quantisations: which one is the user's to say
+            names = ", ".join(f.name for f in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+            raise UserError(f"{path}: {len(found)} GGUF files in this folder ({names}); give the path of the one to load")
     return None
 
 
