@@ -62,6 +62,13 @@ class SwitchSettings:
     epochs: int = 200
     lr: float = 1e-3
     reject: bool = False  # unknown-task rejection (off, as in the paper); when on, results.json reports false rejections
+    # the rejection rule (switch/network.py): radius = reject_quantile of the retained instructions' leave-one-out
+    # nearest-neighbour distances x (1 + reject_margin), at reject_layer/reject_pooling (null: the routing features')
+    reject_layer: int | None = None
+    reject_pooling: str | None = None
+    reject_metric: str = "euclidean"
+    reject_quantile: float = 0.95
+    reject_margin: float = 0.1
 
 
 @dataclass
@@ -192,6 +199,10 @@ RANGES: dict[str, tuple] = {
     "retention.fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "retention.min_count": (lambda v: v >= 1, ">= 1"),
     "switch.pooling": (lambda v: v in ("last", "mean"), "last or mean"),
+    "switch.reject_pooling": (lambda v: v in ("last", "mean"), "last or mean"),
+    "switch.reject_metric": (lambda v: v in ("euclidean", "cosine"), "euclidean or cosine"),
+    "switch.reject_quantile": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "switch.reject_margin": (lambda v: v >= 0, ">= 0"),
     "switch.hidden": (lambda v: v >= 1, ">= 1"),
     "switch.epochs": (lambda v: v >= 1, ">= 1"),
     "switch.lr": (lambda v: v > 0, "> 0"),

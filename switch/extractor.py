@@ -107,34 +107,45 @@ class FeatureExtractor:
 
     # -- features ------------------------------------------------------------------------
     @torch.inference_mode()
-    def _encode(self, texts: list[str]) -> torch.Tensor:
+    def _encode(self, texts: list[str], views: list[tuple[int, str]]) -> list[torch.Tensor]:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
-        outputs = self.model(**batch, output_hidden_states=True)
-        hidden = outputs.hidden_states[self.layer]
-        return POOLING[self.pooling](hidden, batch["attention_mask"]).float().cpu()
+        hidden = self.model(**batch, output_hidden_states=True).hidden_states
+        return [POOLING[pooling](hidden[layer], batch["attention_mask"]).float().cpu() for layer, pooling in views]
 
-    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        """Features for `texts`, shape (len(texts), feature_dim), computed in batches."""
-        texts = list(texts)
+    def _key(self, view: tuple[int, str], digest: str) -> str:
+        return digest if view == (self.layer, self.pooling) else f"{view[0]}/{view[1]}/{digest}"
+
+    def features_at(self, texts: Sequence[str], views: Sequence[tuple[int, str]]) -> list[torch.Tensor]:
+        """Features of `texts` at each (layer, pooling) view, from one forward pass per batch."""
+        texts, views = list(texts), [(int(layer), pooling) for layer, pooling in views]
         if any(not t or not t.strip() for t in texts):
             raise SwitchError("empty instruction: the switch cannot route an empty text")
+        unknown = sorted({pooling for _, pooling in views} - set(POOLING))
+        if unknown:
+            raise SwitchError(f"unknown pooling '{unknown[0]}' (known: {', '.join(POOLING)})")
         self._load(texts)
         self._read_cache()
-        keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
-        missing = sorted({k: t for k, t in zip(keys, texts) if k not in self._cache}.items())
+        digests = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+        missing = sorted({d: t for d, t in zip(digests, texts)
+                          if any(self._key(view, d) not in self._cache for view in views)}.items())
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start:start + self.batch_size]
-            for (key, _), feature in zip(chunk, self._encode([t for _, t in chunk])):
-                self._cache[key] = feature
+            for view, features in zip(views, self._encode([t for _, t in chunk], views)):
+                for (digest, _), feature in zip(chunk, features):
+                    self._cache[self._key(view, digest)] = feature
         if missing:
             self._write_cache()
         if not texts:
-            return torch.empty(0, self.feature_dim)
-        features = torch.stack([self._cache[k] for k in keys])
+            return [torch.empty(0, self.feature_dim) for _ in views]
+        out = [torch.stack([self._cache[self._key(view, d)] for d in digests]) for view in views]
         if not self.memory_cache:
             self._cache.clear()
-        return features
+        return out
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        """Features for `texts` at the extractor's own layer and pooling, shape (len(texts), feature_dim)."""
+        return self.features_at(texts, [(self.layer, self.pooling)])[0]
 
     # -- on-disk cache (optional) ---------------------------------------------------------
     def _cache_file(self) -> Path | None:

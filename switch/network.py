@@ -4,9 +4,11 @@ features = frozen LM's last-token hidden state of the instruction (switch.extrac
 classifier = 2-layer MLP over standardised features (switch.classifier); or, router "nearest", no
              classifier: the task of the nearest retained instruction
 rejection = a query farther from every retained example than the retained examples are from
-            each other (the `quantile` of their leave-one-out nearest-neighbour distances in
-            standardised feature space, times 1 + margin) is unlike every learned task: it
-            gets None and the caller serves it with the bare base model.
+            each other (the `quantile` of their leave-one-out nearest-neighbour distances, times
+            1 + margin) is unlike every learned task: it gets None and the caller serves it with the
+            bare base model. Distances are euclidean in standardised features (default) or cosine, at
+            the routing features' layer and pooling (default) or at a view of their own
+            (`reject_layer`, `reject_pooling`), read from the same forward pass.
 """
 
 from __future__ import annotations
@@ -23,16 +25,19 @@ from safetensors.torch import load_file, save_file
 
 from switch.classifier import SwitchClassifier, train_classifier
 from switch.errors import SwitchError
-from switch.extractor import TINY_EXTRACTOR, FeatureExtractor
+from switch.extractor import POOLING, TINY_EXTRACTOR, FeatureExtractor
 from switch.instruction import switch_text
 
 FORMAT_VERSION = 1
 NUMERICAL_FLOOR = 1e-3  # per-dimension distance treated as identical (CPU vs GPU float noise)
+COSINE_FLOOR = 1e-5  # cosine distance treated as identical
+REJECT_METRICS = ("euclidean", "cosine")
 WEIGHTS, META, EXTRACTOR_DIR = "switch.safetensors", "switch.json", "extractor"
 THRESHOLD_RULE = (
     "quantile `reject_quantile` over the distinct retained instructions of their leave-one-out nearest-neighbour "
-    "euclidean distance (standardised features), times (1 + margin), at least 1e-3*sqrt(dim); a query whose "
-    "nearest retained instruction is farther is rejected"
+    "distance (`reject_metric`: euclidean in standardised features, or cosine; at `reject_layer`/`reject_pooling`, "
+    "default the routing features'), times (1 + margin), at least float noise; a query whose nearest retained "
+    "instruction is farther is rejected"
 )
 
 
@@ -46,18 +51,25 @@ class SwitchNetwork:
     def __init__(self, extractor: str | FeatureExtractor = "facebook/opt-125m", hidden: int = 200,
                  layer: int = -1, pooling: str = "last", epochs: int = 300, lr: float = 1e-3,
                  reject: bool = True, margin: float = 0.1, reject_quantile: float = 0.95, seed: int = 0,
-                 cache_dir: str | None = None, router: str = "mlp"):
+                 cache_dir: str | None = None, router: str = "mlp", reject_layer: int | None = None,
+                 reject_pooling: str | None = None, reject_metric: str = "euclidean"):
         if router not in ("mlp", "nearest"):
             raise SwitchError(f"router must be 'mlp' or 'nearest', got {router!r}")
+        if reject_metric not in REJECT_METRICS:
+            raise SwitchError(f"reject_metric must be one of {', '.join(REJECT_METRICS)}, got {reject_metric!r}")
+        if reject_pooling is not None and reject_pooling not in POOLING:
+            raise SwitchError(f"unknown reject_pooling '{reject_pooling}' (known: {', '.join(POOLING)})")
         self.router = router
         if isinstance(extractor, str):
             extractor = FeatureExtractor(extractor, layer=layer, pooling=pooling, cache_dir=cache_dir, seed=seed)
         self.extractor = extractor
         self.hidden, self.epochs, self.lr, self.seed = hidden, epochs, lr, seed
         self.reject, self.margin, self.reject_quantile = reject, margin, reject_quantile
+        self.reject_layer, self.reject_pooling, self.reject_metric = reject_layer, reject_pooling, reject_metric
         self.labels: list[str] = []
         self.classifier: SwitchClassifier | None = None
         self.mean = self.std = self.bank = self.bank_labels = None
+        self.reject_mean = self.reject_std = self.reject_bank = None  # the rejection view's standardisation and bank
         self.threshold: float | None = None
         self.fit_info: dict = {}
 
@@ -66,8 +78,39 @@ class SwitchNetwork:
         inputs = inputs or [""] * len(texts)
         return self.extractor([switch_text(t, i) for t, i in zip(texts, inputs)])
 
+    @property
+    def views(self) -> tuple[tuple[int, str], tuple[int, str]]:
+        """(layer, pooling) of the routing features and of the rejection features."""
+        routing = (self.extractor.layer, self.extractor.pooling)
+        rejecting = (routing[0] if self.reject_layer is None else self.reject_layer, self.reject_pooling or routing[1])
+        return routing, rejecting
+
+    def _both_features(self, texts: Sequence[str], inputs: Sequence[str] | None,
+                       rejection: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Routing features, and rejection features (None when not asked for), from one forward pass."""
+        routing, rejecting = self.views
+        if not rejection:
+            return self.features(texts, inputs), None
+        if routing == rejecting:
+            features = self.features(texts, inputs)
+            return features, features
+        inputs = inputs or [""] * len(texts)
+        features, reject_features = self.extractor.features_at([switch_text(t, i) for t, i in zip(texts, inputs)],
+                                                               [routing, rejecting])
+        return features, reject_features
+
     def _standardise(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.mean) / self.std
+
+    def _rejection_space(self, features: torch.Tensor) -> torch.Tensor:
+        if self.reject_metric == "cosine":
+            return torch.nn.functional.normalize(features, dim=1)
+        return (features - self.reject_mean) / self.reject_std
+
+    def _distances(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.reject_metric == "cosine":  # unit vectors
+            return (1 - a @ b.T).clamp(min=0)
+        return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
 
     def fit(self, texts: Sequence[str], labels: Sequence[str], inputs: Sequence[str] | None = None) -> SwitchNetwork:
         if len(texts) != len(labels):
@@ -75,9 +118,11 @@ class SwitchNetwork:
         if not texts:
             raise SwitchError("no retained examples to fit the switch on")
         self.labels = sorted(set(labels), key=list(labels).index)
-        features = self.features(texts, inputs)
+        features, reject_features = self._both_features(texts, inputs, rejection=True)
         self.mean = features.mean(0)
         self.std = features.std(0, unbiased=False).clamp(min=1e-6)
+        self.reject_mean = reject_features.mean(0)
+        self.reject_std = reject_features.std(0, unbiased=False).clamp(min=1e-6)
         z = self._standardise(features)
         target = torch.tensor([self.labels.index(label) for label in labels])
         self.classifier = SwitchClassifier(z.shape[1], len(self.labels), self.hidden)
@@ -88,7 +133,8 @@ class SwitchNetwork:
                           .values())
         self.bank = z[distinct]  # repeated instructions say nothing about spread: calibrate on distinct ones
         self.bank_labels = target[distinct]
-        self.threshold = self._calibrate(self.bank)
+        self.reject_bank = self._rejection_space(reject_features)[distinct]
+        self.threshold = self._calibrate(self.reject_bank)
         train_acc = sum(p == t for (p, _), t in zip(self._predict_z(z, reject=False), labels)) / len(labels)
         self.fit_info = {"examples": len(texts), "per_class": {c: list(labels).count(c) for c in self.labels},
                          "final_loss": loss, "train_accuracy": train_acc}
@@ -98,13 +144,15 @@ class SwitchNetwork:
         """Leave-one-out nearest-neighbour distances of the retained examples set the rejection radius."""
         if len(z) < 2:
             return None
-        distances = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist")
+        distances = self._distances(z, z)
         distances.fill_diagonal_(float("inf"))
         radius = float(torch.quantile(distances.min(1).values, self.reject_quantile)) * (1 + self.margin)
-        return max(radius, NUMERICAL_FLOOR * z.shape[1] ** 0.5)  # never below float noise across devices
+        floor = COSINE_FLOOR if self.reject_metric == "cosine" else NUMERICAL_FLOOR * z.shape[1] ** 0.5
+        return max(radius, floor)  # never below float noise across devices
 
-    def nearest_distance(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.cdist(z, self.bank, compute_mode="donot_use_mm_for_euclid_dist").min(1).values
+    def nearest_distance(self, rz: torch.Tensor) -> torch.Tensor:
+        """Each query's distance (rejection space) to its nearest distinct retained instruction."""
+        return self._distances(rz, self.reject_bank).min(1).values
 
     # -- routing -------------------------------------------------------------------------
     def _scores(self, z: torch.Tensor) -> torch.Tensor:
@@ -117,7 +165,9 @@ class SwitchNetwork:
                                 else torch.full((len(z),), float("inf")) for k in range(len(self.labels))], 1)
         return torch.softmax(-per_task, dim=1)
 
-    def _predict_z(self, z: torch.Tensor, reject: bool) -> list[tuple[str | None, float]]:
+    def _predict_z(self, z: torch.Tensor, reject: bool, rz: torch.Tensor | None = None) -> list[tuple[str | None, float]]:
+        """Routes for standardised routing features `z`; rejection reads `rz` (the rejection space; default `z`,
+        which it is when the rejection view and metric are the routing ones)."""
         if len(self.labels) == 1:
             return [(self.labels[0], 1.0)] * len(z)
         with torch.no_grad():
@@ -125,7 +175,7 @@ class SwitchNetwork:
         confidence, index = probs.max(1)
         results = [(self.labels[i], float(c)) for i, c in zip(index.tolist(), confidence)]
         if reject and self.reject and self.threshold is not None:
-            nearest = self.nearest_distance(z).tolist()
+            nearest = self.nearest_distance(z if rz is None else rz).tolist()
             results = [(label if d <= self.threshold else None, c) for (label, c), d in zip(results, nearest)]
         return results
 
@@ -135,7 +185,10 @@ class SwitchNetwork:
             raise SwitchError("the switch is not fitted")
         if not texts:
             return []
-        return self._predict_z(self._standardise(self.features(texts, inputs)), reject=True)
+        rejecting = self.reject and self.threshold is not None and len(self.labels) > 1
+        features, reject_features = self._both_features(texts, inputs, rejection=rejecting)
+        rz = self._rejection_space(reject_features) if rejecting else None
+        return self._predict_z(self._standardise(features), reject=True, rz=rz)
 
     @property
     def parameter_count(self) -> int:
@@ -154,7 +207,8 @@ class SwitchNetwork:
         try:
             tensors = {f"classifier.{k}": v.contiguous() for k, v in self.classifier.state_dict().items()}
             tensors.update(mean=self.mean, std=self.std, bank=self.bank.contiguous(),
-                           bank_labels=self.bank_labels.contiguous())
+                           bank_labels=self.bank_labels.contiguous(), reject_mean=self.reject_mean,
+                           reject_std=self.reject_std, reject_bank=self.reject_bank.contiguous())
             save_file(tensors, str(tmp / WEIGHTS))
             extractor_path = None
             if self.extractor.model_id == TINY_EXTRACTOR:
@@ -173,6 +227,9 @@ class SwitchNetwork:
                 "margin": self.margin,
                 "reject_quantile": self.reject_quantile,
                 "reject": self.reject,
+                "reject_layer": self.reject_layer,
+                "reject_pooling": self.reject_pooling,
+                "reject_metric": self.reject_metric,
                 "router": self.router,
                 "feature_dim": int(self.mean.shape[0]),
                 "hidden": self.hidden,
@@ -227,11 +284,15 @@ class SwitchNetwork:
                               f"the switch expects {meta['feature_dim']}")
         switch = cls(extractor, hidden=meta["hidden"], reject=meta.get("reject", True),
                      margin=meta.get("margin", 0.1), reject_quantile=meta.get("reject_quantile", 0.95),
-                     seed=meta.get("seed", 0), router=meta.get("router", "mlp"))
+                     seed=meta.get("seed", 0), router=meta.get("router", "mlp"), reject_layer=meta.get("reject_layer"),
+                     reject_pooling=meta.get("reject_pooling"), reject_metric=meta.get("reject_metric", "euclidean"))
         tensors = load_file(str(directory / WEIGHTS))
         switch.bank_labels = tensors.get("bank_labels")
         switch.labels, switch.threshold = meta["labels"], meta["threshold"]
         switch.mean, switch.std, switch.bank = tensors["mean"], tensors["std"], tensors["bank"]
+        # switches saved before the rejection view existed rejected in their routing space
+        switch.reject_mean, switch.reject_std = tensors.get("reject_mean", switch.mean), tensors.get("reject_std", switch.std)
+        switch.reject_bank = tensors.get("reject_bank", switch.bank)
         switch.classifier = SwitchClassifier(meta["feature_dim"], len(switch.labels), meta["hidden"])
         switch.classifier.load_state_dict({k[len("classifier."):]: v for k, v in tensors.items()
                                            if k.startswith("classifier.")})

@@ -80,7 +80,8 @@ def test_one_prompt_at_training_runner_evaluation_and_eval_run(tmp_path, monkeyp
     monkeypatch.setattr(runner_module, "generate_routed", spy)
     system = "Below is an instruction that describes a task ."  # words of the tiny vocabulary
     config = tiny_run_config(system_prompt=system, switch={"extractor": "tiny-opt", "hidden": 32, "epochs": 100,
-                                                            "reject": True},
+                                                            "reject": True, "reject_layer": 1, "reject_pooling": "mean",
+                                                            "reject_metric": "cosine", "reject_margin": "3e-1"},
                              tasks=["synth-shapes", {"name": "synth-ocr", "max_new_tokens": 2}])
     config["eval"]["max_new_tokens"] = None
     runner = ContinualRunner(load_config(None, base=config), tmp_path / "r", progress=Progress())
@@ -101,6 +102,8 @@ def test_one_prompt_at_training_runner_evaluation_and_eval_run(tmp_path, monkeyp
     assert results["mft"] == pytest.approx((m[0][0] + m[1][1]) / 2) == mean_finetuned(m)
     assert results["mfn"] == pytest.approx(sum(m[1]) / 2) and results["maa"] == mean_average_accuracy(m)
     assert set(results["false_rejection_rate"][1]) == {"synth-shapes", "synth-ocr"}
+    saved = json.loads((tmp_path / "r/switch/stage-01/switch.json").read_text())  # the rejection rule as configured
+    assert [saved[k] for k in ("reject_layer", "reject_pooling", "reject_metric", "margin")] == [1, "mean", "cosine", 0.3]
     assert results["upper_bound_source"]["synth-ocr"].startswith("own adapter")
 
 

