@@ -233,3 +233,24 @@ def test_bad_rejection_settings_are_one_line_errors():
         SwitchNetwork(extractor(), reject_metric="manhattan")
     with pytest.raises(SwitchError, match="reject_pooling"):
         SwitchNetwork(extractor(), reject_pooling="max")
+
+
+def test_a_switch_saved_before_rejection_views_existed_loads_and_rejects_as_it_did(tmp_path):
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    switch = fitted()
+    switch.save(tmp_path / "sw")
+    weights, meta_path = tmp_path / "sw/switch.safetensors", tmp_path / "sw/switch.json"
+    # the files as the previous format wrote them: no rejection view, no rejection tensors
+    save_file({k: v for k, v in load_file(str(weights)).items() if not k.startswith("reject_")}, str(weights))
+    meta = {k: v for k, v in json.loads(meta_path.read_text()).items() if k not in ("reject_layer", "reject_pooling",
+                                                                                   "reject_metric")}
+    meta["checksums"]["switch.safetensors"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    meta_path.write_text(json.dumps(meta))
+    old = SwitchNetwork.load(tmp_path / "sw")
+    queries = family(colour_q, 20, 3) + family(title_q, 20, 3) + OUT_OF_FAMILY
+    assert old.views == switch.views and old.reject_metric == "euclidean"
+    assert old.predict(queries) == switch.predict(queries)
+    assert any(label is None for label, _ in old.predict(OUT_OF_FAMILY))
