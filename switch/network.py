@@ -74,9 +74,12 @@ class SwitchNetwork:
         self.fit_info: dict = {}
 
     # -- training ------------------------------------------------------------------------
+    @staticmethod
+    def _switch_texts(texts: Sequence[str], inputs: Sequence[str] | None) -> list[str]:
+        return [switch_text(t, i) for t, i in zip(texts, inputs or [""] * len(texts))]
+
     def features(self, texts: Sequence[str], inputs: Sequence[str] | None = None) -> torch.Tensor:
-        inputs = inputs or [""] * len(texts)
-        return self.extractor([switch_text(t, i) for t, i in zip(texts, inputs)])
+        return self.extractor(self._switch_texts(texts, inputs))
 
     @property
     def views(self) -> tuple[tuple[int, str], tuple[int, str]]:
@@ -85,18 +88,16 @@ class SwitchNetwork:
         rejecting = (routing[0] if self.reject_layer is None else self.reject_layer, self.reject_pooling or routing[1])
         return routing, rejecting
 
-    def _both_features(self, texts: Sequence[str], inputs: Sequence[str] | None,
-                       rejection: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Routing features, and rejection features (None when not asked for), from one forward pass."""
+    def _both_features(self, shown: list[str], rejection: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Routing features of switch texts, and rejection features (None when not asked for), from one forward
+        pass."""
         routing, rejecting = self.views
         if not rejection:
-            return self.features(texts, inputs), None
+            return self.extractor(shown), None
         if routing == rejecting:
-            features = self.features(texts, inputs)
+            features = self.extractor(shown)
             return features, features
-        inputs = inputs or [""] * len(texts)
-        features, reject_features = self.extractor.features_at([switch_text(t, i) for t, i in zip(texts, inputs)],
-                                                               [routing, rejecting])
+        features, reject_features = self.extractor.features_at(shown, [routing, rejecting])
         return features, reject_features
 
     def _standardise(self, features: torch.Tensor) -> torch.Tensor:
@@ -118,7 +119,8 @@ class SwitchNetwork:
         if not texts:
             raise SwitchError("no retained examples to fit the switch on")
         self.labels = sorted(set(labels), key=list(labels).index)
-        features, reject_features = self._both_features(texts, inputs, rejection=True)
+        shown = self._switch_texts(texts, inputs)
+        features, reject_features = self._both_features(shown, rejection=True)
         self.mean = features.mean(0)
         self.std = features.std(0, unbiased=False).clamp(min=1e-6)
         self.reject_mean = reject_features.mean(0)
@@ -129,8 +131,7 @@ class SwitchNetwork:
         loss = 0.0
         if len(self.labels) > 1 and self.router == "mlp":
             loss = train_classifier(self.classifier, z, target, epochs=self.epochs, lr=self.lr, seed=self.seed)
-        distinct = sorted({switch_text(t, i): n for n, (t, i) in enumerate(zip(texts, inputs or [""] * len(texts)))}
-                          .values())
+        distinct = sorted({text: n for n, text in enumerate(shown)}.values())
         self.bank = z[distinct]  # repeated instructions say nothing about spread: calibrate on distinct ones
         self.bank_labels = target[distinct]
         self.reject_bank = self._rejection_space(reject_features)[distinct]
@@ -186,7 +187,7 @@ class SwitchNetwork:
         if not texts:
             return []
         rejecting = self.reject and self.threshold is not None and len(self.labels) > 1
-        features, reject_features = self._both_features(texts, inputs, rejection=rejecting)
+        features, reject_features = self._both_features(self._switch_texts(texts, inputs), rejection=rejecting)
         rz = self._rejection_space(reject_features) if rejecting else None
         return self._predict_z(self._standardise(features), reject=True, rz=rz)
 

@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from llava_cit.models.loading import load_model  # noqa: E402
 from scripts.bench.switch_pretrained import builtin_families, ct0_families, split  # noqa: E402
+from scripts.bench.switch_rejection_rules import distances as raw_distances  # noqa: E402
 from switch.extractor import last_token_pool, mean_pool  # noqa: E402
 from switch.instruction import switch_text  # noqa: E402
 
@@ -71,11 +72,11 @@ def features_by_layer(texts: list[str], batch_size: int = 32) -> dict[str, torch
 
 
 def distances(queries: torch.Tensor, known: torch.Tensor, metric: str) -> torch.Tensor:
-    if metric == "cosine":
-        unit = torch.nn.functional.normalize
-        return 1 - unit(queries, dim=1) @ unit(known, dim=1).T
-    mean, std = known.mean(0), known.std(0, unbiased=False).clamp(min=1e-6)
-    return torch.cdist((queries - mean) / std, (known - mean) / std, compute_mode="donot_use_mm_for_euclid_dist")
+    """Cosine distances on raw features, or euclidean in features standardised as the switch does."""
+    if metric == "euclidean":
+        mean, std = known.mean(0), known.std(0, unbiased=False).clamp(min=1e-6)
+        queries, known = (queries - mean) / std, (known - mean) / std
+    return raw_distances(queries, known, metric)
 
 
 def rejection_rates(features: torch.Tensor, index: dict[str, int], families: dict[str, list[str]],
