@@ -198,3 +198,32 @@ def test_eproj_serves_each_task_with_the_shared_lora_and_its_own_projector(tmp_p
     assert any(not torch.equal(first[k], second[k]) for k in projector)  # each task trained its own projector
     assert any(not torch.equal(first[k], second[k]) for k in lora)  # the LoRA continued
     assert results["switch_accuracy"][-1] is not None and len(results["matrix"][-1]) == 2
+
+
+def test_rehearsal_replays_the_first_n_retained_examples_of_each_earlier_task(tmp_path):
+    from llava_cit.data.example import Example
+    from llava_cit.errors import UserError
+
+    def examples(task, n):
+        return [Example(id=f"{task}-{i}", turns=[(f"q{i}", "a")], task=task) for i in range(n)]
+
+    replay = {"a": examples("a", 5), "b": examples("b", 3)}
+    train = {"c": examples("c", 4)}
+    method = get_method("rehearsal")
+
+    def ids(settings):
+        ctx = StageContext(2, ["a", "b", "c"], "c", tmp_path, replay, lambda: [], None, settings)
+        return [ex.id for ex in method.training_examples(ctx, train)]
+
+    own = [f"c-{i}" for i in range(4)]
+    assert ids({}) == own + [f"a-{i}" for i in range(5)] + ["b-0", "b-1", "b-2"]  # default: the whole buffer
+    assert ids({"replay": 2}) == own + ["a-0", "a-1", "b-0", "b-1"]
+    assert ids({"replay": 0}) == own
+    for bad in ("two", -1, 1.5, True):
+        with pytest.raises(UserError, match="method_args.replay"):
+            ids({"replay": bad})
+    # a bad value stops the run before stage 0 trains
+    with pytest.raises(UserError, match=r"method_args.replay = -1: expected a whole number >= 0"):
+        ContinualRunner(load_config(None, ["method=rehearsal", "method_args.replay=-1"], base=tiny_run_config()),
+                        tmp_path / "r")
+    assert not (tmp_path / "r" / "adapters").exists()

@@ -89,6 +89,7 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
         self.config, self.run_dir = config, Path(run_dir)
         self.progress = progress or Progress()
         self.method = get_method(config.method, config_dir)
+        self.method.check_settings(config.method_args)
         self.tasks = [resolve_task(entry, config_dir) for entry in config.tasks]
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):

@@ -82,6 +82,9 @@ class Method:
     uses_similarity: bool = False  # the task similarity to earlier tasks is measured (and recorded) each stage
     multi_process: bool = True  # runs under `accelerate launch` (False: per-stage state computed by one process)
 
+    def check_settings(self, settings: Mapping) -> None:
+        """Raise UserError for a bad `method_args` value before stage 0 trains (default: nothing to check)."""
+
     def start_from(self, ctx: StageContext) -> int | None:
         """The earlier stage whose adapter this stage's adapter starts from (a copy; None: a fresh adapter).
         For a routed method, starting from an earlier adapter means sharing it: the tasks that adapter served
