@@ -69,6 +69,10 @@ class SwitchSettings:
     reject_metric: str = "euclidean"
     reject_quantile: float = 0.95
     reject_margin: float = 0.1
+    # calibrated rejection (reject_metric cosine): at each task's stage, up to this many of its training instructions
+    # that were not retained give that task a radius of its own (their distances to its retained ones; only the
+    # distances are kept, in retained/<task>.calibration.json). 0: off, the leave-one-out rule above
+    reject_calibration: int = 0
 
 
 @dataclass
@@ -203,6 +207,7 @@ RANGES: dict[str, tuple] = {
     "switch.reject_metric": (lambda v: v in ("euclidean", "cosine"), "euclidean or cosine"),
     "switch.reject_quantile": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "switch.reject_margin": (lambda v: v >= 0, ">= 0"),
+    "switch.reject_calibration": (lambda v: v >= 0, ">= 0"),
     "switch.hidden": (lambda v: v >= 1, ">= 1"),
     "switch.epochs": (lambda v: v >= 1, ">= 1"),
     "switch.lr": (lambda v: v > 0, "> 0"),
@@ -259,6 +264,9 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
     config = _build(RunConfig, data, "")
     if not config.tasks:
         raise UserError("the config lists no tasks (key 'tasks')")
+    if config.switch.reject_calibration and config.switch.reject_metric != "cosine":
+        raise UserError("switch.reject_calibration needs switch.reject_metric: cosine (standardised euclidean "
+                        "distances change as later tasks are added)")
     return config
 
 

@@ -9,6 +9,11 @@ rejection = a query farther from every retained example than the retained exampl
             bare base model. Distances are euclidean in standardised features (default) or cosine, at
             the routing features' layer and pooling (default) or at a view of their own
             (`reject_layer`, `reject_pooling`), read from the same forward pass.
+            Calibrated rejection (cosine only): each task's own radius comes from the distances of
+            that task's instructions that were not retained to its retained ones
+            (`calibration_distances`, computed while the task's data is at hand; `fit(calibration=)`):
+            the `quantile` of them times 1 + margin. A query is known when it lies within some task's
+            radius of that task's retained instructions; tasks without calibration keep the rule above.
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ THRESHOLD_RULE = (
     "quantile `reject_quantile` over the distinct retained instructions of their leave-one-out nearest-neighbour "
     "distance (`reject_metric`: euclidean in standardised features, or cosine; at `reject_layer`/`reject_pooling`, "
     "default the routing features'), times (1 + margin), at least float noise; a query whose nearest retained "
-    "instruction is farther is rejected"
+    "instruction is farther is rejected; a task given calibration distances (its instructions that were not retained, "
+    "to its retained ones; cosine only) has its own radius, their quantile `reject_quantile` times (1 + margin), "
+    "and a query within some task's radius of that task's retained instructions is known"
 )
 
 
@@ -71,6 +78,7 @@ class SwitchNetwork:
         self.mean = self.std = self.bank = self.bank_labels = None
         self.reject_mean = self.reject_std = self.reject_bank = None  # the rejection view's standardisation and bank
         self.threshold: float | None = None
+        self.radii: list[float] | None = None  # per task (labels' order), when calibrated; None: `threshold` for all
         self.fit_info: dict = {}
 
     # -- training ------------------------------------------------------------------------
@@ -100,6 +108,27 @@ class SwitchNetwork:
         features, reject_features = self.extractor.features_at(shown, [routing, rejecting])
         return features, reject_features
 
+    def _rejection_features(self, shown: list[str]) -> torch.Tensor:
+        routing, rejecting = self.views
+        return self.extractor(shown) if routing == rejecting else self.extractor.features_at(shown, [rejecting])[0]
+
+    def calibration_distances(self, retained: Sequence[str], others: Sequence[str],
+                              retained_inputs: Sequence[str] | None = None,
+                              other_inputs: Sequence[str] | None = None) -> list[float]:
+        """Each of `others` (a task's instructions that were not retained) -> its cosine distance, at the rejection
+        view, to the nearest of `retained` (the same task's retained instructions): what `fit(calibration=)` sets
+        that task's radius from. Needs no fitted switch, so it is computed while the task's data is at hand."""
+        if self.reject_metric != "cosine":
+            raise SwitchError("calibrated rejection needs reject_metric 'cosine' (standardised euclidean distances "
+                              "change as later tasks are added)")
+        if not retained:
+            raise SwitchError("no retained instructions to measure calibration distances to")
+        if not others:
+            return []
+        bank = self._rejection_space(self._rejection_features(self._switch_texts(retained, retained_inputs)))
+        queries = self._rejection_space(self._rejection_features(self._switch_texts(others, other_inputs)))
+        return self._distances(queries, bank).min(1).values.tolist()
+
     def _standardise(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.mean) / self.std
 
@@ -113,7 +142,10 @@ class SwitchNetwork:
             return (1 - a @ b.T).clamp(min=0)
         return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
 
-    def fit(self, texts: Sequence[str], labels: Sequence[str], inputs: Sequence[str] | None = None) -> SwitchNetwork:
+    def fit(self, texts: Sequence[str], labels: Sequence[str], inputs: Sequence[str] | None = None,
+            calibration: dict[str, Sequence[float]] | None = None) -> SwitchNetwork:
+        """Fit on the retained instructions; `calibration` (task -> `calibration_distances` of that task) gives
+        those tasks a rejection radius of their own."""
         if len(texts) != len(labels):
             raise SwitchError(f"{len(texts)} texts but {len(labels)} labels")
         if not texts:
@@ -136,9 +168,12 @@ class SwitchNetwork:
         self.bank_labels = target[distinct]
         self.reject_bank = self._rejection_space(reject_features)[distinct]
         self.threshold = self._calibrate(self.reject_bank)
+        self.radii = self._task_radii(calibration) if calibration else None
         train_acc = sum(p == t for (p, _), t in zip(self._predict_z(z, reject=False), labels)) / len(labels)
         self.fit_info = {"examples": len(texts), "per_class": {c: list(labels).count(c) for c in self.labels},
                          "final_loss": loss, "train_accuracy": train_acc}
+        if calibration:
+            self.fit_info["calibration_counts"] = {c: len(calibration.get(c) or []) for c in self.labels}
         return self
 
     def _calibrate(self, z: torch.Tensor) -> float | None:
@@ -151,9 +186,35 @@ class SwitchNetwork:
         floor = COSINE_FLOOR if self.reject_metric == "cosine" else NUMERICAL_FLOOR * z.shape[1] ** 0.5
         return max(radius, floor)  # never below float noise across devices
 
-    def nearest_distance(self, rz: torch.Tensor) -> torch.Tensor:
-        """Each query's distance (rejection space) to its nearest distinct retained instruction."""
-        return self._distances(rz, self.reject_bank).min(1).values
+    def _task_radii(self, calibration: dict[str, Sequence[float]]) -> list[float]:
+        unknown = sorted(set(calibration) - set(self.labels))
+        if unknown:
+            raise SwitchError(f"calibration for tasks the switch is not fitted on: {', '.join(unknown)}")
+        if self.reject_metric != "cosine":
+            raise SwitchError("calibrated rejection needs reject_metric 'cosine' (standardised euclidean distances "
+                              "change as later tasks are added)")
+        fallback = COSINE_FLOOR if self.threshold is None else self.threshold
+        radii = []
+        for label in self.labels:
+            distances = torch.tensor([float(d) for d in calibration.get(label) or []])
+            if len(distances) == 0:  # every instruction of the task was retained, or none were given
+                radii.append(fallback)
+            else:
+                radii.append(max(float(torch.quantile(distances, self.reject_quantile)) * (1 + self.margin), COSINE_FLOOR))
+        return radii
+
+    def _rejected(self, rz: torch.Tensor) -> list[bool]:
+        """Whether each query (rejection space) lies outside every task's radius (or the one radius) of its retained
+        instructions."""
+        distances = self._distances(rz, self.reject_bank)
+        if self.radii is None:
+            return (distances.min(1).values > self.threshold).tolist()
+        inside = torch.zeros(len(rz), dtype=torch.bool)
+        for k, radius in enumerate(self.radii):
+            own = self.bank_labels == k
+            if own.any():
+                inside |= distances[:, own].min(1).values <= radius
+        return (~inside).tolist()
 
     # -- routing -------------------------------------------------------------------------
     def _scores(self, z: torch.Tensor) -> torch.Tensor:
@@ -175,10 +236,13 @@ class SwitchNetwork:
             probs = self._scores(z)
         confidence, index = probs.max(1)
         results = [(self.labels[i], float(c)) for i, c in zip(index.tolist(), confidence)]
-        if reject and self.reject and self.threshold is not None:
-            nearest = self.nearest_distance(z if rz is None else rz).tolist()
-            results = [(label if d <= self.threshold else None, c) for (label, c), d in zip(results, nearest)]
+        if reject and self._rejecting:
+            results = [(None if out else label, c) for (label, c), out in zip(results, self._rejected(z if rz is None else rz))]
         return results
+
+    @property
+    def _rejecting(self) -> bool:
+        return self.reject and (self.threshold is not None or self.radii is not None) and len(self.labels) > 1
 
     def predict(self, texts: Sequence[str], inputs: Sequence[str] | None = None) -> list[tuple[str | None, float]]:
         """(task label, or None when the query is unlike every learned task; confidence) per text."""
@@ -186,7 +250,7 @@ class SwitchNetwork:
             raise SwitchError("the switch is not fitted")
         if not texts:
             return []
-        rejecting = self.reject and self.threshold is not None and len(self.labels) > 1
+        rejecting = self._rejecting
         features, reject_features = self._both_features(self._switch_texts(texts, inputs), rejection=rejecting)
         rz = self._rejection_space(reject_features) if rejecting else None
         return self._predict_z(self._standardise(features), reject=True, rz=rz)
@@ -224,6 +288,7 @@ class SwitchNetwork:
                 "pooling": self.extractor.pooling,
                 "labels": self.labels,
                 "threshold": self.threshold,
+                "radii": None if self.radii is None else dict(zip(self.labels, self.radii)),
                 "threshold_rule": THRESHOLD_RULE,
                 "margin": self.margin,
                 "reject_quantile": self.reject_quantile,
@@ -290,6 +355,8 @@ class SwitchNetwork:
         tensors = load_file(str(directory / WEIGHTS))
         switch.bank_labels = tensors.get("bank_labels")
         switch.labels, switch.threshold = meta["labels"], meta["threshold"]
+        radii = meta.get("radii")  # absent before calibrated rejection existed
+        switch.radii = None if radii is None else [float(radii[label]) for label in switch.labels]
         switch.mean, switch.std, switch.bank = tensors["mean"], tensors["std"], tensors["bank"]
         # switches saved before the rejection view existed rejected in their routing space
         switch.reject_mean, switch.reject_std = tensors.get("reject_mean", switch.mean), tensors.get("reject_std", switch.std)

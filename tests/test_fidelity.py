@@ -81,7 +81,8 @@ def test_one_prompt_at_training_runner_evaluation_and_eval_run(tmp_path, monkeyp
     system = "Below is an instruction that describes a task ."  # words of the tiny vocabulary
     config = tiny_run_config(system_prompt=system, switch={"extractor": "tiny-opt", "hidden": 32, "epochs": 100,
                                                             "reject": True, "reject_layer": 1, "reject_pooling": "mean",
-                                                            "reject_metric": "cosine", "reject_margin": "3e-1"},
+                                                            "reject_metric": "cosine", "reject_margin": "3e-1",
+                                                            "reject_calibration": 8},
                              tasks=["synth-shapes", {"name": "synth-ocr", "max_new_tokens": 2}])
     config["eval"]["max_new_tokens"] = None
     runner = ContinualRunner(load_config(None, base=config), tmp_path / "r", progress=Progress())
@@ -104,6 +105,15 @@ def test_one_prompt_at_training_runner_evaluation_and_eval_run(tmp_path, monkeyp
     assert set(results["false_rejection_rate"][1]) == {"synth-shapes", "synth-ocr"}
     saved = json.loads((tmp_path / "r/switch/stage-01/switch.json").read_text())  # the rejection rule as configured
     assert [saved[k] for k in ("reject_layer", "reject_pooling", "reject_metric", "margin")] == [1, "mean", "cosine", 0.3]
+    # calibrated rejection: each task's stage kept the distances of 8 of its other instructions; the switch's radii
+    # are their quantile x (1 + margin)
+    radii = []
+    for task in ("synth-shapes", "synth-ocr"):
+        calibration = json.loads((tmp_path / f"r/retained/{task}.calibration.json").read_text())
+        assert calibration["view"] == {"extractor": "tiny-opt", "layer": 1, "pooling": "mean", "metric": "cosine"}
+        assert calibration["instructions"] == len(calibration["distances"]) == 8
+        radii.append(max(float(torch.quantile(torch.tensor(calibration["distances"]), 0.95)) * 1.3, 1e-5))
+    assert list(saved["radii"].values()) == pytest.approx(radii)
     assert results["upper_bound_source"]["synth-ocr"].startswith("own adapter")
 
 

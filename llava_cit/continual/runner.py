@@ -285,6 +285,8 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
             self.run_dir / "retained" / f"{task.name}.jsonl",
             [{"task": task.name, "id": ex.id, "instruction": ex.instruction, "input": ex.input, "answer": ex.answer}
              for ex in kept]))
+        if self.method.routes and c.switch.reject and c.switch.reject_calibration:
+            self.procs.on_main(lambda: self._write_calibration(stage, task, kept))
         method_info = self.method.after_stage(ctx, self._model())
         if method_info:
             train_info["method"] = method_info

@@ -1,11 +1,17 @@
 """Switch fitting for the runner: after each stage of a routed method, the switch is fitted on every retained
 instruction of the tasks seen so far and saved under switch/stage-NN. `switch.extractor` may name a packaged
-model (`smollm2-135m`) or a .gguf file, as `model:` can."""
+model (`smollm2-135m`) or a .gguf file, as `model:` can. With `switch.reject_calibration`, each task's stage also
+keeps, beside its retained instructions, the distances of up to that many of its other training instructions to
+them (retained/<task>.calibration.json): the task's own rejection radius at every later stage."""
 
 from __future__ import annotations
 
+import json
+import random
+
 import torch
 
+from llava_cit.atomic import write_json
 from llava_cit.models.packaged import resolve_model_spec
 from switch import SwitchNetwork
 from switch.retention import read_jsonl
@@ -19,17 +25,61 @@ class SwitchFitting:
         switch = self.procs.on_main(lambda: self._fit_and_save_switch(stage))
         return switch if switch is not None else SwitchNetwork.load(self.run_dir / "switch" / f"stage-{stage:02d}")
 
+    def _new_switch(self) -> SwitchNetwork:
+        s = self.config.switch
+        return SwitchNetwork(resolve_model_spec(s.extractor, self.say), hidden=s.hidden, layer=s.layer, pooling=s.pooling,
+                             epochs=s.epochs, lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.method.router,
+                             margin=s.reject_margin, reject_quantile=s.reject_quantile, reject_layer=s.reject_layer,
+                             reject_pooling=s.reject_pooling, reject_metric=s.reject_metric)
+
+    def _calibration_view(self, switch: SwitchNetwork) -> dict:
+        """What a task's calibration distances were measured in: a later stage uses them only in the same view."""
+        layer, pooling = switch.views[1]
+        return {"extractor": self.config.switch.extractor, "layer": layer, "pooling": pooling,
+                "metric": switch.reject_metric}
+
+    def _write_calibration(self, stage: int, task, kept: list) -> None:
+        """Distances of up to `switch.reject_calibration` of the task's training instructions that were not retained
+        to its retained ones; only the distances are kept."""
+        path = self.run_dir / "retained" / f"{task.name}.calibration.json"
+        retained_ids = {ex.id for ex in kept}
+        others = [ex for ex in self.train_set(task) if ex.id not in retained_ids]
+        rng = random.Random(self.config.retention.seed + stage)
+        others = rng.sample(others, min(len(others), self.config.switch.reject_calibration))
+        switch = self._new_switch()
+        distances = switch.calibration_distances([ex.instruction for ex in kept], [ex.instruction for ex in others],
+                                                 [ex.input for ex in kept], [ex.input for ex in others])
+        write_json(path, {"task": task.name, "view": self._calibration_view(switch), "instructions": len(distances),
+                          "distances": distances})
+        self.say(f"stage {stage} ({task.name}): rejection radius calibrated on {len(distances)} training instructions "
+                 "that were not retained")
+
+    def _calibration(self, switch: SwitchNetwork, stage: int) -> dict[str, list[float]] | None:
+        if not (self.config.switch.reject and self.config.switch.reject_calibration):
+            return None
+        calibration, view = {}, self._calibration_view(switch)
+        for t in self.tasks[: stage + 1]:
+            path = self.run_dir / "retained" / f"{t.name}.calibration.json"
+            if not path.is_file():
+                continue
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("view") != view:
+                self.say(f"stage {stage}: {path.name} was measured in {saved.get('view')}, not {view}: "
+                         f"{t.name} keeps the leave-one-out radius")
+                continue
+            calibration[t.name] = saved["distances"]
+        return calibration or None
+
     def _fit_and_save_switch(self, stage: int) -> SwitchNetwork:
         s = self.config.switch
         rows = [row for t in self.tasks[: stage + 1] for row in read_jsonl(self.run_dir / "retained" / f"{t.name}.jsonl")]
-        switch = SwitchNetwork(resolve_model_spec(s.extractor, self.say), hidden=s.hidden, layer=s.layer, pooling=s.pooling,
-                               epochs=s.epochs, lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.method.router,
-                               margin=s.reject_margin, reject_quantile=s.reject_quantile, reject_layer=s.reject_layer,
-                               reject_pooling=s.reject_pooling, reject_metric=s.reject_metric)
-        switch.fit([r["instruction"] for r in rows], [r["task"] for r in rows], [r["input"] for r in rows])
+        switch = self._new_switch()
+        switch.fit([r["instruction"] for r in rows], [r["task"] for r in rows], [r["input"] for r in rows],
+                   calibration=self._calibration(switch, stage))
         switch.save(self.run_dir / "switch" / f"stage-{stage:02d}")
+        rejection = "off" if not s.reject else "on, calibrated" if switch.radii is not None else "on"
         self.say(f"stage {stage}: switch fitted on {len(rows)} retained instructions "
-                 f"({switch.parameter_count} parameters, rejection {'on' if s.reject else 'off'})")
+                 f"({switch.parameter_count} parameters, rejection {rejection})")
         return switch
 
     def _instruction_features(self, texts: list[str]) -> torch.Tensor:
