@@ -112,15 +112,18 @@ class SwitchNetwork:
         routing, rejecting = self.views
         return self.extractor(shown) if routing == rejecting else self.extractor.features_at(shown, [rejecting])[0]
 
+    def _require_cosine(self) -> None:
+        if self.reject_metric != "cosine":
+            raise SwitchError("calibrated rejection needs reject_metric 'cosine' (standardised euclidean distances "
+                              "change as later tasks are added)")
+
     def calibration_distances(self, retained: Sequence[str], others: Sequence[str],
                               retained_inputs: Sequence[str] | None = None,
                               other_inputs: Sequence[str] | None = None) -> list[float]:
         """Each of `others` (a task's instructions that were not retained) -> its cosine distance, at the rejection
         view, to the nearest of `retained` (the same task's retained instructions): what `fit(calibration=)` sets
         that task's radius from. Needs no fitted switch, so it is computed while the task's data is at hand."""
-        if self.reject_metric != "cosine":
-            raise SwitchError("calibrated rejection needs reject_metric 'cosine' (standardised euclidean distances "
-                              "change as later tasks are added)")
+        self._require_cosine()
         if not retained:
             raise SwitchError("no retained instructions to measure calibration distances to")
         if not others:
@@ -190,9 +193,7 @@ class SwitchNetwork:
         unknown = sorted(set(calibration) - set(self.labels))
         if unknown:
             raise SwitchError(f"calibration for tasks the switch is not fitted on: {', '.join(unknown)}")
-        if self.reject_metric != "cosine":
-            raise SwitchError("calibrated rejection needs reject_metric 'cosine' (standardised euclidean distances "
-                              "change as later tasks are added)")
+        self._require_cosine()
         fallback = COSINE_FLOOR if self.threshold is None else self.threshold
         radii = []
         for label in self.labels:
