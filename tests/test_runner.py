@@ -169,6 +169,7 @@ def test_demo_seed_summary_reports_mean_and_sd_and_flags_adapters_below_base(tmp
     summary = seed_summary(by_seed)
     drop = summary["methods"]["seq-lora"]["first_task_drop"]
     assert drop[0] == pytest.approx(0.5) and drop[1] == pytest.approx(0.1414, abs=1e-4)  # drops 0.6 and 0.4
+    assert summary["per_seed"]["seq-lora"]["first_task_drop"] == pytest.approx([0.6, 0.4])  # every seed, in order
     assert summary["methods"]["switchcit"]["first_task_drop"] == (0.0, 0.0)
     assert summary["switchcit_below_base"] == ["seed 1: b own adapter 0.400 < untrained base 0.500"]
     assert summary["methods"]["seq-lora"]["final:a"][0] == pytest.approx(0.3)
