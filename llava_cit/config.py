@@ -70,8 +70,9 @@ class SwitchSettings:
     reject_quantile: float = 0.95
     reject_margin: float = 0.1
     # calibrated rejection (reject_metric cosine): at each task's stage, up to this many of its training instructions
-    # that were not retained give that task a radius of its own (their distances to its retained ones; only the
-    # distances are kept, in retained/<task>.calibration.json). 0: off, the leave-one-out rule above
+    # that were not retained give each retained instruction a radius of its own (the distances of those nearest to
+    # it; only distances and which retained instruction is nearest are kept, in retained/<task>.calibration.json).
+    # 0: off, the leave-one-out rule above
     reject_calibration: int = 0
 
 

@@ -9,11 +9,12 @@ rejection = a query farther from every retained example than the retained exampl
             bare base model. Distances are euclidean in standardised features (default) or cosine, at
             the routing features' layer and pooling (default) or at a view of their own
             (`reject_layer`, `reject_pooling`), read from the same forward pass.
-            Calibrated rejection (cosine only): each task's own radius comes from the distances of
-            that task's instructions that were not retained to its retained ones
-            (`calibration_distances`, computed while the task's data is at hand; `fit(calibration=)`):
-            the `quantile` of them times 1 + margin. A query is known when it lies within some task's
-            radius of that task's retained instructions; tasks without calibration keep the rule above.
+            Calibrated rejection (cosine only): each retained instruction gets a radius of its own from
+            the task's instructions that were not retained and lie nearest to it (`calibration_distances`,
+            computed while the task's data is at hand; `fit(calibration=)`): the `quantile` of their
+            distances to it times 1 + margin (float noise when none lie nearest to it). A query is known
+            when it lies within some retained instruction's radius; tasks without calibration keep the
+            rule above.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ THRESHOLD_RULE = (
     "quantile `reject_quantile` over the distinct retained instructions of their leave-one-out nearest-neighbour "
     "distance (`reject_metric`: euclidean in standardised features, or cosine; at `reject_layer`/`reject_pooling`, "
     "default the routing features'), times (1 + margin), at least float noise; a query whose nearest retained "
-    "instruction is farther is rejected; a task given calibration distances (its instructions that were not retained, "
-    "to its retained ones; cosine only) has its own radius, their quantile `reject_quantile` times (1 + margin), "
-    "and a query within some task's radius of that task's retained instructions is known"
+    "instruction is farther is rejected; with calibration (cosine only), each retained instruction of a calibrated "
+    "task has its own radius: quantile `reject_quantile` of the distances of the task's non-retained instructions "
+    "nearest to it, times (1 + margin), and a query within some retained instruction's radius is known"
 )
 
 
@@ -78,7 +79,7 @@ class SwitchNetwork:
         self.mean = self.std = self.bank = self.bank_labels = None
         self.reject_mean = self.reject_std = self.reject_bank = None  # the rejection view's standardisation and bank
         self.threshold: float | None = None
-        self.radii: list[float] | None = None  # per task (labels' order), when calibrated; None: `threshold` for all
+        self.radii: torch.Tensor | None = None  # per distinct retained instruction, when calibrated; None: `threshold`
         self.fit_info: dict = {}
 
     # -- training ------------------------------------------------------------------------
@@ -119,10 +120,11 @@ class SwitchNetwork:
 
     def calibration_distances(self, retained: Sequence[str], others: Sequence[str],
                               retained_inputs: Sequence[str] | None = None,
-                              other_inputs: Sequence[str] | None = None) -> list[float]:
-        """Each of `others` (a task's instructions that were not retained) -> its cosine distance, at the rejection
-        view, to the nearest of `retained` (the same task's retained instructions): what `fit(calibration=)` sets
-        that task's radius from. Needs no fitted switch, so it is computed while the task's data is at hand."""
+                              other_inputs: Sequence[str] | None = None) -> list[tuple[float, int]]:
+        """Each of `others` (a task's instructions that were not retained) -> (its cosine distance, at the rejection
+        view, to the nearest of `retained` (the same task's retained instructions), that one's index in `retained`):
+        what `fit(calibration=)` sets the retained instructions' radii from. Needs no fitted switch, so it is
+        computed while the task's data is at hand."""
         self._require_cosine()
         if not retained:
             raise SwitchError("no retained instructions to measure calibration distances to")
@@ -130,7 +132,8 @@ class SwitchNetwork:
             return []
         bank = self._rejection_space(self._rejection_features(self._switch_texts(retained, retained_inputs)))
         queries = self._rejection_space(self._rejection_features(self._switch_texts(others, other_inputs)))
-        return self._distances(queries, bank).min(1).values.tolist()
+        nearest = self._distances(queries, bank).min(1)
+        return list(zip(nearest.values.tolist(), nearest.indices.tolist()))
 
     def _standardise(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.mean) / self.std
@@ -146,9 +149,10 @@ class SwitchNetwork:
         return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
 
     def fit(self, texts: Sequence[str], labels: Sequence[str], inputs: Sequence[str] | None = None,
-            calibration: dict[str, Sequence[float]] | None = None) -> SwitchNetwork:
-        """Fit on the retained instructions; `calibration` (task -> `calibration_distances` of that task) gives
-        those tasks a rejection radius of their own."""
+            calibration: dict[str, Sequence[tuple[float, int]]] | None = None) -> SwitchNetwork:
+        """Fit on the retained instructions; `calibration` (task -> `calibration_distances` of that task, whose
+        indices count that task's rows of `texts` in order) gives those tasks' retained instructions radii of their
+        own."""
         if len(texts) != len(labels):
             raise SwitchError(f"{len(texts)} texts but {len(labels)} labels")
         if not texts:
@@ -171,7 +175,7 @@ class SwitchNetwork:
         self.bank_labels = target[distinct]
         self.reject_bank = self._rejection_space(reject_features)[distinct]
         self.threshold = self._calibrate(self.reject_bank)
-        self.radii = self._task_radii(calibration) if calibration else None
+        self.radii = self._instruction_radii(calibration, shown, labels, distinct) if calibration else None
         train_acc = sum(p == t for (p, _), t in zip(self._predict_z(z, reject=False), labels)) / len(labels)
         self.fit_info = {"examples": len(texts), "per_class": {c: list(labels).count(c) for c in self.labels},
                          "final_loss": loss, "train_accuracy": train_acc}
@@ -189,19 +193,31 @@ class SwitchNetwork:
         floor = COSINE_FLOOR if self.reject_metric == "cosine" else NUMERICAL_FLOOR * z.shape[1] ** 0.5
         return max(radius, floor)  # never below float noise across devices
 
-    def _task_radii(self, calibration: dict[str, Sequence[float]]) -> list[float]:
+    def _instruction_radii(self, calibration: dict[str, Sequence[tuple[float, int]]], shown: list[str],
+                           labels: Sequence[str], distinct: list[int]) -> torch.Tensor:
+        """A radius per distinct retained instruction: the quantile of the calibration distances nearest to it
+        x (1 + margin); float noise where none are; `threshold` for the rows of tasks without calibration."""
         unknown = sorted(set(calibration) - set(self.labels))
         if unknown:
             raise SwitchError(f"calibration for tasks the switch is not fitted on: {', '.join(unknown)}")
         self._require_cosine()
-        fallback = COSINE_FLOOR if self.threshold is None else self.threshold
-        radii = []
-        for label in self.labels:
-            distances = torch.tensor([float(d) for d in calibration.get(label) or []])
-            if len(distances) == 0:  # every instruction of the task was retained, or none were given
-                radii.append(fallback)
-            else:
-                radii.append(max(float(torch.quantile(distances, self.reject_quantile)) * (1 + self.margin), COSINE_FLOOR))
+        bank_row = {shown[n]: b for b, n in enumerate(distinct)}
+        radii = torch.full((len(distinct),), COSINE_FLOOR if self.threshold is None else self.threshold)
+        assigned: dict[int, list[float]] = {}
+        for label, pairs in calibration.items():
+            rows = [n for n, task in enumerate(labels) if task == label]
+            if not pairs:  # every row of the task was retained: it keeps the leave-one-out radius
+                continue
+            for n in rows:
+                radii[bank_row[shown[n]]] = COSINE_FLOOR
+            for distance, index in pairs:
+                if not 0 <= int(index) < len(rows):
+                    raise SwitchError(f"calibration of '{label}' names retained instruction {index}, but it has "
+                                      f"{len(rows)}")
+                assigned.setdefault(bank_row[shown[rows[int(index)]]], []).append(float(distance))
+        for b, distances in assigned.items():
+            radius = float(torch.quantile(torch.tensor(distances), self.reject_quantile)) * (1 + self.margin)
+            radii[b] = max(radius, COSINE_FLOOR)
         return radii
 
     def _rejected(self, rz: torch.Tensor) -> list[bool]:
@@ -210,12 +226,7 @@ class SwitchNetwork:
         distances = self._distances(rz, self.reject_bank)
         if self.radii is None:
             return (distances.min(1).values > self.threshold).tolist()
-        inside = torch.zeros(len(rz), dtype=torch.bool)
-        for k, radius in enumerate(self.radii):
-            own = self.bank_labels == k
-            if own.any():
-                inside |= distances[:, own].min(1).values <= radius
-        return (~inside).tolist()
+        return (~(distances <= self.radii[None, :]).any(1)).tolist()
 
     # -- routing -------------------------------------------------------------------------
     def _scores(self, z: torch.Tensor) -> torch.Tensor:
@@ -275,6 +286,8 @@ class SwitchNetwork:
             tensors.update(mean=self.mean, std=self.std, bank=self.bank.contiguous(),
                            bank_labels=self.bank_labels.contiguous(), reject_mean=self.reject_mean,
                            reject_std=self.reject_std, reject_bank=self.reject_bank.contiguous())
+            if self.radii is not None:
+                tensors["reject_radii"] = self.radii.contiguous()
             save_file(tensors, str(tmp / WEIGHTS))
             extractor_path = None
             if self.extractor.model_id == TINY_EXTRACTOR:
@@ -289,7 +302,7 @@ class SwitchNetwork:
                 "pooling": self.extractor.pooling,
                 "labels": self.labels,
                 "threshold": self.threshold,
-                "radii": None if self.radii is None else dict(zip(self.labels, self.radii)),
+                "calibrated": self.radii is not None,
                 "threshold_rule": THRESHOLD_RULE,
                 "margin": self.margin,
                 "reject_quantile": self.reject_quantile,
@@ -356,8 +369,7 @@ class SwitchNetwork:
         tensors = load_file(str(directory / WEIGHTS))
         switch.bank_labels = tensors.get("bank_labels")
         switch.labels, switch.threshold = meta["labels"], meta["threshold"]
-        radii = meta.get("radii")  # absent before calibrated rejection existed
-        switch.radii = None if radii is None else [float(radii[label]) for label in switch.labels]
+        switch.radii = tensors.get("reject_radii")  # absent when not calibrated (and before calibration existed)
         switch.mean, switch.std, switch.bank = tensors["mean"], tensors["std"], tensors["bank"]
         # switches saved before the rejection view existed rejected in their routing space
         switch.reject_mean, switch.reject_std = tensors.get("reject_mean", switch.mean), tensors.get("reject_std", switch.std)

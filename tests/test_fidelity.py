@@ -105,15 +105,17 @@ def test_one_prompt_at_training_runner_evaluation_and_eval_run(tmp_path, monkeyp
     assert set(results["false_rejection_rate"][1]) == {"synth-shapes", "synth-ocr"}
     saved = json.loads((tmp_path / "r/switch/stage-01/switch.json").read_text())  # the rejection rule as configured
     assert [saved[k] for k in ("reject_layer", "reject_pooling", "reject_metric", "margin")] == [1, "mean", "cosine", 0.3]
-    # calibrated rejection: each task's stage kept the distances of 8 of its other instructions; the switch's radii
-    # are their quantile x (1 + margin)
-    radii = []
+    # calibrated rejection: each task's stage kept the distances of 8 of its other instructions to the nearest retained
+    # one (and which), and the saved switch's radii come from them
     for task in ("synth-shapes", "synth-ocr"):
         calibration = json.loads((tmp_path / f"r/retained/{task}.calibration.json").read_text())
         assert calibration["view"] == {"extractor": "tiny-opt", "layer": 1, "pooling": "mean", "metric": "cosine"}
-        assert calibration["instructions"] == len(calibration["distances"]) == 8
-        radii.append(max(float(torch.quantile(torch.tensor(calibration["distances"]), 0.95)) * 1.3, 1e-5))
-    assert list(saved["radii"].values()) == pytest.approx(radii)
+        assert calibration["instructions"] == len(calibration["distances"]) == len(calibration["nearest"]) == 8
+    from safetensors.torch import load_file
+
+    assert saved["calibrated"] is True
+    radii = load_file(tmp_path / "r/switch/stage-01/switch.safetensors")["reject_radii"]
+    assert len(radii) == len(load_file(tmp_path / "r/switch/stage-01/switch.safetensors")["reject_bank"])
     assert results["upper_bound_source"]["synth-ocr"].startswith("own adapter")
 
 

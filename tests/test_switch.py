@@ -256,42 +256,55 @@ def test_a_switch_saved_before_rejection_views_existed_loads_and_rejects_as_it_d
     assert any(label is None for label, _ in old.predict(OUT_OF_FAMILY))
 
 
-def test_calibrated_rejection_gives_each_task_its_own_radius(tmp_path):
+def test_calibrated_rejection_gives_each_retained_instruction_its_own_radius(tmp_path):
     ext = extractor()
     colour, title = family(colour_q, 60, 1), family(title_q, 60, 1)
     switch = SwitchNetwork(ext, epochs=100, reject_layer=1, reject_pooling="mean", reject_metric="cosine",
                            reject_quantile=0.9, margin=0.2)
-    # the calibration distances: each non-retained instruction's cosine distance to its task's nearest retained one
+    # calibration: each non-retained instruction's cosine distance to its task's nearest retained one, and which
     calibration = {"colour": switch.calibration_distances(colour[:16], colour[16:]),
                    "title": switch.calibration_distances(title[:16], title[16:])}
+    retained = {"colour": colour[:16], "title": title[:16]}
     for name, texts in (("colour", colour), ("title", title)):
         bank, others = expected_queries(ext, texts[:16]), expected_queries(ext, texts[16:])
-        expected = (1 - others @ bank.T).clamp(min=0).min(1).values
-        torch.testing.assert_close(torch.tensor(calibration[name]), expected)
+        nearest = (1 - others @ bank.T).clamp(min=0).min(1)
+        torch.testing.assert_close(torch.tensor([d for d, _ in calibration[name]]), nearest.values)
+        assert [i for _, i in calibration[name]] == nearest.indices.tolist()
     switch.fit(colour[:16] + title[:16], ["colour"] * 16 + ["title"] * 16, calibration=calibration)
-    radii = [float(torch.quantile(torch.tensor(calibration[t]), 0.9)) * 1.2 for t in ("colour", "title")]
-    assert switch.radii == pytest.approx(radii)
-    # a query is known when it lies within some task's own radius of that task's retained instructions
+    # computed independently: per distinct retained instruction, the 0.9 quantile x 1.2 of the distances of the
+    # calibration instructions nearest to it (float noise where none are)
+    texts, radii = [], []
+    for name in ("colour", "title"):
+        for text in dict.fromkeys(retained[name]):
+            mine = [d for d, i in calibration[name] if retained[name][i] == text]
+            texts.append(text)
+            radii.append(max(float(torch.quantile(torch.tensor(mine), 0.9)) * 1.2, 1e-5) if mine else 1e-5)
+    by_text = dict(zip(texts, radii))
+    distinct = sorted({t: n for n, t in enumerate(colour[:16] + title[:16])}.values())
+    assert switch.radii.tolist() == pytest.approx([by_text[(colour[:16] + title[:16])[n]] for n in distinct])
+    assert len(set(switch.radii.tolist())) > 2  # not one radius per task
+    # a query is known when it lies within some retained instruction's radius
     queries = family(colour_q, 20, 7) + family(title_q, 20, 7) + OUT_OF_FAMILY
-    q = expected_queries(ext, queries)
-    bank = [expected_queries(ext, sorted(set(t[:16]), key=t[:16].index)) for t in (colour, title)]
-    inside = torch.stack([(1 - q @ b.T).clamp(min=0).min(1).values <= r for b, r in zip(bank, radii)]).any(0)
+    inside = ((1 - expected_queries(ext, queries) @ expected_queries(ext, texts).T).clamp(min=0)
+              <= torch.tensor(radii)[None, :]).any(1)
     routes = switch.predict(queries)
     assert [label is None for label, _ in routes] == (~inside).tolist()
     assert switch.fit_info["calibration_counts"] == {"colour": 44, "title": 44}
     switch.save(tmp_path / "sw")
-    assert json.loads((tmp_path / "sw/switch.json").read_text())["radii"] == dict(zip(("colour", "title"), switch.radii))
+    assert json.loads((tmp_path / "sw/switch.json").read_text())["calibrated"] is True
     loaded = SwitchNetwork.load(tmp_path / "sw", extractor=ext)
-    assert loaded.radii == switch.radii and loaded.predict(queries) == routes
+    assert torch.equal(loaded.radii, switch.radii) and loaded.predict(queries) == routes
 
 
 def test_a_task_without_calibration_keeps_the_leave_one_out_radius():
     ext = extractor()
     colour, title = family(colour_q, 40, 1), family(title_q, 40, 1)
     switch = SwitchNetwork(ext, epochs=50, reject_metric="cosine", reject_quantile=1.0, margin=0.0)
-    calibration = {"colour": switch.calibration_distances(colour[:16], colour[16:])}
+    calibration = {"colour": switch.calibration_distances(colour[:16], colour[16:]), "title": []}
     switch.fit(colour[:16] + title[:16], ["colour"] * 16 + ["title"] * 16, calibration=calibration)
-    assert switch.radii[1] == switch.threshold and switch.radii[0] == pytest.approx(max(calibration["colour"]))
+    title_rows = switch.bank_labels == 1
+    assert (switch.radii[title_rows] == torch.tensor(switch.threshold)).all()
+    assert switch.radii[~title_rows].max() == pytest.approx(max(d for d, _ in calibration["colour"]))
 
 
 def test_calibrated_rejection_refuses_what_it_cannot_honour():
@@ -300,6 +313,8 @@ def test_calibrated_rejection_refuses_what_it_cannot_honour():
     with pytest.raises(SwitchError, match="cosine"):  # standardised distances move as tasks are added
         SwitchNetwork(ext).calibration_distances(texts[:4], texts[4:8])
     with pytest.raises(SwitchError, match="cosine"):
-        SwitchNetwork(ext, epochs=5).fit(texts, labels, calibration={"colour": [0.1]})
+        SwitchNetwork(ext, epochs=5).fit(texts, labels, calibration={"colour": [(0.1, 0)]})
     with pytest.raises(SwitchError, match="not fitted on: poems"):
-        SwitchNetwork(ext, epochs=5, reject_metric="cosine").fit(texts, labels, calibration={"poems": [0.1]})
+        SwitchNetwork(ext, epochs=5, reject_metric="cosine").fit(texts, labels, calibration={"poems": [(0.1, 0)]})
+    with pytest.raises(SwitchError, match="names retained instruction 8, but it has 8"):
+        SwitchNetwork(ext, epochs=5, reject_metric="cosine").fit(texts, labels, calibration={"colour": [(0.1, 8)]})

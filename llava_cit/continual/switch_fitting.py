@@ -2,7 +2,8 @@
 instruction of the tasks seen so far and saved under switch/stage-NN. `switch.extractor` may name a packaged
 model (`smollm2-135m`) or a .gguf file, as `model:` can. With `switch.reject_calibration`, each task's stage also
 keeps, beside its retained instructions, the distances of up to that many of its other training instructions to
-them (retained/<task>.calibration.json): the task's own rejection radius at every later stage."""
+the nearest of them, and which one that is (retained/<task>.calibration.json): the retained instructions' own
+rejection radii at every later stage."""
 
 from __future__ import annotations
 
@@ -40,21 +41,21 @@ class SwitchFitting:
 
     def _write_calibration(self, stage: int, task, kept: list) -> None:
         """Distances of up to `switch.reject_calibration` of the task's training instructions that were not retained
-        to its retained ones; only the distances are kept."""
+        to the nearest retained one, and its position in the retained file; only these numbers are kept."""
         path = self.run_dir / "retained" / f"{task.name}.calibration.json"
         retained_ids = {ex.id for ex in kept}
         others = [ex for ex in self.train_set(task) if ex.id not in retained_ids]
         rng = random.Random(self.config.retention.seed + stage)
         others = rng.sample(others, min(len(others), self.config.switch.reject_calibration))
         switch = self._new_switch()
-        distances = switch.calibration_distances([ex.instruction for ex in kept], [ex.instruction for ex in others],
-                                                 [ex.input for ex in kept], [ex.input for ex in others])
-        write_json(path, {"task": task.name, "view": self._calibration_view(switch), "instructions": len(distances),
-                          "distances": distances})
-        self.say(f"stage {stage} ({task.name}): rejection radius calibrated on {len(distances)} training instructions "
+        pairs = switch.calibration_distances([ex.instruction for ex in kept], [ex.instruction for ex in others],
+                                             [ex.input for ex in kept], [ex.input for ex in others])
+        write_json(path, {"task": task.name, "view": self._calibration_view(switch), "instructions": len(pairs),
+                          "distances": [d for d, _ in pairs], "nearest": [i for _, i in pairs]})
+        self.say(f"stage {stage} ({task.name}): rejection radii calibrated on {len(pairs)} training instructions "
                  "that were not retained")
 
-    def _calibration(self, switch: SwitchNetwork, stage: int) -> dict[str, list[float]] | None:
+    def _calibration(self, switch: SwitchNetwork, stage: int) -> dict[str, list[tuple[float, int]]] | None:
         if not (self.config.switch.reject and self.config.switch.reject_calibration):
             return None
         calibration, view = {}, self._calibration_view(switch)
@@ -67,7 +68,7 @@ class SwitchFitting:
                 self.say(f"stage {stage}: {path.name} was measured in {saved.get('view')}, not {view}: "
                          f"{t.name} keeps the leave-one-out radius")
                 continue
-            calibration[t.name] = saved["distances"]
+            calibration[t.name] = list(zip(saved["distances"], saved["nearest"]))
         return calibration or None
 
     def _fit_and_save_switch(self, stage: int) -> SwitchNetwork:
