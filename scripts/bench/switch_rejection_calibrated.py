@@ -36,9 +36,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from llava_cit.data import synthetic  # noqa: E402
 from scripts.bench.switch_pretrained import ct0_families  # noqa: E402
-from scripts.bench.switch_rejection_layers import GOAL_KNOWN, GOAL_UNKNOWN, features_by_layer  # noqa: E402
+from scripts.bench.switch_rejection_layers import GOAL_KNOWN, GOAL_UNKNOWN, features_by_layer, meets, slack  # noqa: E402
+from switch.network import COSINE_FLOOR  # noqa: E402
 
-COSINE_FLOOR = 1e-5  # as switch/network.py
 QUANTILES, MARGINS = (0.95, 0.99, 0.995, 1.0), (0.0, 0.1, 0.2, 0.3)
 LAYERS, POOLINGS = tuple(range(12, 31, 2)), ("last", "mean")
 RULES = ("per instruction", "per task", "leave-one-out")
@@ -108,14 +108,6 @@ def rates(unit: torch.Tensor, index: dict[str, int], rows: dict[str, list[str]],
                         left_out[out] = round(float(rejected.float().mean()), 4)
     result = {key: [round(u / nu, 4), round(k / nk, 4)] for key, (u, nu, k, nk) in counts.items()}
     return {**result, "per left-out task": left_out} if diagnose else result
-
-
-def meets(cells: dict) -> bool:
-    return all(u >= GOAL_UNKNOWN and k < GOAL_KNOWN for u, k in cells.values())
-
-
-def slack(cells: dict) -> float:
-    return min(min(u - GOAL_UNKNOWN, (GOAL_KNOWN - k) * 10) for u, k in cells.values())
 
 
 def main() -> None:
