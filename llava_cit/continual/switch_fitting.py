@@ -14,7 +14,8 @@ import torch
 
 from llava_cit.atomic import write_json
 from llava_cit.models.packaged import resolve_model_spec
-from switch import SwitchNetwork
+from switch import FeatureExtractor, SwitchNetwork
+from switch.extractor import TINY_EXTRACTOR
 from switch.retention import read_jsonl
 
 
@@ -26,9 +27,21 @@ class SwitchFitting:
         switch = self.procs.on_main(lambda: self._fit_and_save_switch(stage))
         return switch if switch is not None else SwitchNetwork.load(self.run_dir / "switch" / f"stage-{stage:02d}")
 
+    def _switch_extractor(self) -> str | FeatureExtractor:
+        """The switch's extractor, loaded once per run and shared by every stage's calibration and fit (a pretrained
+        model is the same at every stage); the tiny random one builds its vocabulary from the texts it first sees,
+        so each switch gets a fresh one."""
+        s = self.config.switch
+        spec = resolve_model_spec(s.extractor, self.say)
+        if spec == TINY_EXTRACTOR:
+            return spec
+        if getattr(self, "_shared_switch_extractor", None) is None:
+            self._shared_switch_extractor = FeatureExtractor(spec, layer=s.layer, pooling=s.pooling, seed=self.config.seed)
+        return self._shared_switch_extractor
+
     def _new_switch(self) -> SwitchNetwork:
         s = self.config.switch
-        return SwitchNetwork(resolve_model_spec(s.extractor, self.say), hidden=s.hidden, layer=s.layer, pooling=s.pooling,
+        return SwitchNetwork(self._switch_extractor(), hidden=s.hidden, layer=s.layer, pooling=s.pooling,
                              epochs=s.epochs, lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.method.router,
                              margin=s.reject_margin, reject_quantile=s.reject_quantile, reject_layer=s.reject_layer,
                              reject_pooling=s.reject_pooling, reject_metric=s.reject_metric)
@@ -85,11 +98,9 @@ class SwitchFitting:
 
     def _instruction_features(self, texts: list[str]) -> torch.Tensor:
         """Features of instructions from the switch's extractor (task similarity, for methods that ask)."""
-        from switch import FeatureExtractor
-
-        if getattr(self, "_extractor", None) is None:
-            s = self.config.switch
-            self._extractor = FeatureExtractor(resolve_model_spec(s.extractor, self.say), layer=s.layer, pooling=s.pooling,
-                                               seed=self.config.seed)
+        if getattr(self, "_extractor", None) is None:  # the tiny one keeps the vocabulary of the texts it first saw
+            s, shared = self.config.switch, self._switch_extractor()
+            self._extractor = (shared if isinstance(shared, FeatureExtractor)
+                               else FeatureExtractor(shared, layer=s.layer, pooling=s.pooling, seed=self.config.seed))
         return self._extractor(texts)
 
