@@ -74,6 +74,9 @@ class SwitchSettings:
     # it; only distances and which retained instruction is nearest are kept, in retained/<task>.calibration.json).
     # 0: off, the leave-one-out rule above
     reject_calibration: int = 0
+    # further rejection views (reject_metric cosine), e.g. [[26, last]]: each gets its own radii the same way, and a
+    # query is known only when it is known in every view
+    reject_also: list = field(default_factory=list)
 
 
 @dataclass
@@ -209,6 +212,8 @@ RANGES: dict[str, tuple] = {
     "switch.reject_quantile": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "switch.reject_margin": (lambda v: v >= 0, ">= 0"),
     "switch.reject_calibration": (lambda v: v >= 0, ">= 0"),
+    "switch.reject_also": (lambda v: all(isinstance(x, list) and len(x) == 2 and type(x[0]) is int and x[1] in ("last", "mean")
+                                         for x in v), "a list of [layer, pooling] pairs, pooling last or mean"),
     "switch.hidden": (lambda v: v >= 1, ">= 1"),
     "switch.epochs": (lambda v: v >= 1, ">= 1"),
     "switch.lr": (lambda v: v > 0, "> 0"),
@@ -268,6 +273,8 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
     if config.switch.reject_calibration and config.switch.reject_metric != "cosine":
         raise UserError("switch.reject_calibration needs switch.reject_metric: cosine (standardised euclidean "
                         "distances change as later tasks are added)")
+    if config.switch.reject_also and config.switch.reject_metric != "cosine":
+        raise UserError("switch.reject_also needs switch.reject_metric: cosine")
     return config
 
 

@@ -14,7 +14,10 @@ rejection = a query farther from every retained example than the retained exampl
             computed while the task's data is at hand; `fit(calibration=)`): the `quantile` of their
             distances to it times 1 + margin (float noise when none lie nearest to it). A query is known
             when it lies within some retained instruction's radius; tasks without calibration keep the
-            rule above.
+            rule above. Further views (`reject_also`, cosine only: [(layer, pooling), ...], from the same
+            forward pass) each get their own radii the same way, and a query is known only when it is known
+            in every view (the mean of a middle layer sees the whole text, the last token of a late layer
+            its ending).
 """
 
 from __future__ import annotations
@@ -45,8 +48,17 @@ THRESHOLD_RULE = (
     "default the routing features'), times (1 + margin), at least float noise; a query whose nearest retained "
     "instruction is farther is rejected; with calibration (cosine only), each retained instruction of a calibrated "
     "task has its own radius: quantile `reject_quantile` of the distances of the task's non-retained instructions "
-    "nearest to it, times (1 + margin), and a query within some retained instruction's radius is known"
+    "nearest to it, times (1 + margin), and a query within some retained instruction's radius is known; with "
+    "further views (`reject_also`, cosine), the same in each, and a query is known only when known in every view"
 )
+
+
+def _view(view: Sequence) -> tuple[int, str]:
+    """A rejection view as (layer, pooling), or a one-line error."""
+    if not (isinstance(view, (list, tuple)) and len(view) == 2 and isinstance(view[0], int)
+            and not isinstance(view[0], bool) and view[1] in POOLING):
+        raise SwitchError(f"a rejection view is [layer, pooling] with pooling {' or '.join(POOLING)}, got {view!r}")
+    return int(view[0]), view[1]
 
 
 def _sha256(path: Path) -> str:
@@ -60,13 +72,17 @@ class SwitchNetwork:
                  layer: int = -1, pooling: str = "last", epochs: int = 300, lr: float = 1e-3,
                  reject: bool = True, margin: float = 0.1, reject_quantile: float = 0.95, seed: int = 0,
                  cache_dir: str | None = None, router: str = "mlp", reject_layer: int | None = None,
-                 reject_pooling: str | None = None, reject_metric: str = "euclidean"):
+                 reject_pooling: str | None = None, reject_metric: str = "euclidean",
+                 reject_also: Sequence[Sequence] = ()):
         if router not in ("mlp", "nearest"):
             raise SwitchError(f"router must be 'mlp' or 'nearest', got {router!r}")
         if reject_metric not in REJECT_METRICS:
             raise SwitchError(f"reject_metric must be one of {', '.join(REJECT_METRICS)}, got {reject_metric!r}")
         if reject_pooling is not None and reject_pooling not in POOLING:
             raise SwitchError(f"unknown reject_pooling '{reject_pooling}' (known: {', '.join(POOLING)})")
+        self.reject_also = [_view(view) for view in reject_also]
+        if self.reject_also and reject_metric != "cosine":
+            raise SwitchError("further rejection views (reject_also) need reject_metric 'cosine'")
         self.router = router
         if isinstance(extractor, str):
             extractor = FeatureExtractor(extractor, layer=layer, pooling=pooling, cache_dir=cache_dir, seed=seed)
@@ -80,6 +96,10 @@ class SwitchNetwork:
         self.reject_mean = self.reject_std = self.reject_bank = None  # the rejection view's standardisation and bank
         self.threshold: float | None = None
         self.radii: torch.Tensor | None = None  # per distinct retained instruction, when calibrated; None: `threshold`
+        # the same for each view of `reject_also`, in order
+        self.also_banks: list[torch.Tensor] = []
+        self.also_thresholds: list[float | None] = []
+        self.also_radii: list[torch.Tensor | None] = []
         self.fit_info: dict = {}
 
     # -- training ------------------------------------------------------------------------
@@ -97,21 +117,24 @@ class SwitchNetwork:
         rejecting = (routing[0] if self.reject_layer is None else self.reject_layer, self.reject_pooling or routing[1])
         return routing, rejecting
 
-    def _both_features(self, shown: list[str], rejection: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Routing features of switch texts, and rejection features (None when not asked for), from one forward
-        pass."""
-        routing, rejecting = self.views
-        if not rejection:
-            return self.extractor(shown), None
-        if routing == rejecting:
-            features = self.extractor(shown)
-            return features, features
-        features, reject_features = self.extractor.features_at(shown, [routing, rejecting])
-        return features, reject_features
+    @property
+    def rejection_views(self) -> list[tuple[int, str]]:
+        """(layer, pooling) of every rejection view: the rejection features', then `reject_also`'s."""
+        return [self.views[1], *self.reject_also]
 
-    def _rejection_features(self, shown: list[str]) -> torch.Tensor:
-        routing, rejecting = self.views
-        return self.extractor(shown) if routing == rejecting else self.extractor.features_at(shown, [rejecting])[0]
+    def _view_features(self, shown: list[str], views: list[tuple[int, str]]) -> list[torch.Tensor]:
+        """Features of switch texts at each of `views`, from one forward pass."""
+        distinct = list(dict.fromkeys(views))
+        found = dict(zip(distinct, self.extractor.features_at(shown, distinct)))
+        return [found[view] for view in views]
+
+    def _both_features(self, shown: list[str], rejection: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Routing features of switch texts, and the features of every rejection view (none when not asked for),
+        from one forward pass."""
+        if not rejection:
+            return self.extractor(shown), []
+        routing, *rejecting = self._view_features(shown, [self.views[0], *self.rejection_views])
+        return routing, rejecting
 
     def _require_cosine(self) -> None:
         if self.reject_metric != "cosine":
@@ -124,23 +147,36 @@ class SwitchNetwork:
         """Each of `others` (a task's instructions that were not retained) -> (its cosine distance, at the rejection
         view, to the nearest of `retained` (the same task's retained instructions), that one's index in `retained`):
         what `fit(calibration=)` sets the retained instructions' radii from. Needs no fitted switch, so it is
-        computed while the task's data is at hand."""
+        computed while the task's data is at hand. With `reject_also`, `calibration_distances_by_view`."""
+        return self.calibration_distances_by_view(retained, others, retained_inputs, other_inputs)[0]
+
+    def calibration_distances_by_view(self, retained: Sequence[str], others: Sequence[str],
+                                      retained_inputs: Sequence[str] | None = None,
+                                      other_inputs: Sequence[str] | None = None) -> list[list[tuple[float, int]]]:
+        """`calibration_distances` in each rejection view (`rejection_views`' order), from one forward pass."""
         self._require_cosine()
         if not retained:
             raise SwitchError("no retained instructions to measure calibration distances to")
         if not others:
-            return []
-        bank = self._rejection_space(self._rejection_features(self._switch_texts(retained, retained_inputs)))
-        queries = self._rejection_space(self._rejection_features(self._switch_texts(others, other_inputs)))
-        nearest = self._distances(queries, bank).min(1)
-        return list(zip(nearest.values.tolist(), nearest.indices.tolist()))
+            return [[] for _ in self.rejection_views]
+        banks = self._view_features(self._switch_texts(retained, retained_inputs), self.rejection_views)
+        queries = self._view_features(self._switch_texts(others, other_inputs), self.rejection_views)
+        found = []
+        for bank, query in zip(banks, queries):
+            nearest = self._distances(self._unit(query), self._unit(bank)).min(1)
+            found.append(list(zip(nearest.values.tolist(), nearest.indices.tolist())))
+        return found
 
     def _standardise(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.mean) / self.std
 
+    @staticmethod
+    def _unit(features: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(features, dim=1)
+
     def _rejection_space(self, features: torch.Tensor) -> torch.Tensor:
         if self.reject_metric == "cosine":
-            return torch.nn.functional.normalize(features, dim=1)
+            return self._unit(features)
         return (features - self.reject_mean) / self.reject_std
 
     def _distances(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -152,14 +188,15 @@ class SwitchNetwork:
             calibration: dict[str, Sequence[tuple[float, int]]] | None = None) -> SwitchNetwork:
         """Fit on the retained instructions; `calibration` (task -> `calibration_distances` of that task, whose
         indices count that task's rows of `texts` in order) gives those tasks' retained instructions radii of their
-        own."""
+        own. With `reject_also`, each task's entry is one such list per rejection view (as
+        `calibration_distances_by_view` gives)."""
         if len(texts) != len(labels):
             raise SwitchError(f"{len(texts)} texts but {len(labels)} labels")
         if not texts:
             raise SwitchError("no retained examples to fit the switch on")
         self.labels = sorted(set(labels), key=list(labels).index)
         shown = self._switch_texts(texts, inputs)
-        features, reject_features = self._both_features(shown, rejection=True)
+        features, (reject_features, *also_features) = self._both_features(shown, rejection=True)
         self.mean = features.mean(0)
         self.std = features.std(0, unbiased=False).clamp(min=1e-6)
         self.reject_mean = reject_features.mean(0)
@@ -175,12 +212,18 @@ class SwitchNetwork:
         self.bank_labels = target[distinct]
         self.reject_bank = self._rejection_space(reject_features)[distinct]
         self.threshold = self._calibrate(self.reject_bank)
-        self.radii = self._instruction_radii(calibration, shown, labels, distinct) if calibration else None
+        self.also_banks = [self._unit(f)[distinct] for f in also_features]
+        self.also_thresholds = [self._calibrate(bank) for bank in self.also_banks]
+        by_view = self._calibration_by_view(calibration) if calibration else None
+        thresholds = [self.threshold, *self.also_thresholds]
+        radii = [self._instruction_radii({task: views[k] for task, views in by_view.items()}, shown, labels, distinct,
+                                         thresholds[k]) if by_view else None for k in range(len(thresholds))]
+        self.radii, self.also_radii = radii[0], radii[1:]
         train_acc = sum(p == t for (p, _), t in zip(self._predict_z(z, reject=False), labels)) / len(labels)
         self.fit_info = {"examples": len(texts), "per_class": {c: list(labels).count(c) for c in self.labels},
                          "final_loss": loss, "train_accuracy": train_acc}
         if calibration:
-            self.fit_info["calibration_counts"] = {c: len(calibration.get(c) or []) for c in self.labels}
+            self.fit_info["calibration_counts"] = {c: len(by_view[c][0]) if c in by_view else 0 for c in self.labels}
         return self
 
     def _calibrate(self, z: torch.Tensor) -> float | None:
@@ -193,8 +236,23 @@ class SwitchNetwork:
         floor = COSINE_FLOOR if self.reject_metric == "cosine" else NUMERICAL_FLOOR * z.shape[1] ** 0.5
         return max(radius, floor)  # never below float noise across devices
 
+    def _calibration_by_view(self, calibration: dict) -> dict[str, list[Sequence[tuple[float, int]]]]:
+        """task -> one list of (distance, index) pairs per rejection view."""
+        if len(self.rejection_views) == 1:
+            return {task: [pairs or []] for task, pairs in calibration.items()}
+        by_view = {}
+        for task, views in calibration.items():
+            views = list(views or [])
+            if len(views) != len(self.rejection_views) or not all(
+                    isinstance(pairs, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs)
+                    for pairs in views):
+                raise SwitchError(f"calibration of '{task}': expected one list of (distance, index) pairs per rejection "
+                                  f"view ({len(self.rejection_views)}), as calibration_distances_by_view gives")
+            by_view[task] = views
+        return by_view
+
     def _instruction_radii(self, calibration: dict[str, Sequence[tuple[float, int]]], shown: list[str],
-                           labels: Sequence[str], distinct: list[int]) -> torch.Tensor:
+                           labels: Sequence[str], distinct: list[int], threshold: float | None) -> torch.Tensor:
         """A radius per distinct retained instruction: the quantile of the calibration distances nearest to it
         x (1 + margin); float noise where none are; `threshold` for the rows of tasks without calibration."""
         unknown = sorted(set(calibration) - set(self.labels))
@@ -202,7 +260,7 @@ class SwitchNetwork:
             raise SwitchError(f"calibration for tasks the switch is not fitted on: {', '.join(unknown)}")
         self._require_cosine()
         bank_row = {shown[n]: b for b, n in enumerate(distinct)}
-        radii = torch.full((len(distinct),), COSINE_FLOOR if self.threshold is None else self.threshold)
+        radii = torch.full((len(distinct),), COSINE_FLOOR if threshold is None else threshold)
         assigned: dict[int, list[float]] = {}
         for label, pairs in calibration.items():
             rows = [n for n, task in enumerate(labels) if task == label]
@@ -220,13 +278,23 @@ class SwitchNetwork:
             radii[b] = max(radius, COSINE_FLOOR)
         return radii
 
-    def _rejected(self, rz: torch.Tensor) -> list[bool]:
-        """Whether each query (rejection space) lies outside every task's radius (or the one radius) of its retained
-        instructions."""
-        distances = self._distances(rz, self.reject_bank)
-        if self.radii is None:
-            return (distances.min(1).values > self.threshold).tolist()
-        return (~(distances <= self.radii[None, :]).any(1)).tolist()
+    def _outside(self, rz: torch.Tensor, bank: torch.Tensor, threshold: float | None,
+                 radii: torch.Tensor | None) -> torch.Tensor:
+        """Whether each query (in one view's rejection space) lies outside every retained instruction's radius (or
+        the one radius)."""
+        distances = self._distances(rz, bank)
+        if radii is not None:
+            return ~(distances <= radii[None, :]).any(1)
+        if threshold is None:
+            return torch.zeros(len(rz), dtype=torch.bool)
+        return distances.min(1).values > threshold
+
+    def _rejected(self, spaces: list[torch.Tensor]) -> list[bool]:
+        """Whether each query is unknown in some rejection view (`spaces`: the queries in each view's space)."""
+        outside = self._outside(spaces[0], self.reject_bank, self.threshold, self.radii)
+        for rz, bank, threshold, radii in zip(spaces[1:], self.also_banks, self.also_thresholds, self.also_radii):
+            outside |= self._outside(rz, bank, threshold, radii)
+        return outside.tolist()
 
     # -- routing -------------------------------------------------------------------------
     def _scores(self, z: torch.Tensor) -> torch.Tensor:
@@ -239,9 +307,10 @@ class SwitchNetwork:
                                 else torch.full((len(z),), float("inf")) for k in range(len(self.labels))], 1)
         return torch.softmax(-per_task, dim=1)
 
-    def _predict_z(self, z: torch.Tensor, reject: bool, rz: torch.Tensor | None = None) -> list[tuple[str | None, float]]:
-        """Routes for standardised routing features `z`; rejection reads `rz` (the rejection space; default `z`,
-        which it is when the rejection view and metric are the routing ones)."""
+    def _predict_z(self, z: torch.Tensor, reject: bool,
+                   rz: list[torch.Tensor] | None = None) -> list[tuple[str | None, float]]:
+        """Routes for standardised routing features `z`; rejection reads `rz` (the queries in each rejection view's
+        space; default `z`, which it is when the one rejection view and metric are the routing ones)."""
         if len(self.labels) == 1:
             return [(self.labels[0], 1.0)] * len(z)
         with torch.no_grad():
@@ -249,7 +318,7 @@ class SwitchNetwork:
         confidence, index = probs.max(1)
         results = [(self.labels[i], float(c)) for i, c in zip(index.tolist(), confidence)]
         if reject and self._rejecting:
-            results = [(None if out else label, c) for (label, c), out in zip(results, self._rejected(z if rz is None else rz))]
+            results = [(None if out else label, c) for (label, c), out in zip(results, self._rejected([z] if rz is None else rz))]
         return results
 
     @property
@@ -264,7 +333,7 @@ class SwitchNetwork:
             return []
         rejecting = self._rejecting
         features, reject_features = self._both_features(self._switch_texts(texts, inputs), rejection=rejecting)
-        rz = self._rejection_space(reject_features) if rejecting else None
+        rz = [self._rejection_space(reject_features[0]), *map(self._unit, reject_features[1:])] if rejecting else None
         return self._predict_z(self._standardise(features), reject=True, rz=rz)
 
     @property
@@ -288,6 +357,10 @@ class SwitchNetwork:
                            reject_std=self.reject_std, reject_bank=self.reject_bank.contiguous())
             if self.radii is not None:
                 tensors["reject_radii"] = self.radii.contiguous()
+            for k, (bank, radii) in enumerate(zip(self.also_banks, self.also_radii), start=1):
+                tensors[f"reject_bank.{k}"] = bank.contiguous()
+                if radii is not None:
+                    tensors[f"reject_radii.{k}"] = radii.contiguous()
             save_file(tensors, str(tmp / WEIGHTS))
             extractor_path = None
             if self.extractor.model_id == TINY_EXTRACTOR:
@@ -310,6 +383,8 @@ class SwitchNetwork:
                 "reject_layer": self.reject_layer,
                 "reject_pooling": self.reject_pooling,
                 "reject_metric": self.reject_metric,
+                "reject_also": [list(view) for view in self.reject_also],
+                "also_thresholds": self.also_thresholds,
                 "router": self.router,
                 "feature_dim": int(self.mean.shape[0]),
                 "hidden": self.hidden,
@@ -365,7 +440,8 @@ class SwitchNetwork:
         switch = cls(extractor, hidden=meta["hidden"], reject=meta.get("reject", True),
                      margin=meta.get("margin", 0.1), reject_quantile=meta.get("reject_quantile", 0.95),
                      seed=meta.get("seed", 0), router=meta.get("router", "mlp"), reject_layer=meta.get("reject_layer"),
-                     reject_pooling=meta.get("reject_pooling"), reject_metric=meta.get("reject_metric", "euclidean"))
+                     reject_pooling=meta.get("reject_pooling"), reject_metric=meta.get("reject_metric", "euclidean"),
+                     reject_also=meta.get("reject_also", []))
         tensors = load_file(str(directory / WEIGHTS))
         switch.bank_labels = tensors.get("bank_labels")
         switch.labels, switch.threshold = meta["labels"], meta["threshold"]
@@ -374,6 +450,14 @@ class SwitchNetwork:
         # switches saved before the rejection view existed rejected in their routing space
         switch.reject_mean, switch.reject_std = tensors.get("reject_mean", switch.mean), tensors.get("reject_std", switch.std)
         switch.reject_bank = tensors.get("reject_bank", switch.bank)
+        views = range(1, len(switch.reject_also) + 1)
+        missing = [f"reject_bank.{k}" for k in views if f"reject_bank.{k}" not in tensors]
+        if missing:
+            raise SwitchError(f"{directory}: {WEIGHTS} lacks {', '.join(missing)} (its reject_also lists "
+                              f"{len(switch.reject_also)} views)")
+        switch.also_banks = [tensors[f"reject_bank.{k}"] for k in views]
+        switch.also_radii = [tensors.get(f"reject_radii.{k}") for k in views]
+        switch.also_thresholds = list(meta.get("also_thresholds", []))
         switch.classifier = SwitchClassifier(meta["feature_dim"], len(switch.labels), meta["hidden"])
         switch.classifier.load_state_dict({k[len("classifier."):]: v for k, v in tensors.items()
                                            if k.startswith("classifier.")})

@@ -31,6 +31,12 @@ def test_typed_config_values_and_one_line_errors(tmp_path):
         load_config(None, ["train.bf16=yes please"], base=tiny_run_config())
     with pytest.raises(UserError, match=r"switch.reject_calibration needs switch.reject_metric: cosine"):
         load_config(None, ["switch.reject_calibration=512"], base=tiny_run_config())
+    with pytest.raises(UserError, match=r"switch.reject_also needs switch.reject_metric: cosine"):
+        load_config(None, ["switch.reject_also=[[26, last]]"], base=tiny_run_config())
+    with pytest.raises(UserError, match=r"'switch.reject_also' = \[\[26, 'max'\]\]: must be a list of \[layer, pooling\]"):
+        load_config(None, ["switch.reject_also=[[26, max]]", "switch.reject_metric=cosine"], base=tiny_run_config())
+    assert load_config(None, ["switch.reject_also=[[26, last]]", "switch.reject_metric=cosine"],
+                       base=tiny_run_config()).switch.reject_also == [[26, "last"]]
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(dict(tiny_run_config(), train={"epochs": "two"})))
     result = cli("train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "never"))
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [

@@ -82,7 +82,7 @@ def test_one_prompt_at_training_runner_evaluation_and_eval_run(tmp_path, monkeyp
     config = tiny_run_config(system_prompt=system, switch={"extractor": "tiny-opt", "hidden": 32, "epochs": 100,
                                                             "reject": True, "reject_layer": 1, "reject_pooling": "mean",
                                                             "reject_metric": "cosine", "reject_margin": "3e-1",
-                                                            "reject_calibration": 8},
+                                                            "reject_calibration": 8, "reject_also": [[2, "last"]]},
                              tasks=["synth-shapes", {"name": "synth-ocr", "max_new_tokens": 2}])
     config["eval"]["max_new_tokens"] = None
     runner = ContinualRunner(load_config(None, base=config), tmp_path / "r", progress=Progress())
@@ -109,13 +109,16 @@ def test_one_prompt_at_training_runner_evaluation_and_eval_run(tmp_path, monkeyp
     # one (and which), and the saved switch's radii come from them
     for task in ("synth-shapes", "synth-ocr"):
         calibration = json.loads((tmp_path / f"r/retained/{task}.calibration.json").read_text())
-        assert calibration["view"] == {"extractor": "tiny-opt", "layer": 1, "pooling": "mean", "metric": "cosine"}
+        assert calibration["view"] == {"extractor": "tiny-opt", "layer": 1, "pooling": "mean", "metric": "cosine",
+                                       "also": [[2, "last"]]}
         assert calibration["instructions"] == len(calibration["distances"]) == len(calibration["nearest"]) == 8
+        assert [len(v["distances"]) for v in calibration["also"]] == [len(v["nearest"]) for v in calibration["also"]] == [8]
     from safetensors.torch import load_file
 
     assert saved["calibrated"] is True
-    radii = load_file(tmp_path / "r/switch/stage-01/switch.safetensors")["reject_radii"]
-    assert len(radii) == len(load_file(tmp_path / "r/switch/stage-01/switch.safetensors")["reject_bank"])
+    tensors = load_file(tmp_path / "r/switch/stage-01/switch.safetensors")
+    assert len(tensors["reject_radii"]) == len(tensors["reject_bank"]) == len(tensors["reject_radii.1"])
+    assert saved["reject_also"] == [[2, "last"]]
     assert results["upper_bound_source"]["synth-ocr"].startswith("own adapter")
 
 

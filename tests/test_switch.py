@@ -318,3 +318,58 @@ def test_calibrated_rejection_refuses_what_it_cannot_honour():
         SwitchNetwork(ext, epochs=5, reject_metric="cosine").fit(texts, labels, calibration={"poems": [(0.1, 0)]})
     with pytest.raises(SwitchError, match="names retained instruction 8, but it has 8"):
         SwitchNetwork(ext, epochs=5, reject_metric="cosine").fit(texts, labels, calibration={"colour": [(0.1, 8)]})
+
+
+def test_further_rejection_views_each_get_their_radii_and_a_query_must_be_known_in_every_view(tmp_path):
+    """`reject_also`: the distances, the radii and the rejection in each view, computed independently."""
+    ext = extractor()
+    colour, title = family(colour_q, 60, 1), family(title_q, 60, 1)
+    views = [(1, "mean"), (2, "last")]
+    switch = SwitchNetwork(ext, epochs=100, reject_layer=1, reject_pooling="mean", reject_metric="cosine",
+                           reject_also=[[2, "last"]], reject_quantile=0.9, margin=0.2)
+    assert switch.rejection_views == views
+    retained = {"colour": colour[:16], "title": title[:16]}
+    calibration = {"colour": switch.calibration_distances_by_view(colour[:16], colour[16:]),
+                   "title": switch.calibration_distances_by_view(title[:16], title[16:])}
+    assert calibration["colour"][0] == switch.calibration_distances(colour[:16], colour[16:])
+
+    def unit(texts, view):
+        return torch.nn.functional.normalize(ext.features_at(texts, [view])[0], dim=1)
+
+    for name, texts in (("colour", colour), ("title", title)):
+        for k, view in enumerate(views):
+            nearest = (1 - unit(texts[16:], view) @ unit(texts[:16], view).T).clamp(min=0).min(1)
+            torch.testing.assert_close(torch.tensor([d for d, _ in calibration[name][k]]), nearest.values)
+            assert [i for _, i in calibration[name][k]] == nearest.indices.tolist()
+    switch.fit(colour[:16] + title[:16], ["colour"] * 16 + ["title"] * 16, calibration=calibration)
+    shown = colour[:16] + title[:16]
+    texts = [shown[n] for n in sorted({t: n for n, t in enumerate(shown)}.values())]  # the bank's rows
+    queries = family(colour_q, 20, 7) + family(title_q, 20, 7) + OUT_OF_FAMILY
+    inside = []
+    for k, (view, radii) in enumerate(zip(views, [switch.radii, *switch.also_radii])):
+        expected = []
+        for text in texts:
+            name = "colour" if text in retained["colour"] else "title"
+            mine = [d for d, i in calibration[name][k] if retained[name][i] == text]
+            expected.append(max(float(torch.quantile(torch.tensor(mine), 0.9)) * 1.2, 1e-5) if mine else 1e-5)
+        assert radii.tolist() == pytest.approx(expected)
+        inside.append(((1 - unit(queries, view) @ unit(texts, view).T).clamp(min=0) <= torch.tensor(expected)[None]).any(1))
+    assert not torch.equal(inside[0], inside[1])  # the views disagree on some query: the rule below is tested
+    routes = switch.predict(queries)
+    assert [label is None for label, _ in routes] == (~(inside[0] & inside[1])).tolist()
+    switch.save(tmp_path / "sw")
+    loaded = SwitchNetwork.load(tmp_path / "sw", extractor=ext)
+    assert loaded.rejection_views == views and torch.equal(loaded.also_radii[0], switch.also_radii[0])
+    assert loaded.predict(queries) == routes
+
+
+def test_further_rejection_views_refuse_what_they_cannot_honour():
+    ext = extractor()
+    texts, labels = family(colour_q, 8, 1) + family(title_q, 8, 1), ["colour"] * 8 + ["title"] * 8
+    with pytest.raises(SwitchError, match="reject_also.*cosine"):
+        SwitchNetwork(ext, reject_also=[[2, "last"]])
+    with pytest.raises(SwitchError, match=r"\[layer, pooling\].*got \[2, 'max'\]"):
+        SwitchNetwork(ext, reject_metric="cosine", reject_also=[[2, "max"]])
+    switch = SwitchNetwork(ext, epochs=5, reject_metric="cosine", reject_also=[[2, "last"]])
+    with pytest.raises(SwitchError, match="one list of \\(distance, index\\) pairs per rejection view \\(2\\)"):
+        switch.fit(texts, labels, calibration={"colour": [(0.1, 0), (0.2, 1)]})

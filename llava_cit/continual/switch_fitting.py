@@ -2,8 +2,8 @@
 instruction of the tasks seen so far and saved under switch/stage-NN. `switch.extractor` may name a packaged
 model (`smollm2-135m`) or a .gguf file, as `model:` can. With `switch.reject_calibration`, each task's stage also
 keeps, beside its retained instructions, the distances of up to that many of its other training instructions to
-the nearest of them, and which one that is (retained/<task>.calibration.json): the retained instructions' own
-rejection radii at every later stage."""
+the nearest of them, and which one that is (retained/<task>.calibration.json; in every rejection view, with
+`switch.reject_also`): the retained instructions' own rejection radii at every later stage."""
 
 from __future__ import annotations
 
@@ -44,13 +44,13 @@ class SwitchFitting:
         return SwitchNetwork(self._switch_extractor(), hidden=s.hidden, layer=s.layer, pooling=s.pooling,
                              epochs=s.epochs, lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.method.router,
                              margin=s.reject_margin, reject_quantile=s.reject_quantile, reject_layer=s.reject_layer,
-                             reject_pooling=s.reject_pooling, reject_metric=s.reject_metric)
+                             reject_pooling=s.reject_pooling, reject_metric=s.reject_metric, reject_also=s.reject_also)
 
     def _calibration_view(self, switch: SwitchNetwork) -> dict:
         """What a task's calibration distances were measured in: a later stage uses them only in the same view."""
         layer, pooling = switch.views[1]
-        return {"extractor": self.config.switch.extractor, "layer": layer, "pooling": pooling,
-                "metric": switch.reject_metric}
+        view = {"extractor": self.config.switch.extractor, "layer": layer, "pooling": pooling, "metric": switch.reject_metric}
+        return {**view, "also": [list(v) for v in switch.reject_also]} if switch.reject_also else view
 
     def _write_calibration(self, stage: int, task, kept: list) -> None:
         """Distances of up to `switch.reject_calibration` of the task's training instructions that were not retained
@@ -61,14 +61,20 @@ class SwitchFitting:
         rng = random.Random(self.config.retention.seed + stage)
         others = rng.sample(others, min(len(others), self.config.switch.reject_calibration))
         switch = self._new_switch()
-        pairs = switch.calibration_distances([ex.instruction for ex in kept], [ex.instruction for ex in others],
-                                             [ex.input for ex in kept], [ex.input for ex in others])
-        write_json(path, {"task": task.name, "view": self._calibration_view(switch), "instructions": len(pairs),
-                          "distances": [d for d, _ in pairs], "nearest": [i for _, i in pairs]})
+        pairs, *also = switch.calibration_distances_by_view(
+            [ex.instruction for ex in kept], [ex.instruction for ex in others], [ex.input for ex in kept],
+            [ex.input for ex in others])
+        found = {"task": task.name, "view": self._calibration_view(switch), "instructions": len(pairs),
+                 "distances": [d for d, _ in pairs], "nearest": [i for _, i in pairs]}
+        if also:  # the further views', in reject_also's order
+            found["also"] = [{"distances": [d for d, _ in p], "nearest": [i for _, i in p]} for p in also]
+        write_json(path, found)
         self.say(f"stage {stage} ({task.name}): rejection radii calibrated on {len(pairs)} training instructions "
                  "that were not retained")
 
-    def _calibration(self, switch: SwitchNetwork, stage: int) -> dict[str, list[tuple[float, int]]] | None:
+    def _calibration(self, switch: SwitchNetwork, stage: int) -> dict[str, list] | None:
+        """task -> its calibration pairs (one list per rejection view with `reject_also`), for the tasks seen so far
+        whose distances were measured in the switch's views."""
         if not (self.config.switch.reject and self.config.switch.reject_calibration):
             return None
         calibration, view = {}, self._calibration_view(switch)
@@ -81,7 +87,9 @@ class SwitchFitting:
                 self.say(f"stage {stage}: {path.name} was measured in {saved.get('view')}, not {view}: "
                          f"{t.name} keeps the leave-one-out radius")
                 continue
-            calibration[t.name] = list(zip(saved["distances"], saved["nearest"]))
+            pairs = list(zip(saved["distances"], saved["nearest"]))
+            also = [list(zip(v["distances"], v["nearest"])) for v in saved.get("also", [])]
+            calibration[t.name] = [pairs, *also] if switch.reject_also else pairs
         return calibration or None
 
     def _fit_and_save_switch(self, stage: int) -> SwitchNetwork:
