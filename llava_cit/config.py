@@ -270,11 +270,10 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
     config = _build(RunConfig, data, "")
     if not config.tasks:
         raise UserError("the config lists no tasks (key 'tasks')")
-    if config.switch.reject_calibration and config.switch.reject_metric != "cosine":
-        raise UserError("switch.reject_calibration needs switch.reject_metric: cosine (standardised euclidean "
+    cosine_only = [key for key in ("reject_calibration", "reject_also") if getattr(config.switch, key)]
+    if cosine_only and config.switch.reject_metric != "cosine":
+        raise UserError(f"switch.{cosine_only[0]} needs switch.reject_metric: cosine (standardised euclidean "
                         "distances change as later tasks are added)")
-    if config.switch.reject_also and config.switch.reject_metric != "cosine":
-        raise UserError("switch.reject_also needs switch.reject_metric: cosine")
     return config
 
 
