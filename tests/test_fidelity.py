@@ -1,8 +1,6 @@
 """What a paper-scale run reports must be right: precision, preprocessing, prompt, budgets, metrics."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -133,12 +131,6 @@ def test_every_method_shares_one_upper_bound_definition(tmp_path):
     upper = [results["upper_bound"][t] for t in results["tasks"]]
     assert results["relative_gain"] == relative_gain(results["matrix"], upper) and all(u is not None for u in upper)
     assert results["upper_bound_source"]["synth-shapes"].startswith("this stage's adapter")
-
-
-def test_bitsandbytes_cpu_kernel_warning_is_not_shown():
-    code = "import llava_cit, peft, bitsandbytes, logging; logging.getLogger('bitsandbytes.x').warning('kept: actionable')"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert "gemm_4bit_forward" not in result.stderr and "kept: actionable" in result.stderr
 
 
 def test_switch_extractor_keeps_the_end_of_a_long_instruction():

@@ -98,3 +98,15 @@ def test_4bit_without_cuda_is_a_clear_error():
 def test_unknown_model_spec():
     with pytest.raises(UserError, match="unknown model spec 'no-such-model'"):
         load_model("no-such-model")
+
+
+def test_4bit_without_bitsandbytes_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from llava_cit.models import loading
+
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        pytest.skip("bitsandbytes is installed here")
+    monkeypatch.setattr(loading.torch.cuda, "is_available", lambda: True)  # as on a GPU machine without the extra
+    with pytest.raises(UserError, match=r'needs bitsandbytes: pip install -e "\.\[qlora\]"'):
+        loading.quantization_config(True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,8 @@ def quantization_config(load_in_4bit: bool) -> BitsAndBytesConfig | None:
         return None
     if not torch.cuda.is_available():
         raise UserError("4-bit (QLoRA) loading needs a CUDA GPU: bitsandbytes LoRA gets no gradients on CPU")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError("4-bit (QLoRA) loading needs bitsandbytes: pip install -e \".[qlora]\" (see README, GPU install)")
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
