@@ -138,14 +138,32 @@ def report(
     print_report(run_dirs, console, plots=plots)
 
 
-@app.command(epilog="Example: llava-cit methods")
-def methods() -> None:
-    """Every continual-learning method, one line each, with its paper; use one with --set method=NAME."""
-    from llava_cit.methods.registry import known_methods
+@app.command(epilog="Examples:\n\n  llava-cit methods\n\n  llava-cit methods ewc\n\n"
+                    "  llava-cit methods scripts/methods/replay_last.py")
+def methods(
+    name: str | None = typer.Argument(None, help="A method (or method file): print its settings (method_args) "
+                                                 "with their types and defaults."),
+) -> None:
+    """Every continual-learning method, one line each, with its paper; use one with --set method=NAME and set its
+    settings with --set method_args.KEY=VALUE."""
+    from llava_cit.methods.registry import get_method, known_methods
+    from llava_cit.methods.settings import describe_settings
 
-    for name, method in known_methods():
-        alias = f" (= {method.name})" if name != method.name else ""
-        typer.echo(f"{name:<13} {method.description}{alias}" + (f" [{method.paper}]" if method.paper else ""))
+    def line(shown: str, method) -> str:
+        alias = f" (= {method.name})" if shown != method.name else ""
+        return f"{shown:<13} {method.description}{alias}" + (f" [{method.paper}]" if method.paper else "")
+
+    if name is None:
+        for shown, method in known_methods():
+            typer.echo(line(shown, method))
+        return
+    method = get_method(name)
+    typer.echo(line(name, method))
+    rows = describe_settings(method.settings_type)
+    if not rows:
+        typer.echo("no settings (method_args must be empty)")
+    for key, kind, default, help_text in rows:
+        typer.echo(f"  {key:<16} {kind:<12} {default!s:<8} {help_text}")
 
 
 @app.command(epilog="Examples:\n\n  llava-cit status runs/gqa-ocr\n\n  llava-cit status runs/gqa-ocr --json")

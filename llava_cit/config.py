@@ -138,7 +138,7 @@ def _build(cls, data: dict[str, Any], where: str):
         if key not in known:
             raise UserError(f"unknown config key '{path}' (known here: {', '.join(known)})")
         sub = _dataclass_type(known[key])
-        kwargs[key] = _build(sub, value or {}, path) if sub else _typed(value, hints[key], path)
+        kwargs[key] = _build(sub, value or {}, path) if sub else typed_value(value, hints[key], path)
     built = cls(**kwargs)
     for key in known:
         check = RANGES.get(f"{where}.{key}" if where else key)
@@ -148,7 +148,7 @@ def _build(cls, data: dict[str, Any], where: str):
     return built
 
 
-def _typed(value: Any, annotation: Any, path: str) -> Any:
+def typed_value(value: Any, annotation: Any, path: str) -> Any:
     """`value` as the declared type (YAML 1.1 reads `3e-3` as a string: such a string is a float), or a
     one-line error naming the key."""
     options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) or typing.get_origin(

@@ -95,8 +95,12 @@ def test_importance_is_non_negative_and_computed_from_the_retained_examples_only
 
 @pytest.mark.parametrize("method", ["ewc", "mas", "si", "a-gem"])
 def test_baselines_run_the_sequence_and_leave_their_mechanism_visible(tmp_path, method):
-    config = tiny_run_config(method=method, method_args={"strength": 100.0})
-    results = ContinualRunner(load_config(None, base=config), tmp_path / "r").run()
+    args = {"reference_batch": 4} if method == "a-gem" else {"strength": 100.0}
+    config = tiny_run_config(method=method, method_args=args)
+    runner = ContinualRunner(load_config(None, base=config), tmp_path / "r")
+    before = dict(vars(runner.method))
+    results = runner.run()
+    assert vars(runner.method) == before  # per-stage state went through the stage's hooks, not onto the method
     assert len(results["matrix"]) == 2 and results["method"] == method
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     stage1 = manifest["stages"][1]["train"]["method"]
@@ -212,7 +216,7 @@ def test_rehearsal_replays_the_first_n_retained_examples_of_each_earlier_task(tm
     method = get_method("rehearsal")
 
     def ids(settings):
-        ctx = StageContext(2, ["a", "b", "c"], "c", tmp_path, replay, lambda: [], None, settings)
+        ctx = StageContext(2, ["a", "b", "c"], "c", tmp_path, replay, lambda: [], None, method.parse_settings(settings))
         return [ex.id for ex in method.training_examples(ctx, train)]
 
     own = [f"c-{i}" for i in range(4)]
@@ -223,7 +227,44 @@ def test_rehearsal_replays_the_first_n_retained_examples_of_each_earlier_task(tm
         with pytest.raises(UserError, match="method_args.replay"):
             ids({"replay": bad})
     # a bad value stops the run before stage 0 trains
-    with pytest.raises(UserError, match=r"method_args.replay = -1: expected a whole number >= 0"):
+    with pytest.raises(UserError, match=r"method_args.replay = -1: must be >= 0"):
         ContinualRunner(load_config(None, ["method=rehearsal", "method_args.replay=-1"], base=tiny_run_config()),
                         tmp_path / "r")
     assert not (tmp_path / "r" / "adapters").exists()
+
+
+def test_method_args_are_typed_per_method_and_an_unknown_key_is_named(tmp_path):
+    from llava_cit.errors import UserError
+
+    ewc = get_method("ewc").parse_settings({"strength": "3e2"})  # YAML 1.1 reads 3e2 as a string: a float here
+    assert ewc.strength == 300.0 and get_method("ewc").parse_settings({}).strength == 5000.0
+    assert get_method("mas").parse_settings({}).strength == 1.0 and get_method("tir").parse_settings({}).min_scale == 0.1
+    with pytest.raises(UserError, match=r"^method_args.strenght: method 'ewc' has no such setting \(its settings: "
+                                        r"strength; llava-cit methods ewc\)$"):
+        get_method("ewc").parse_settings({"strenght": 1.0})
+    with pytest.raises(UserError, match=r"method_args.strength: method 'seq-lora' has no such setting \(its settings: none"):
+        get_method("seq-lora").parse_settings({"strength": 1.0})
+    with pytest.raises(UserError, match=r"^method_args.strength = -1.0: must be >= 0$"):
+        get_method("si").parse_settings({"strength": -1.0})
+    with pytest.raises(UserError, match=r"'method_args.reference_batch' = 'many': expected an integer"):
+        get_method("a-gem").parse_settings({"reference_batch": "many"})
+    # a run with an unknown key stops before anything is written
+    with pytest.raises(UserError, match="method_args.lambda: method 'ewc' has no such setting"):
+        ContinualRunner(load_config(None, ["method=ewc", "method_args.lambda=5"], base=tiny_run_config()), tmp_path / "r")
+    assert not (tmp_path / "r" / "adapters").exists()
+
+
+def test_methods_command_prints_a_methods_settings_with_defaults():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "llava_cit.cli", "methods", "tir"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("tir") and "He et al. 2023" in lines[0]
+    assert any(line.split()[:3] == ["strength", "float", "5000.0"] for line in lines)
+    assert any(line.split()[:3] == ["min_scale", "float", "0.1"] for line in lines)
+    done = subprocess.run([sys.executable, "-m", "llava_cit.cli", "methods", "nope"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and done.stderr.startswith("error: unknown method 'nope'")

@@ -89,7 +89,7 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
         self.config, self.run_dir = config, Path(run_dir)
         self.progress = progress or Progress()
         self.method = get_method(config.method, config_dir)
-        self.method.check_settings(config.method_args)
+        self.method_settings = self.method.parse_settings(config.method_args)  # checked before anything loads
         self.tasks = [resolve_task(entry, config_dir) for entry in config.tasks]
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
@@ -248,13 +248,14 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
         adapter = task.name if self.method.routes else f"s{stage:02d}-{task.name}"
         kept = retain(self.train_set(task), c.retention.fraction, c.retention.min_count, c.retention.seed + stage)
         ctx = StageContext(stage, names, adapter, self.run_dir / "method_state", self._replay(stage), lambda: kept,
-                           self.encoder, dict(c.method_args), self._instruction_features, self.say)
+                           self.encoder, self.method_settings, self._instruction_features, self.say)
         examples = self.method.training_examples(ctx, train)
         # full-sft overwrites the base itself: after stage 0 there is no untrained base left to score
         base_score = None if (self.method.full_finetune and stage > 0) else self._base_score(task)
         rel = self.adapter_rel(stage)
         start = None if self.method.full_finetune else self.method.start_from(ctx)
         fresh = start is None
+        hooks = None  # the stage's training hooks, handed to after_stage (None: it did not train in this process)
         if self.method.full_finetune:
             train_info = self._train_full(stage, task, examples, clock)
         elif (self.run_dir / rel).is_dir():  # trained and published before a crash: never retrain or rewrite it
@@ -270,8 +271,8 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
                 torch.manual_seed(c.seed + stage)  # a fresh adapter's initial weights depend on the seed and stage only
                 model = self._peft = add_adapter(self._peft or self.loaded.model, adapter, c.lora, self.loaded.is_vision)
                 self.method.before_training(ctx, model)
-            train_info = self._train_lora(model, adapter, stage, task, examples, rel, clock,
-                                          hooks=self.method.training_hooks(ctx))
+            hooks = self.method.training_hooks(ctx)
+            train_info = self._train_lora(model, adapter, stage, task, examples, rel, clock, hooks=hooks)
         own_ids = {ex.id for ex in self.train_set(task)}
         solo = fresh and not self.method.full_finetune and {ex.id for ex in examples} == own_ids
         similarity = similarity_to_earlier(ctx) if self.method.uses_similarity else None
@@ -287,7 +288,7 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
              for ex in kept]))
         if self.method.routes and c.switch.reject and c.switch.reject_calibration:
             self.procs.on_main(lambda: self._write_calibration(stage, task, kept))
-        method_info = self.method.after_stage(ctx, self._model())
+        method_info = self.method.after_stage(ctx, self._model(), hooks)
         if method_info:
             train_info["method"] = method_info
         previous = self.manifest.stages[-1].get("serving") or {} if self.manifest.stages else {}

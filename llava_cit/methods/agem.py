@@ -4,7 +4,7 @@ when the step's gradient conflicts with it (negative dot product) the gradient i
 
     g <- g - (g . g_ref / g_ref . g_ref) g_ref
 
-`method_args.reference_batch` (default 8) examples per reference gradient.
+`method_args.reference_batch` (default 8) examples per reference gradient (`AGEMSettings`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from llava_cit.methods.base import Method, StageContext, TrainingHooks
+from llava_cit.methods.base import Method, StageContext, TrainingHooks, find_hooks
 from llava_cit.methods.registry import register
 from llava_cit.methods.regularization import adapter_parameters, batches, to_device
+from llava_cit.methods.settings import setting
 
 
 def project(grad: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -57,23 +58,27 @@ class ReferenceProjection(TrainingHooks):
 
 
 @dataclass(frozen=True)
+class AGEMSettings:
+    reference_batch: int = setting(8, "retained examples per reference gradient", at_least=1)
+
+
+@dataclass(frozen=True)
 class AGEM(Method):
     continues: bool = True
     multi_process: bool = False  # its reference gradients take extra backward passes outside DDP's
+    settings_type: type = AGEMSettings
 
     def training_hooks(self, ctx: StageContext) -> TrainingHooks | None:
         buffer = [ex for task in ctx.tasks[: ctx.stage] for ex in ctx.replay.get(task, [])]
         if not buffer:
             return None
-        hooks = ReferenceProjection(ctx, buffer, int(ctx.settings.get("reference_batch", 8)), seed=ctx.stage)
-        object.__setattr__(self, "_hooks", hooks)
-        return hooks
+        return ReferenceProjection(ctx, buffer, ctx.settings.reference_batch, seed=ctx.stage)
 
-    def after_stage(self, ctx: StageContext, model) -> dict | None:
-        hooks = getattr(self, "_hooks", None)
-        if hooks is None or hooks.ctx is not ctx:
+    def after_stage(self, ctx: StageContext, model, hooks: TrainingHooks | None = None) -> dict | None:
+        projection = find_hooks(hooks, ReferenceProjection)
+        if projection is None:
             return None
-        return {"steps": hooks.steps, "projected_steps": hooks.projected}
+        return {"steps": projection.steps, "projected_steps": projection.projected}
 
 
 register(AGEM("a-gem", description="seq-lora whose updates never conflict with the retained examples' gradient",

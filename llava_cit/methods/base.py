@@ -22,8 +22,16 @@ Training hooks (`training_hooks(ctx)` returns a TrainingHooks or None; default N
 
 Before training, after a stage, serving
     before_training(ctx, model)  the stage's adapter is loaded (e.g. re-initialise part of it)
-    after_stage(ctx, model)      estimates, buffers: state the method writes under ctx.state_dir (default: nothing)
+    after_stage(ctx, model, hooks)  estimates, buffers: state the method writes under ctx.state_dir (default:
+                                 nothing); `hooks` are the stage's own TrainingHooks, as training left them (None
+                                 where the stage did not train in this process)
     serving(ctx, previous, own, start)  which adapter folder serves each task seen so far
+
+Settings
+    settings_type    the method's `method_args` as a dataclass (llava_cit.methods.settings): each key typed,
+                     range-checked and defaulted; the hooks read `ctx.settings.<name>`; `llava-cit methods NAME`
+                     prints them. Nothing is ever written onto the (frozen) Method: per-stage state lives in the
+                     stage's hooks or under ctx.state_dir.
 """
 
 from __future__ import annotations
@@ -31,10 +39,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
 from llava_cit.data.example import Example
+from llava_cit.methods.settings import NoSettings, parse_settings
 
 
 @dataclass
@@ -48,7 +58,7 @@ class StageContext:
     replay: Mapping[str, list[Example]]  # retained examples of earlier tasks, by task
     retained: Callable[[], list[Example]]  # the retained examples of this stage's task (after training)
     encoder: object  # llava_cit.collation.Encoder: batches for extra forward passes
-    settings: dict = field(default_factory=dict)  # the run config's `method_args`
+    settings: Any = field(default_factory=NoSettings)  # the run config's `method_args`, as the method's settings_type
     features: Callable[[list[str]], torch.Tensor] | None = None  # instruction features (the switch's extractor)
     say: Callable[[str], None] = lambda text: None
 
@@ -69,6 +79,43 @@ class TrainingHooks:
     def after_step(self, model) -> None:
         pass
 
+    def parts(self) -> list[TrainingHooks]:
+        """The hooks this one is made of (itself, or each of `combine`'s)."""
+        return [self]
+
+
+Hooks = TypeVar("Hooks", bound=TrainingHooks)
+
+
+def combine(*hooks: TrainingHooks | None) -> TrainingHooks | None:
+    """One TrainingHooks running each of `hooks` in order (their losses added); None where none is given."""
+    given = [h for h in hooks if h is not None]
+    if len(given) <= 1:
+        return given[0] if given else None
+
+    class Combined(TrainingHooks):
+        def loss(self, model):
+            terms = [t for t in (h.loss(model) for h in given) if t is not None]
+            return sum(terms[1:], terms[0]) if terms else None
+
+        def before_step(self, model):
+            for h in given:
+                h.before_step(model)
+
+        def after_step(self, model):
+            for h in given:
+                h.after_step(model)
+
+        def parts(self):
+            return [p for h in given for p in h.parts()]
+
+    return Combined()
+
+
+def find_hooks(hooks: TrainingHooks | None, kind: type[Hooks]) -> Hooks | None:
+    """The `kind` hooks among the stage's `hooks` (as `after_stage` receives them), or None."""
+    return next((h for h in (hooks.parts() if hooks is not None else []) if isinstance(h, kind)), None)
+
 
 @dataclass(frozen=True)
 class Method:
@@ -81,9 +128,11 @@ class Method:
     router: str = "mlp"  # routed methods: "mlp" (switch network) or "nearest" (nearest retained instruction)
     uses_similarity: bool = False  # the task similarity to earlier tasks is measured (and recorded) each stage
     multi_process: bool = True  # runs under `accelerate launch` (False: per-stage state computed by one process)
+    settings_type: type = NoSettings  # the method's `method_args`, typed (llava_cit.methods.settings)
 
-    def check_settings(self, settings: Mapping) -> None:
-        """Raise UserError for a bad `method_args` value before stage 0 trains (default: nothing to check)."""
+    def parse_settings(self, method_args: Mapping) -> Any:
+        """`method_args` as `settings_type`, checked like the config (UserError naming a bad or unknown key)."""
+        return parse_settings(self.settings_type, method_args, self.name)
 
     def start_from(self, ctx: StageContext) -> int | None:
         """The earlier stage whose adapter this stage's adapter starts from (a copy; None: a fresh adapter).
@@ -109,6 +158,8 @@ class Method:
         moved = {t: own for t, rel in previous.items() if start is not None and rel == start}
         return {**previous, **moved, ctx.task: own}
 
-    def after_stage(self, ctx: StageContext, model) -> dict | None:
-        """Work after the stage's training (importance estimates, buffers); returns facts for the manifest."""
+    def after_stage(self, ctx: StageContext, model, hooks: TrainingHooks | None = None) -> dict | None:
+        """Work after the stage's training (importance estimates, buffers); returns facts for the manifest.
+        `hooks`: what `training_hooks(ctx)` returned for this stage, after training (None where the stage did not
+        train in this process, e.g. its adapter was published before a restart)."""
         return None

@@ -8,7 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llava_cit.methods.registry import register
-from llava_cit.methods.regularization import ImportanceRegularized, gradients_over
+from llava_cit.methods.regularization import ImportanceRegularized, RegularizerSettings, gradients_over
+from llava_cit.methods.settings import setting
+
+
+@dataclass(frozen=True)
+class EWCSettings(RegularizerSettings):
+    strength: float = setting(5000.0, "λ: the pull towards the earlier stages' parameters", at_least=0)
 
 
 def answer_loss(model, batch):
@@ -17,10 +23,12 @@ def answer_loss(model, batch):
 
 @dataclass(frozen=True)
 class EWC(ImportanceRegularized):
-    def importance(self, ctx, model, params):
+    settings_type: type = EWCSettings
+
+    def importance(self, ctx, model, params, hooks):
         return gradients_over(ctx, model, params, ctx.retained(), answer_loss, squared=True)
 
 
-register(EWC("ewc", default_strength=5000.0,
-             description="seq-lora + elastic weight consolidation (diagonal Fisher from the retained examples)",
-             paper="Kirkpatrick et al. 2017, Overcoming catastrophic forgetting in neural networks (PNAS)"))
+register(EWC("ewc",
+            description="seq-lora + elastic weight consolidation (diagonal Fisher from the retained examples)",
+            paper="Kirkpatrick et al. 2017, Overcoming catastrophic forgetting in neural networks (PNAS)"))

@@ -21,10 +21,10 @@ def output_norm(model, batch):
 
 @dataclass(frozen=True)
 class MAS(ImportanceRegularized):
-    def importance(self, ctx, model, params):
+    def importance(self, ctx, model, params, hooks):
         return gradients_over(ctx, model, params, ctx.retained(), output_norm, squared=False)
 
 
-register(MAS("mas", default_strength=1.0,
-             description="seq-lora + memory-aware synapses (output-sensitivity importance on the retained examples)",
-             paper="Aljundi et al. 2018, Memory Aware Synapses (ECCV)"))
+register(MAS("mas",
+            description="seq-lora + memory-aware synapses (output-sensitivity importance on the retained examples)",
+            paper="Aljundi et al. 2018, Memory Aware Synapses (ECCV)"))

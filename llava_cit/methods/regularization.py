@@ -7,8 +7,8 @@ After each stage the method estimates this task's importance of every trainable 
 Fisher, MAS: output sensitivity, SI: path integral), adds it to the importance accumulated over earlier
 stages ("online" accumulation), and stores it with the anchor (the parameters at the end of the stage) in
 `method_state/NN-task.safetensors`. The next stage, which continues the same adapter, is pulled towards the
-anchor in proportion to the importance. `method_args.strength` sets the strength (default per method);
-`strength_scale(ctx)` lets a method scale it per stage (TIR: by similarity to earlier tasks).
+anchor in proportion to the importance. `method_args.strength` sets the strength (`RegularizerSettings`, default
+per method); `strength_scale(ctx)` lets a method scale it per stage (TIR: by similarity to earlier tasks).
 
 Parameters are keyed by name with the adapter's name taken out, so stage i's adapter (`s01-ocr`) finds
 stage i-1's anchors (`s00-gqa`).
@@ -25,7 +25,8 @@ from safetensors.torch import load_file, save_file
 
 from llava_cit.atomic import atomic_path
 from llava_cit.collation import TrainCollator
-from llava_cit.methods.base import Method, StageContext, TrainingHooks
+from llava_cit.methods.base import Method, StageContext, TrainingHooks, combine
+from llava_cit.methods.settings import setting
 
 
 def adapter_parameters(model, adapter: str) -> dict[str, torch.nn.Parameter]:
@@ -104,15 +105,20 @@ class PenaltyHooks(TrainingHooks):
 
 
 @dataclass(frozen=True)
+class RegularizerSettings:
+    strength: float = setting(1.0, "λ: the pull towards the earlier stages' parameters", at_least=0)
+
+
+@dataclass(frozen=True)
 class ImportanceRegularized(Method):
     """seq-lora + an importance-weighted pull towards the previous stages' parameters."""
 
     continues: bool = True
-    default_strength: float = 1.0
     multi_process: bool = False  # per-stage state one process computes and saves
+    settings_type: type = RegularizerSettings
 
     def strength(self, ctx: StageContext) -> float:
-        return float(ctx.settings.get("strength", self.default_strength)) * self.strength_scale(ctx)
+        return ctx.settings.strength * self.strength_scale(ctx)
 
     def strength_scale(self, ctx: StageContext) -> float:
         return 1.0
@@ -122,44 +128,26 @@ class ImportanceRegularized(Method):
         if state is None:
             return self.path_hooks(ctx)
         anchor, importance = state
-        return self.combine(PenaltyHooks(anchor, importance, self.strength(ctx), ctx.adapter), self.path_hooks(ctx))
+        return combine(PenaltyHooks(anchor, importance, self.strength(ctx), ctx.adapter), self.path_hooks(ctx))
 
     def path_hooks(self, ctx: StageContext) -> TrainingHooks | None:
         """Hooks that follow the training path (SI); none by default."""
         return None
 
-    @staticmethod
-    def combine(first: TrainingHooks, second: TrainingHooks | None) -> TrainingHooks:
-        if second is None:
-            return first
-
-        class Both(TrainingHooks):
-            def loss(self, model):
-                a, b = first.loss(model), second.loss(model)
-                return a if b is None else (b if a is None else a + b)
-
-            def before_step(self, model):
-                first.before_step(model)
-                second.before_step(model)
-
-            def after_step(self, model):
-                first.after_step(model)
-                second.after_step(model)
-
-        return Both()
-
-    def importance(self, ctx: StageContext, model, params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
-        """This task's importance of each parameter (non-negative), from the stated data only."""
+    def importance(self, ctx: StageContext, model, params: dict[str, torch.nn.Parameter],
+                   hooks: TrainingHooks | None) -> dict[str, torch.Tensor]:
+        """This task's importance of each parameter (non-negative), from the stated data only; `hooks` are the
+        stage's training hooks (None where the stage did not train in this process)."""
         raise NotImplementedError
 
-    def after_stage(self, ctx: StageContext, model) -> dict:
+    def after_stage(self, ctx: StageContext, model, hooks: TrainingHooks | None = None) -> dict:
         path = state_file(ctx, ctx.stage)
         if path.is_file():  # written before a crash, after this stage trained: never rewritten
             return {"importance_file": str(path.relative_to(ctx.state_dir.parent)), "reused": True}
         if hasattr(model, "set_adapter"):
             model.set_adapter(ctx.adapter)
         params = adapter_parameters(model, ctx.adapter)
-        fresh = self.importance(ctx, model, params)
+        fresh = self.importance(ctx, model, params, hooks)
         previous = load_state(ctx)
         total = dict(fresh)
         if previous is not None:

@@ -10,28 +10,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from llava_cit.data.example import Example
-from llava_cit.errors import UserError
 from llava_cit.methods.base import Method, StageContext
 from llava_cit.methods.registry import register
+from llava_cit.methods.settings import setting
 
 
-def replay_count(settings: Mapping) -> int | None:
-    value = settings.get("replay")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UserError(f"method_args.replay = {value!r}: expected a whole number >= 0 (replayed examples per "
-                        "earlier task)")
-    return value
+@dataclass(frozen=True)
+class RehearsalSettings:
+    replay: int | None = setting(None, "replayed retained examples per earlier task (null: all of them)", at_least=0)
 
 
 @dataclass(frozen=True)
 class Rehearsal(Method):
-    def check_settings(self, settings: Mapping) -> None:
-        replay_count(settings)
+    settings_type: type = RehearsalSettings
 
     def training_examples(self, ctx: StageContext, train: Mapping[str, list[Example]]) -> list[Example]:
-        count = replay_count(ctx.settings)
+        count = ctx.settings.replay
         examples = list(train[ctx.task])
         for earlier in ctx.tasks[: ctx.stage]:
             examples += ctx.replay[earlier][:count]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from llava_cit.methods.base import StageContext, TrainingHooks
+from llava_cit.methods.base import StageContext, TrainingHooks, find_hooks
 from llava_cit.methods.registry import register
 from llava_cit.methods.regularization import ImportanceRegularized, adapter_parameters
 
@@ -40,14 +40,11 @@ class PathIntegral(TrainingHooks):
 @dataclass(frozen=True)
 class SI(ImportanceRegularized):
     def path_hooks(self, ctx: StageContext) -> TrainingHooks:
-        hooks = PathIntegral(ctx.adapter)
-        hooks.ctx = ctx
-        object.__setattr__(self, "_path", hooks)  # read back by importance() after the stage
-        return hooks
+        return PathIntegral(ctx.adapter)
 
-    def importance(self, ctx, model, params):
-        path: PathIntegral | None = getattr(self, "_path", None)
-        if path is None or getattr(path, "ctx", None) is not ctx or path.params is None:
+    def importance(self, ctx, model, params, hooks):
+        path = find_hooks(hooks, PathIntegral)  # the stage's own path integral, as training left it
+        if path is None or path.params is None:
             # this stage did not train in this process (its adapter was saved before a restart)
             return {k: torch.zeros_like(p, dtype=torch.float32) for k, p in params.items()}
         result = {}
@@ -57,6 +54,6 @@ class SI(ImportanceRegularized):
         return result
 
 
-register(SI("si", default_strength=1.0,
-            description="seq-lora + synaptic intelligence (path-integral importance accumulated during training)",
-            paper="Zenke et al. 2017, Continual Learning Through Synaptic Intelligence (ICML)"))
+register(SI("si",
+           description="seq-lora + synaptic intelligence (path-integral importance accumulated during training)",
+           paper="Zenke et al. 2017, Continual Learning Through Synaptic Intelligence (ICML)"))

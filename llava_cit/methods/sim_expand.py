@@ -10,17 +10,25 @@ from dataclasses import dataclass
 
 from llava_cit.methods.base import Method, StageContext
 from llava_cit.methods.registry import register
+from llava_cit.methods.settings import setting
 from llava_cit.methods.task_similarity import most_similar
+
+
+@dataclass(frozen=True)
+class SimilarityExpansionSettings:
+    threshold: float = setting(0.5, "a new task more similar than this to an earlier one reuses its adapter",
+                               at_least=0, at_most=1)
 
 
 @dataclass(frozen=True)
 class SimilarityExpansion(Method):
     routes: bool = True
     uses_similarity: bool = True
+    settings_type: type = SimilarityExpansionSettings
 
     def start_from(self, ctx: StageContext) -> int | None:
         task, similarity = most_similar(ctx)
-        threshold = float(ctx.settings.get("threshold", 0.5))
+        threshold = ctx.settings.threshold
         if task is not None and similarity > threshold:
             ctx.say(f"stage {ctx.stage} ({ctx.task}): similarity {similarity:.2f} to '{task}' > {threshold}: "
                     f"reusing its adapter")
