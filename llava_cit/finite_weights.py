@@ -9,7 +9,7 @@ import torch
 
 from llava_cit.errors import UserError
 
-ADVICE = "training diverged: lower train.lr, keep train.max_grad_norm > 0, or train in float32"
+ADVICE = "training diverged: lower the learning rate (train.lr, pretrain.lr), keep train.max_grad_norm > 0, or train in float32"
 
 
 def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:

@@ -130,7 +130,9 @@ class LoraTrainer(Trainer):
         bad = []
         if loss is not None and not math.isfinite(float(loss)):
             bad.append(f"the loss is {float(loss)}")
-        if grad_norm is not None and not math.isfinite(float(grad_norm)):
+        scaled = self.accelerator.mixed_precision == "fp16" or getattr(self.accelerator, "scaler", None) is not None
+        # fp16 loss scaling (e.g. DeepSpeed's "fp16": auto) skips a step with non-finite gradients by design
+        if grad_norm is not None and not scaled and not math.isfinite(float(grad_norm)):
             bad.append(f"the gradient norm is {float(grad_norm)}")
         if bad:
             raise TrainingDiverged(f"training diverged at step {step}: {' and '.join(bad)}; {self.advice}", step)
