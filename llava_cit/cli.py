@@ -371,8 +371,8 @@ def main() -> None:
     except (UserError, SwitchError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt as err:  # a run's own message says where it stopped
-        print(err.args[0] if err.args else "interrupted: re-run the same command to resume", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
         sys.exit(130)
 
 

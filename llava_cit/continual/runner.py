@@ -224,7 +224,7 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into an interrupt)
             step = f" step {self._step}" if self._step is not None else ""
             message = f"interrupted at stage {self._stage}{step} — rerun the same command to resume"
-            self.say.write(message)
+            self.say(message)  # the console too: the CLI (Typer) ends an interrupted command silently, exit code 130
             raise RunInterrupted(message) from None
         except Exception as err:
             self.say.write(f"error: {type(err).__name__}: {err}")
