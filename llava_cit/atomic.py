@@ -48,10 +48,14 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def publish_dir(tmp_dir: str | Path, final_dir: str | Path) -> None:
-    """Move a fully written temporary directory into place; refuses to replace a finished one."""
+    """Move a fully written temporary directory into place; refuses to replace a finished one, and to publish
+    weights that are not finite (llava_cit.finite_weights)."""
+    from llava_cit.finite_weights import require_finite_files
+
     tmp_dir, final_dir = Path(tmp_dir), Path(final_dir)
     if final_dir.exists():
         raise FileExistsError(f"{final_dir} already exists; finished artifacts are never overwritten")
+    require_finite_files(tmp_dir, final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp_dir, final_dir)
 

@@ -36,6 +36,7 @@ class TrainSettings:
     scheduler: str = "cosine"
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
+    max_grad_norm: float | None = None  # gradient clipping; None: the Trainer's 1.0; 0: no clipping
     max_steps: int = -1
     max_length: int = 2048
     bf16: bool = False
@@ -195,6 +196,7 @@ RANGES: dict[str, tuple] = {
     "train.global_batch_size": (lambda v: v >= 1, ">= 1"),
     "train.warmup_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "train.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "train.max_grad_norm": (lambda v: v >= 0, ">= 0 (0: no clipping)"),
     "train.max_steps": (lambda v: v == -1 or v >= 1, "-1 (no limit) or >= 1"),
     "train.max_length": (lambda v: v >= 8, ">= 8"),
     "train.save_steps": (lambda v: v >= 1, ">= 1"),

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+SESSION_START = "session started by process"  # the line a run writes when a process starts (or resumes) it
+
 
 class RunLog:
     def __init__(self, path: str | Path | None, echo: Callable[[str], None] | None = None):
@@ -28,10 +30,14 @@ class RunLog:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def last_error(self) -> str | None:
-        """The last `error:` line of the log, if the run stopped with one."""
+    def last_error(self, session_start: str | None = None) -> str | None:
+        """The last `error:` or `interrupted at` line of the log, if the run stopped with one; with `session_start`,
+        only lines after the last line holding it count (an older session's error, since fixed, is no cause)."""
         if self.path is None or not self.path.is_file():
             return None
-        errors = [line.rstrip("\n") for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines()
-                  if " error: " in line]
+        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if session_start is not None:
+            starts = [i for i, line in enumerate(lines) if session_start in line]
+            lines = lines[starts[-1] + 1:] if starts else lines
+        errors = [line.rstrip("\n") for line in lines if " error: " in line or " interrupted at " in line]
         return errors[-1] if errors else None

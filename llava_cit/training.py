@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -83,14 +84,59 @@ class ListDataset(Dataset):
         return self.encoder.encode_train(self.examples[index])
 
 
-class LoraTrainer(Trainer):
-    """The Trainer with two extras: the LLaVA projector gets its own learning rate, and a method's extra loss
-    term (a regularizer: llava_cit.methods.base.TrainingHooks.loss) is added to the task loss."""
+class TrainingDiverged(UserError):
+    """A non-finite loss or gradient norm: the step stops before the optimizer applies it (weights stay finite)."""
 
-    def __init__(self, *args, projector_lr: float | None = None, hooks=None, **kwargs):
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+def divergence_advice(settings: TrainSettings, dtype: str | None = None) -> str:
+    """The settings to look at when training diverges."""
+    precision = "bf16" if settings.bf16 else (dtype or "float32")
+    return (f"lower train.lr (now {settings.lr:g}), keep train.max_grad_norm > 0 (now "
+            f"{effective_max_grad_norm(settings):g}), or train in float32 (precision now {precision})")
+
+
+def effective_max_grad_norm(settings: TrainSettings) -> float:
+    """train.max_grad_norm, or the Trainer's default 1.0 when unset."""
+    return 1.0 if settings.max_grad_norm is None else settings.max_grad_norm
+
+
+class LoraTrainer(Trainer):
+    """The Trainer with three extras: the LLaVA projector gets its own learning rate, a method's extra loss
+    term (a regularizer: llava_cit.methods.base.TrainingHooks.loss) is added to the task loss, and a non-finite
+    loss or gradient norm stops training before the optimizer step that would apply it (TrainingDiverged)."""
+
+    def __init__(self, *args, projector_lr: float | None = None, hooks=None, advice: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.projector_lr = projector_lr
         self.hooks = hooks
+        self.advice = advice
+        self._step_loss = None  # the losses of the micro-batches of the optimizer step in progress (a tensor)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._step_loss = loss.detach() if self._step_loss is None else self._step_loss + loss.detach()
+        return loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """The Trainer asks for the step's gradient norm right before the optimizer step: both it and the step's
+        loss must be finite (one device sync per optimizer step)."""
+        grad_norm = super()._get_grad_norm(model, grad_norm)
+        loss, self._step_loss = self._step_loss, None
+        step = self.state.global_step + 1
+        bad = []
+        if loss is not None and not math.isfinite(float(loss)):
+            bad.append(f"the loss is {float(loss)}")
+        scaled = self.accelerator.mixed_precision == "fp16" or getattr(self.accelerator, "scaler", None) is not None
+        # fp16 loss scaling (e.g. DeepSpeed's "fp16": auto) skips a step with non-finite gradients by design
+        if grad_norm is not None and not scaled and not math.isfinite(float(grad_norm)):
+            bad.append(f"the gradient norm is {float(grad_norm)}")
+        if bad:
+            raise TrainingDiverged(f"training diverged at step {step}: {' and '.join(bad)}; {self.advice}", step)
+        return grad_norm
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, return_outputs=return_outputs,
@@ -255,6 +301,8 @@ def training_arguments(settings: TrainSettings, output_dir: Path, seed: int, pro
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=gradient_accumulation(settings),
         lr_scheduler_type=settings.scheduler,
+        max_grad_norm=effective_max_grad_norm(settings),
+        logging_nan_inf_filter=False,  # a non-finite loss is logged as it is (and stops training), never hidden
         warmup_steps=settings.warmup_ratio,
         weight_decay=settings.weight_decay,
         optim=settings.optim,
@@ -339,11 +387,18 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
         projector_lr=projector_lr,
         hooks=hooks,
         callbacks=callbacks,
+        advice=divergence_advice(settings, str(getattr(model, "dtype", "")).replace("torch.", "") or None),
     )
     trainer.remove_callback(PrinterCallback)  # no raw log dicts on the terminal; they go to train_log.jsonl
     last = last_complete_checkpoint(checkpoint_dir)
     before = zero3_weights.parameter_attributes(model)
-    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    except RuntimeError as err:  # e.g. Adam's step size lr / (1 - beta1) beyond float32 at train.lr=1e38
+        if "overflow" not in str(err):
+            raise
+        step = trainer.state.global_step + 1
+        raise TrainingDiverged(f"training overflowed at step {step} ({err}); {trainer.advice}", step) from None
     if zero3_weights.is_partitioned(model):  # DeepSpeed ZeRO-3: whole weights again on every rank, for evaluation,
         zero3_weights.release_partitioned_weights(trainer.model_wrapped, model, before)  # saving, the next adapter
     for callback in callbacks:

@@ -361,6 +361,10 @@ class SwitchNetwork:
                 tensors[f"reject_bank.{k}"] = bank.contiguous()
                 if radii is not None:
                     tensors[f"reject_radii.{k}"] = radii.contiguous()
+            bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+            if bad:  # never a switch that routes on NaN
+                raise SwitchError(f"refusing to save the switch {directory}: {len(bad)} tensor(s) hold NaN or infinity "
+                                  f"(first: {bad[0]}); lower switch.lr")
             save_file(tensors, str(tmp / WEIGHTS))
             extractor_path = None
             if self.extractor.model_id == TINY_EXTRACTOR:

@@ -24,7 +24,23 @@ METRIC_DEFINITIONS = {
     "mfn": "mean over tasks j of a[T][j] (after the last stage; = average)",
     "maa": "mean over stages i of the mean of a[i][0..i]",
     "bwt": "mean over j < T of a[T][j] - a[j][j] (Lopez-Paz & Ranzato 2017)",
+    "below_base": "tasks whose own adapter (oracle-routed for a routed method, else a[j][j]) scored no better than the "
+                  "untrained base on them",
+    "diverged": "null, or where training stopped on a non-finite loss or gradient norm (that stage is not finished)",
 }
+
+
+def below_base(stages: list[dict], routes: bool) -> list[dict]:
+    """Stages whose own adapter scored no better than the untrained base on their own task: the adapter's score is
+    the oracle-routed upper bound measured in this run for a routed method, else the score right after the stage."""
+    low = []
+    for s in stages:
+        base = s.get("base_score")
+        own_upper = routes and str(s.get("upper_bound_source") or "").startswith("own adapter")
+        score = s.get("upper_bound") if own_upper else s["scores"][s["stage"]]
+        if base is not None and score is not None and score <= base:
+            low.append({"stage": s["stage"], "task": s["task"], "score": score, "base_model": base})
+    return low
 
 
 def serving_adapters(stages: list[dict]) -> dict[str, str]:
@@ -34,7 +50,7 @@ def serving_adapters(stages: list[dict]) -> dict[str, str]:
     return {s["task"]: serving.get(s["task"], s["adapter"]) for s in stages}
 
 
-def build_results(stages: list[dict], method, config: dict, tasks) -> dict:
+def build_results(stages: list[dict], method, config: dict, tasks, diverged: dict | None = None) -> dict:
     names = [s["task"] for s in stages]
     matrix = [s["scores"] + [None] * (len(names) - len(s["scores"])) for s in stages]
     upper = [s.get("upper_bound") for s in stages]
@@ -51,6 +67,8 @@ def build_results(stages: list[dict], method, config: dict, tasks) -> dict:
         "upper_bound": dict(zip(names, upper)),
         "upper_bound_source": dict(zip(names, [s.get("upper_bound_source") for s in stages])),
         "base_model": dict(zip(names, [s.get("base_score") for s in stages])),
+        "below_base": below_base(stages, method.routes),
+        "diverged": diverged,
         "final": dict(zip(names, matrix[-1])) if matrix else {},
         "average": average(matrix),
         "mft": mean_finetuned(matrix),
@@ -77,7 +95,7 @@ def build_results(stages: list[dict], method, config: dict, tasks) -> dict:
     }
 
 
-def write_results(run_dir: Path, stages: list[dict], method, config: dict, tasks) -> dict:
-    results = build_results(stages, method, config, tasks)
+def write_results(run_dir: Path, stages: list[dict], method, config: dict, tasks, diverged: dict | None = None) -> dict:
+    results = build_results(stages, method, config, tasks, diverged)
     write_json(run_dir / "results.json", results)
     return results

@@ -14,6 +14,7 @@ and merged (llava_cit.distributed): the run directory is the one a single proces
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from llava_cit.continual.data_validation import validate_data
 from llava_cit.continual.loss_curves import draw_loss_curves
 from llava_cit.continual.manifest import Manifest
 from llava_cit.continual.matrix_evaluation import MatrixEvaluation
-from llava_cit.continual.results import write_results
+from llava_cit.continual.results import below_base, write_results
 from llava_cit.continual.run_directory import open_run_directory
 from llava_cit.continual.similarity_plot import draw_task_similarity
 from llava_cit.continual.stage_clock import PhaseTimer
@@ -36,18 +37,18 @@ from llava_cit.continual.switch_fitting import SwitchFitting
 from llava_cit.data.example import Example
 from llava_cit.data.sources import load_source
 from llava_cit.distributed import Processes
-from llava_cit.errors import UserError
+from llava_cit.errors import RunInterrupted, UserError
 from llava_cit.methods.base import StageContext
 from llava_cit.methods.registry import get_method
 from llava_cit.methods.task_similarity import similarity_to_earlier
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.pretraining import pretrained_base
 from llava_cit.prompt_settings import PromptSettings
-from llava_cit.run_log import RunLog
+from llava_cit.run_log import SESSION_START, RunLog
 from llava_cit.scoring import check_metric
 from llava_cit.tasks.registry import resolve_task
 from llava_cit.tasks.spec import TaskSpec
-from llava_cit.training import add_adapter
+from llava_cit.training import TrainingDiverged, add_adapter
 from switch import retain
 from switch.errors import SwitchError
 from switch.retention import read_jsonl, write_jsonl
@@ -200,6 +201,7 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
         return counts
 
     def run(self) -> dict:
+        self.say.write(f"{SESSION_START} {os.getpid()}")
         try:
             self.validate()
             for stage, task in enumerate(self.tasks):
@@ -215,7 +217,15 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
             return self.procs.on_main(self.write_results) or self.results_on_disk()
         except (UserError, SwitchError) as err:
             self.say.write(f"error: {err}")
+            if isinstance(err, TrainingDiverged):  # results.json says why the run stopped (its stages stay finished ones)
+                diverged = {"stage": self._stage, "task": self.tasks[self._stage].name, "step": err.step, "error": str(err)}
+                self.procs.on_main(lambda: self.write_results(diverged=diverged))
             raise
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into an interrupt)
+            step = f" step {self._step}" if self._step is not None else ""
+            message = f"interrupted at stage {self._stage}{step} — rerun the same command to resume"
+            self.say(message)  # the console too: the CLI (Typer) ends an interrupted command silently, exit code 130
+            raise RunInterrupted(message) from None
         except Exception as err:
             self.say.write(f"error: {type(err).__name__}: {err}")
             raise
@@ -229,11 +239,17 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
             replay[task.name] = [ex for ex in self.train_set(task) if ex.id in ids]
         return replay
 
+    _step: int | None = None  # the last optimizer step the current stage's training reached (for messages)
+
     def _run_stage(self, stage: int, task: TaskSpec) -> None:
         timings = self.run_dir / "timings" / f"stage-{stage:02d}.json"
         clock = PhaseTimer(timings, "train")
+        self._step = None
         try:
             self._stage_work(stage, task, timings, clock)
+        except TrainingDiverged as err:
+            clock.tick(force=True)
+            raise TrainingDiverged(f"stage {stage} ({task.name}): {err}", err.step) from None
         except BaseException:
             clock.tick(force=True)  # the time spent so far counts when the stage resumes
             raise
@@ -334,10 +350,13 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
             self.manifest = Manifest(self.run_dir)  # as rank 0 wrote it
         self.say(f"stage {stage} ({task.name}): scores "
                  f"{', '.join(f'{names[j]}={v:.3f}' for j, v in enumerate(evaluation['scores']))}")
+        for low in below_base([entry], self.method.routes):
+            self.say(f"warning: stage {stage} ({task.name}): its adapter scores {low['score']:.3f} on its own task, no "
+                     f"better than the untrained base ({low['base_model']:.3f}); check train.lr, train.epochs and the data")
 
     # -- results ---------------------------------------------------------------------------
-    def write_results(self) -> dict:
-        return write_results(self.run_dir, self.manifest.stages, self.method, self.config.to_dict(), self.tasks)
+    def write_results(self, diverged: dict | None = None) -> dict:
+        return write_results(self.run_dir, self.manifest.stages, self.method, self.config.to_dict(), self.tasks, diverged)
 
     def results_on_disk(self) -> dict:
         """results.json as rank 0 wrote it (what the other ranks of a multi-process run return)."""

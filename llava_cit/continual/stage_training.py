@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
+from transformers import TrainerCallback
 
 from llava_cit.atomic import publish_dir, staging_dir
 from llava_cit.continual.stage_clock import PhaseTimer
@@ -15,7 +16,20 @@ from llava_cit.continual.train_log import TRAIN_LOG, TrainLogCallback
 from llava_cit.data.example import Example
 from llava_cit.models.loading import load_model
 from llava_cit.tasks.spec import TaskSpec
-from llava_cit.training import train_adapter, train_full
+from llava_cit.training import last_complete_checkpoint, train_adapter, train_full
+
+
+class StepReached(TrainerCallback):
+    """Keeps the runner's `_step` at the last optimizer step reached (for the "interrupted at" message)."""
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.runner._step = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.runner._step = state.global_step
 
 
 class StageTraining:
@@ -39,7 +53,15 @@ class StageTraining:
 
     def _callbacks(self, stage: int, task: TaskSpec, clock: PhaseTimer, kind: str = "adapter") -> list:
         return [TrainLogCallback(self.run_dir / TRAIN_LOG, stage, task.name, self.method.name, clock, kind),
-                *self.progress.trainer_callbacks]
+                StepReached(self), *self.progress.trainer_callbacks]
+
+    def _say_resume(self, stage: int, task: TaskSpec, checkpoints: Path, kind: str = "adapter") -> None:
+        """Which Trainer checkpoint a resumed stage starts from (the Trainer resumes from the same one)."""
+        last = last_complete_checkpoint(checkpoints)
+        if last is not None:
+            what = "training" if kind == "adapter" else f"{kind.replace('_', ' ')} training"
+            self.say(f"stage {stage} ({task.name}): resuming {what} from {last.relative_to(self.run_dir)} "
+                     f"(step {last.name.split('-')[-1]})")
 
     def _train_lora(self, model: PeftModel, adapter: str, stage: int, task: TaskSpec, examples: list[Example],
                     rel: str, clock: PhaseTimer, kind: str = "adapter", hooks=None) -> dict:
@@ -47,6 +69,7 @@ class StageTraining:
         c = self.config
         checkpoints = self.run_dir / "checkpoints" / Path(rel).name if kind == "adapter" else \
             self.run_dir / "checkpoints" / f"{kind}-{Path(rel).name}"
+        self._say_resume(stage, task, checkpoints, kind)
         info = train_adapter(model, adapter, examples, self.encoder, c.train, c.lora, checkpoints, seed=c.seed,
                              progress=self.progress.show_trainer_bars, callbacks=self._callbacks(stage, task, clock, kind),
                              log_dir=self.run_dir / "logs" / (Path(rel).name if kind == "adapter" else f"{kind}-{Path(rel).name}"),
@@ -73,6 +96,7 @@ class StageTraining:
             self._load_full(stage - 1)
         c = self.config
         checkpoints = self.run_dir / "checkpoints" / Path(rel).name
+        self._say_resume(stage, task, checkpoints)
         info = train_full(self.loaded.model, examples, self.encoder, c.train, checkpoints, seed=c.seed,
                           progress=self.progress.show_trainer_bars, callbacks=self._callbacks(stage, task, clock),
                           log_dir=self.run_dir / "logs" / Path(rel).name, run_name=f"{task.name}-{self.method.name}")

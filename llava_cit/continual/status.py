@@ -11,7 +11,7 @@ from llava_cit.continual.manifest import Manifest
 from llava_cit.continual.train_log import read_train_log
 from llava_cit.errors import UserError
 from llava_cit.run_lock import lock_holder
-from llava_cit.run_log import RunLog
+from llava_cit.run_log import SESSION_START, RunLog
 
 
 def _eta(rows: list[dict]) -> tuple[float | None, float | None]:
@@ -61,7 +61,7 @@ def run_status(run_dir: str | Path) -> dict:
             "tokens_per_second": last.get("tokens_per_second") if last else None,
             "seconds_per_step": per_step, "eta_seconds": left,
         }
-    error = RunLog(run_dir / "run.log").last_error()
+    error = RunLog(run_dir / "run.log").last_error(session_start=SESSION_START)
     status["last_error"] = error if (status["lock_holder"] is None and not status["complete"]) else None
     return status
 

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from llava_cit.atomic import atomic_path
 from llava_cit.collation import TrainCollator
+from llava_cit.finite_weights import require_finite
 from llava_cit.methods.base import Method, StageContext, TrainingHooks, combine
 from llava_cit.methods.settings import setting
 
@@ -58,6 +59,7 @@ def save_state(ctx: StageContext, anchor: dict[str, torch.Tensor], importance: d
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"anchor.{k}": v.detach().float().cpu().contiguous() for k, v in anchor.items()}
     tensors.update({f"importance.{k}": v.detach().float().cpu().contiguous() for k, v in importance.items()})
+    require_finite(tensors, path)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))
     return path
