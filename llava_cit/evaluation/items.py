@@ -20,7 +20,7 @@ from llava_cit.data.example import Example
 from llava_cit.data.hf_datasets import load_hf_dataset
 from llava_cit.data.images import BadImage, open_image
 from llava_cit.data.llava_format import conversation_turns, read_records
-from llava_cit.data.paths import resolve_under
+from llava_cit.data.paths import refuse_system_root, resolve_under
 from llava_cit.errors import UserError
 
 
@@ -135,6 +135,7 @@ def load_ocrbench(data: str, images: str | None) -> Benchmark:
         _refuse_duplicates([(r["dataset_name"], r["id"]) for r in records if isinstance(r, dict)
                             and "dataset_name" in r and "id" in r], data, "(dataset_name, id)")
         root = Path(images) if images else Path(data).parent / "OCRBench_Images"
+        refuse_system_root(root, "the images root")
         for index, record in enumerate(records):
             record = record if isinstance(record, dict) else {}
             missing = ocrbench.missing_fields(record)
@@ -163,6 +164,8 @@ def load_gqa(data: str, images: str | None) -> Benchmark:
             raise UserError(str(err)) from None
     _refuse_duplicates([str(r["id"]) for r in records if "id" in r], data, "question id")
     root = Path(images) if images else Path(data).parent / "images"
+    if any("image" not in record for record in records):
+        refuse_system_root(root, "the images root")
     for index, record in enumerate(records):
         missing = gqa.missing_fields(record)
         path, error = (None, None) if "image" in record else _under(root, f"{record.get('imageId')}.jpg")
@@ -183,6 +186,8 @@ def load_llava_format(data: str, images: str | None) -> list[EvalItem]:
     items: list[EvalItem] = []
     records = read_records(data)
     _refuse_duplicates([str(r["id"]) for _, r in records if isinstance(r, dict) and "id" in r], data, "id")
+    if any(isinstance(r, dict) and r.get("image") for _, r in records):
+        refuse_system_root(root, "the images root")
     for index, (line, record) in enumerate(records):
         where = f"{data}: line {line}" if line else f"{data}: record {index}"
         record = record if isinstance(record, dict) else {}
