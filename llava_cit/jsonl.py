@@ -56,3 +56,26 @@ def read_rows(path: Path) -> list[dict]:
             if isinstance(row, dict):
                 rows.append(row)
     return rows
+
+
+def parse_lines(path: Path) -> list[tuple[int, dict | None, str | None]]:
+    """Another tool's JSONL, read strictly: (line number, row, problem) for every non-blank line, `problem` saying
+    why a line is not a JSON object (not UTF-8, malformed or torn JSON, another JSON value); nothing is skipped."""
+    out: list[tuple[int, dict | None, str | None]] = []
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                out.append((number, None, "not UTF-8 text"))
+                continue
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                out.append((number, None, f"malformed JSON ({err.msg})"))
+                continue
+            out.append((number, row, None) if isinstance(row, dict) else
+                       (number, None, f"a row must be a JSON object, not {type(row).__name__}"))
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from PIL import Image
@@ -59,6 +60,16 @@ class Benchmark:
     score_batch: Callable[[list[str], list[EvalItem]], list[dict]] | None = None
     max_new_tokens: int = 128  # the benchmark's generation budget (LLaVA's evaluation default)
     data: str = ""  # the annotation file (or hf:<id>) it was read from
+    # optional: the row of a sample counted as wrong (no prediction, or a bad sample): 0 for its metric and for
+    # every extra metric the sample has
+    wrong_row: Callable[[EvalItem], dict] | None = None
+
+    def wrong(self, item: EvalItem) -> dict:
+        return self.wrong_row(item) if self.wrong_row is not None else {"score": 0.0}
+
+    @cached_property
+    def sample_keys(self) -> frozenset[str]:
+        return frozenset(item.key for item in self.items)
 
     def key_for_row(self, row: dict, source: str) -> str | None:
         """Which sample an external prediction row answers: by `key`, `index`, `dataset_name`+`id`, or `id`
@@ -215,7 +226,7 @@ def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
     """Any registered task (or task file) evaluated on its declared test source (or --data: a LLaVA-format
     file for a vision task, a JSONL {"instruction","input","output"} file for a text task)."""
     from llava_cit.data.sources import load_source
-    from llava_cit.scoring import mean_defined, score_samples
+    from llava_cit.scoring import mean_defined, score_samples, wrong_scores
     from llava_cit.tasks.registry import resolve_task
 
     task = resolve_task(name)
@@ -238,7 +249,8 @@ def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
                 **{m: mean_defined([r.get(m) for r in rows]) for m in task.extra_metrics}}
 
     return Benchmark(task.name, items, lambda prediction, item: score_batch([prediction], [item])[0]["score"], report,
-                     score_batch=score_batch, max_new_tokens=task.max_new_tokens, data=data or str(source.get("path", "")))
+                     score_batch=score_batch, max_new_tokens=task.max_new_tokens, data=data or str(source.get("path", "")),
+                     wrong_row=lambda item: wrong_scores(task, by_id[item.key]))
 
 
 LOADERS = {"ocrbench": load_ocrbench, "gqa": load_gqa, "ocrvqa": load_ocrvqa}
