@@ -62,6 +62,14 @@ def test_bombs_and_non_images_are_counted_bad_samples_in_evaluation(tmp_path, fa
     assert scores["Final Score"] == {"correct": 3, "total": 8}  # keys 0, 2 and 4 right; the three bad ones scored wrong
 
 
+def test_downloaded_bombs_are_refused_not_fatal(faulty_images):
+    from llava_cit.data_prep.ocrvqa_images import as_jpeg, image_ok
+
+    assert not image_ok(faulty_images / "bomb.png") and not image_ok(faulty_images / "passwd.png")
+    with pytest.raises(ValueError, match="not an image"):
+        as_jpeg((faulty_images / "bomb.png").read_bytes())
+
+
 def llava_records(folder, count):
     Image.new("RGB", (16, 16), "white").save(folder / "ok.png")
     conversation = [{"from": "human", "value": "<image>\nWhat colour?"}, {"from": "gpt", "value": "white"}]
