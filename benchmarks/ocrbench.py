@@ -23,7 +23,8 @@ def score(prediction: str, answers: str | Sequence[str], dataset_name: str = "")
     """1 if any answer occurs in the prediction under the official OCRBench rule, else 0.
 
     Default: lower-case, strip, newlines to spaces, then substring test. HME100k: no
-    lower-casing; every space and newline removed on both sides.
+    lower-casing; every space and newline removed on both sides. A gold answer that is empty after this
+    (none in the official file) matches nothing: it would be contained in every prediction.
     """
     golds = [answers] if isinstance(answers, str) else list(answers)
     for gold in golds:
@@ -33,7 +34,7 @@ def score(prediction: str, answers: str | Sequence[str], dataset_name: str = "")
         else:
             a = gold.lower().strip().replace("\n", " ")
             p = prediction.lower().strip().replace("\n", " ")
-        if a in p:
+        if a and a in p:
             return 1
     return 0
 
@@ -63,17 +64,21 @@ def missing_fields(record) -> list[str]:
 
 
 def report(rows: Sequence[dict]) -> dict:
-    """Per-type totals, 'Text Recognition' (the six recognition types, out of 300) and the final score.
+    """Per-type totals, 'Text Recognition' (the six recognition types, out of 300), the final score and, as the
+    official script prints for a subset of the file, the accuracy per source dataset.
 
-    `rows` carry `type` and `score` (0/1). Counts are over the rows given (1,000 for a full run).
+    `rows` carry `type`, `dataset_name` and `score` (0/1), one per sample: a sample without a prediction is a row
+    scored 0, as in the official script (whose totals are the file's 50/200/100 per type, answered or not).
     """
     per_type: OrderedDict[str, dict] = OrderedDict()
     for name in RECOGNITION_TYPES + OTHER_TYPES:
         per_type[name] = {"correct": 0, "total": 0}
+    per_dataset: dict[str, dict] = {}
     for row in rows:
-        entry = per_type.setdefault(row["type"], {"correct": 0, "total": 0})
-        entry["correct"] += int(row["score"])
-        entry["total"] += 1
+        for entry in (per_type.setdefault(row["type"], {"correct": 0, "total": 0}),
+                      per_dataset.setdefault(str(row.get("dataset_name", "")), {"correct": 0, "total": 0})):
+            entry["correct"] += int(row["score"])
+            entry["total"] += 1
     recognition = {k: sum(per_type[t][k] for t in RECOGNITION_TYPES) for k in ("correct", "total")}
     final = {k: sum(v[k] for v in per_type.values()) for k in ("correct", "total")}
     scene = per_type[SCENE_VQA]
@@ -82,4 +87,6 @@ def report(rows: Sequence[dict]) -> dict:
         "Text Recognition": recognition,
         "Scene Text-centric VQA accuracy": scene["correct"] / scene["total"] if scene["total"] else None,
         "Final Score": final,
+        "per_dataset": {name: {**entry, "accuracy": entry["correct"] / entry["total"]}
+                        for name, entry in sorted(per_dataset.items())},
     }

@@ -233,7 +233,9 @@ def eval_(
                                                                 "task's own; else the benchmark's: OCRBench/OCR-VQA 128, GQA 16)."),
     limit: int | None = typer.Option(None, min=1, help="Only the first N samples (smoke runs)."),
     skip_bad: bool = typer.Option(False, help="Exclude bad samples (unreadable image, empty question, ...) from the "
-                                              "score (default: scored as wrong). Either way they are listed."),
+                                              "score (default: scored as wrong). Either way they are listed. With "
+                                              "--predictions, a malformed line is listed and counted (its sample has "
+                                              "no prediction: wrong) instead of stopping."),
     dtype: str | None = typer.Option(None, help="bfloat16, float16, float32 (bare --model only)."),
     load_in_4bit: bool = typer.Option(False, help="4-bit QLoRA loading (CUDA only; bare --model only)."),
     system_prompt: str = typer.Option("auto", help="Bare --model only: auto (LLaVA-1.5's vicuna_v1 for LLaVA "
@@ -263,7 +265,9 @@ def eval_(
     if predictions is not None:
         if not predictions.is_file():
             raise UserError(f"predictions file not found: {predictions}")
-        scores = score_predictions(bench, load_external_predictions(predictions, bench), out, skip_bad, limit)
+        bad_lines = [] if skip_bad else None  # else a malformed line is an error naming it
+        rows = load_external_predictions(predictions, bench, bad_lines)
+        scores = score_predictions(bench, rows, out, skip_bad, limit, bad_lines)
         print_scores(scores, console)
         return
     from llava_cit.serving import RunServer, bare_server

@@ -1,11 +1,14 @@
-"""Append-only JSONL files that heal: a torn last line (a crash mid-write) is cut away before the next
-append, so a bad line never ends up in the middle of the file."""
+"""JSONL files. Ours are append-only and heal: a torn last line (a crash mid-write) is cut away before the next
+append, so a bad line never ends up in the middle of the file. Another tool's are read strictly (`parse_lines`):
+every line that is not a JSON object is reported with its number, never skipped silently."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+
+from llava_cit.errors import UserError
 
 
 def heal(path: Path) -> int:
@@ -56,3 +59,29 @@ def read_rows(path: Path) -> list[dict]:
             if isinstance(row, dict):
                 rows.append(row)
     return rows
+
+
+def parse_lines(path: Path) -> list[tuple[int, dict | None, str | None]]:
+    """Another tool's JSONL, read strictly: (line number, row, problem) for every non-blank line, `problem` saying
+    why a line is not a JSON object (not UTF-8, malformed or torn JSON, another JSON value); nothing is skipped."""
+    out: list[tuple[int, dict | None, str | None]] = []
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+    for number, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            out.append((number, None, "not UTF-8 text"))
+            continue
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            out.append((number, None, f"malformed JSON ({err.msg})"))
+            continue
+        out.append((number, row, None) if isinstance(row, dict) else
+                   (number, None, f"a row must be a JSON object, not {type(row).__name__}"))
+    return out

@@ -53,6 +53,14 @@ def extra_scores(task: TaskSpec, predictions: Sequence[str], examples: Sequence[
     return out
 
 
+def wrong_scores(task: TaskSpec, example: Example) -> dict:
+    """The row of a sample counted as wrong (no prediction, or a bad sample): 0 for the task's metric and for each
+    extra metric the sample has (None where it has none, as `extra_scores` gives)."""
+    extras = {name: (0.0 if "constraint" in example.meta else None) if name == "constraint_rate" else 0.0
+              for name in task.extra_metrics}
+    return {"score": 0.0, **extras}
+
+
 def score_samples(task: TaskSpec, predictions: Sequence[str], examples: Sequence[Example]) -> list[dict]:
     """Per sample: {"score": the task's metric, plus one key per extra metric}."""
     extras = extra_scores(task, predictions, examples)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from llava_cit.data.example import Example
-from llava_cit.data.paths import resolve_under
+from llava_cit.data.paths import refuse_system_root, resolve_under
 from llava_cit.errors import UserError
 
 
@@ -72,6 +72,7 @@ def load_llava(path: str | Path, image_folder: str | Path | None = None, limit: 
     (scored as a bad sample) instead of stopping the load."""
     path = Path(path)
     folder = Path(image_folder) if image_folder else path.parent
+    folder_checked = False
     examples = []
     records = read_records(path)
     for index, (line, record) in enumerate(records):
@@ -79,6 +80,9 @@ def load_llava(path: str | Path, image_folder: str | Path | None = None, limit: 
             break
         records[index] = (line, None)  # each parsed record is dropped once it is an example
         where = f"{path}: line {line}" if line else f"{path}: record {index}"
+        if not folder_checked and isinstance(record, dict) and record.get("image"):
+            refuse_system_root(folder, f"{path}: the image folder")  # stops the load, even in evaluation
+            folder_checked = True
         try:
             if not isinstance(record, dict):
                 raise UserError(f"{where}: a record must be an object")

@@ -30,3 +30,28 @@ def expand_data_root(value, what: str):
                         f"`llava-cit data split-mix ... --out $LLAVA_CIT_DATA/llava_cit` (README, 'Reproducing the "
                         f"paper') and export {DATA_ROOT_VAR}=<that data root>")
     return value.replace("${" + DATA_ROOT_VAR + "}", root).replace("$" + DATA_ROOT_VAR, root)
+
+
+SYSTEM_FOLDERS = ("/etc", "/bin", "/sbin", "/boot", "/dev", "/proc", "/sys", "/usr", "/lib", "/lib32", "/lib64",
+                  "/var", "/root", "/run", "/srv", "/opt", "/home")
+UNDER_SYSTEM = ("/etc", "/bin", "/sbin", "/boot", "/dev", "/proc", "/sys", "/usr/bin", "/usr/sbin", "/usr/lib")
+
+
+def refuse_system_root(root: str | Path, what: str) -> Path:
+    """`root` resolved, unless it is the filesystem root, the home folder, a system folder (or inside /etc, /usr/bin,
+    ...): images are looked up under it, and a record naming `etc/passwd` must not be readable as data."""
+    resolved = Path(root).resolve()
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError):  # no home folder known
+        home = Path(resolved.anchor)
+    if resolved == Path(resolved.anchor):
+        kind = "the filesystem root"
+    elif resolved == home or resolved in home.parents:
+        kind = "the home folder" if resolved == home else "a folder holding home folders"
+    elif resolved in [Path(p) for p in SYSTEM_FOLDERS] or any(Path(p) in (resolved, *resolved.parents) for p in UNDER_SYSTEM):
+        kind = "a system folder"
+    else:
+        return resolved
+    raise UserError(f"{what} '{root}' is {kind} ({resolved}), which holds system or private files: point it at the "
+                    f"folder that holds the images")

@@ -23,7 +23,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from llava_cit.data.images import IMAGE_FAULTS
 
 USER_AGENT = "llava-cit (OCR-VQA image download)"
 
@@ -40,7 +42,7 @@ def image_ok(path: Path) -> bool:
         with Image.open(path) as image:
             image.load()
         return True
-    except (OSError, UnidentifiedImageError, ValueError):
+    except IMAGE_FAULTS:  # a decompression bomb included
         return False
 
 
@@ -60,7 +62,7 @@ def as_jpeg(body: bytes) -> bytes:
             out = io.BytesIO()
             image.convert("RGB").save(out, format="JPEG", quality=95)
             return out.getvalue()
-    except (OSError, UnidentifiedImageError) as err:
+    except IMAGE_FAULTS as err:  # a decompression bomb included
         kind = "an HTML page" if body.lstrip()[:1] == b"<" else f"{len(body)} bytes that are not a complete image"
         raise ValueError(f"not an image: {kind} ({err})") from None
 

@@ -9,6 +9,7 @@ answer) is counted and listed (scored as wrong, or excluded with skip_bad); it n
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from llava_cit.atomic import write_json
 from llava_cit.data.images import BadImage
 from llava_cit.errors import UserError
 from llava_cit.evaluation.items import Benchmark, EvalItem
-from llava_cit.jsonl import append_rows, read_rows
+from llava_cit.jsonl import append_rows, parse_lines, read_rows
 
 PREDICTIONS, SCORES = "predictions.jsonl", "scores.json"
 WINDOW = 8  # batches routed and generated together (grouped by route) between two appends
@@ -71,20 +72,23 @@ def run_predictions(benchmark: Benchmark, server, out_dir: Path, batch_size: int
 
 
 def score_predictions(benchmark: Benchmark, rows: dict[str, dict], out_dir: Path | None, skip_bad: bool = False,
-                      limit: int | None = None) -> dict:
-    """Score rows by sample key (ours, or another tool's: see load_external_predictions)."""
+                      limit: int | None = None, bad_lines: list[dict] | None = None) -> dict:
+    """Score rows by sample key (ours, or another tool's: see load_external_predictions). A sample without a
+    prediction counts as wrong in every denominator; a bad sample (unreadable image, ...) too, unless `skip_bad`
+    excludes it. `bad_lines`: the malformed lines of an external predictions file, recorded with the scores."""
     items = benchmark.items[:limit] if limit else benchmark.items
     scored, bad, missing, answered = [], [], [], []
     for item in items:
         row = rows.get(item.key)
-        if row is None:
-            missing.append(item.key)
-            continue
-        error = row.get("error") or item.error or (None if item.answers else "missing answer field")
-        if error or row.get("prediction") is None:
-            bad.append({"key": item.key, **item.meta, "error": error or "no prediction"})
+        error = (row or {}).get("error") or item.error or (None if item.answers else "missing answer field")
+        if error:
+            bad.append({"key": item.key, **item.meta, "error": error})
             if not skip_bad:
-                scored.append({**item.meta, "key": item.key, "score": 0.0})
+                scored.append({**item.meta, "key": item.key, **benchmark.wrong(item)})
+            continue
+        if row is None or row.get("prediction") is None:
+            missing.append(item.key)
+            scored.append({**item.meta, "key": item.key, **benchmark.wrong(item)})
             continue
         answered.append((item, str(row["prediction"])))
     if benchmark.score_batch is not None and answered:
@@ -92,6 +96,8 @@ def score_predictions(benchmark: Benchmark, rows: dict[str, dict], out_dir: Path
     else:
         values = [{"score": benchmark.score(prediction, item)} for item, prediction in answered]
     scored += [{**item.meta, "key": item.key, **value} for (item, _), value in zip(answered, values)]
+    order = {item.key: index for index, item in enumerate(items)}
+    scored.sort(key=lambda row: order[row["key"]])
     scores = {
         "benchmark": benchmark.name,
         **benchmark.report(scored),
@@ -101,27 +107,68 @@ def score_predictions(benchmark: Benchmark, rows: dict[str, dict], out_dir: Path
         "bad_samples": bad,
         "bad_policy": "excluded (--skip-bad)" if skip_bad else "scored as wrong",
     }
+    if bad_lines is not None:
+        scores["bad_lines"] = bad_lines
     if out_dir is not None:
         write_json(out_dir / SCORES, scores)
     return scores
 
 
-def load_external_predictions(path: str | Path, benchmark: Benchmark) -> dict[str, dict]:
+ANSWER_FIELDS = ("prediction", "answer", "text")
+
+
+class MalformedLine(Exception):
+    """Why one line of an external predictions file cannot be used."""
+
+
+def _external_row(row: dict, benchmark: Benchmark, where: str) -> tuple[str, str | None]:
+    """(sample key, prediction or None) of one external row; raises MalformedLine saying what is wrong with it."""
+    if row.get("index") is not None:
+        index = row["index"]
+        if isinstance(index, str) and index.strip().isascii() and index.strip().lstrip("-").isdigit():
+            row["index"] = int(index)
+        elif isinstance(index, bool) or not isinstance(index, int):
+            raise MalformedLine(f"field 'index' is {json.dumps(index)}, not an integer")
+    key = benchmark.key_for_row(row, where)
+    if key is None:
+        raise MalformedLine("no field names its sample ('index', 'dataset_name' + 'id', 'key' or 'id')")
+    if key not in benchmark.sample_keys:
+        named = {k: row[k] for k in ("key", "index", "dataset_name", "id") if k in row}
+        raise MalformedLine(f"{json.dumps(named)} names no sample of {benchmark.data or benchmark.name}")
+    field = next((f for f in ANSWER_FIELDS if f in row), None)
+    if field is None:
+        raise MalformedLine(f"no answer field (one of {', '.join(repr(f) for f in ANSWER_FIELDS)})")
+    prediction = row[field]
+    if prediction is not None and (isinstance(prediction, bool) or not isinstance(prediction, str | int | float)):
+        raise MalformedLine(f"field '{field}' is a {type(prediction).__name__}, not a string")
+    return key, None if prediction is None else str(prediction)
+
+
+def load_external_predictions(path: str | Path, benchmark: Benchmark, bad_lines: list[dict] | None = None
+                              ) -> dict[str, dict]:
     """Another tool's predictions (JSONL): rows keyed by `index` (position in the file, as VLMEvalKit), by
     `dataset_name` + `id`, by our `key`, or by `id` alone where ids are unique in the benchmark's file; the
-    answer in `prediction`, `answer` or `text`. Two rows for one sample are refused."""
+    answer in `prediction`, `answer` or `text` (null: no prediction, scored as wrong). Two rows for one sample
+    are refused. A malformed line (torn or invalid JSON, not UTF-8, no sample or an unknown one, a non-integer
+    index, a non-string answer) is a UserError naming its line; with `bad_lines` (a list) it is appended there
+    instead, its sample left without a prediction."""
     path = Path(path)
     rows: dict[str, dict] = {}
-    for number, row in enumerate(read_rows(path), 1):
-        key = benchmark.key_for_row(row, str(path))
-        if key is None:
+    for number, row, problem in parse_lines(path):
+        where = f"{path}: line {number}"
+        try:
+            if problem is not None:
+                raise MalformedLine(problem)
+            key, prediction = _external_row(row, benchmark, where)
+        except MalformedLine as err:
+            if bad_lines is None:
+                raise UserError(f"{where}: {err} (--skip-bad lists and counts such lines instead)") from None
+            bad_lines.append({"line": number, "error": str(err)})
             continue
         if key in rows:
-            raise UserError(f"{path}: row {number} answers sample '{key}' a second time (rows must be unique)")
-        if "prediction" not in row:
-            row["prediction"] = row.get("answer") if row.get("answer") is not None else row.get("text")
+            raise UserError(f"{where} answers sample '{key}' a second time (rows must be unique)")
         row.pop("error", None)
-        rows[key] = row
+        rows[key] = {**row, "prediction": prediction}
     return rows
 
 

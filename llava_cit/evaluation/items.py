@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from PIL import Image
@@ -20,7 +21,7 @@ from llava_cit.data.example import Example
 from llava_cit.data.hf_datasets import load_hf_dataset
 from llava_cit.data.images import BadImage, open_image
 from llava_cit.data.llava_format import conversation_turns, read_records
-from llava_cit.data.paths import resolve_under
+from llava_cit.data.paths import refuse_system_root, resolve_under
 from llava_cit.errors import UserError
 
 
@@ -59,6 +60,16 @@ class Benchmark:
     score_batch: Callable[[list[str], list[EvalItem]], list[dict]] | None = None
     max_new_tokens: int = 128  # the benchmark's generation budget (LLaVA's evaluation default)
     data: str = ""  # the annotation file (or hf:<id>) it was read from
+    # optional: the row of a sample counted as wrong (no prediction, or a bad sample): 0 for its metric and for
+    # every extra metric the sample has
+    wrong_row: Callable[[EvalItem], dict] | None = None
+
+    def wrong(self, item: EvalItem) -> dict:
+        return self.wrong_row(item) if self.wrong_row is not None else {"score": 0.0}
+
+    @cached_property
+    def sample_keys(self) -> frozenset[str]:
+        return frozenset(item.key for item in self.items)
 
     def key_for_row(self, row: dict, source: str) -> str | None:
         """Which sample an external prediction row answers: by `key`, `index`, `dataset_name`+`id`, or `id`
@@ -135,6 +146,7 @@ def load_ocrbench(data: str, images: str | None) -> Benchmark:
         _refuse_duplicates([(r["dataset_name"], r["id"]) for r in records if isinstance(r, dict)
                             and "dataset_name" in r and "id" in r], data, "(dataset_name, id)")
         root = Path(images) if images else Path(data).parent / "OCRBench_Images"
+        refuse_system_root(root, "the images root")
         for index, record in enumerate(records):
             record = record if isinstance(record, dict) else {}
             missing = ocrbench.missing_fields(record)
@@ -163,6 +175,8 @@ def load_gqa(data: str, images: str | None) -> Benchmark:
             raise UserError(str(err)) from None
     _refuse_duplicates([str(r["id"]) for r in records if "id" in r], data, "question id")
     root = Path(images) if images else Path(data).parent / "images"
+    if any("image" not in record for record in records):
+        refuse_system_root(root, "the images root")
     for index, record in enumerate(records):
         missing = gqa.missing_fields(record)
         path, error = (None, None) if "image" in record else _under(root, f"{record.get('imageId')}.jpg")
@@ -183,6 +197,8 @@ def load_llava_format(data: str, images: str | None) -> list[EvalItem]:
     items: list[EvalItem] = []
     records = read_records(data)
     _refuse_duplicates([str(r["id"]) for _, r in records if isinstance(r, dict) and "id" in r], data, "id")
+    if any(isinstance(r, dict) and r.get("image") for _, r in records):
+        refuse_system_root(root, "the images root")
     for index, (line, record) in enumerate(records):
         where = f"{data}: line {line}" if line else f"{data}: record {index}"
         record = record if isinstance(record, dict) else {}
@@ -210,7 +226,7 @@ def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
     """Any registered task (or task file) evaluated on its declared test source (or --data: a LLaVA-format
     file for a vision task, a JSONL {"instruction","input","output"} file for a text task)."""
     from llava_cit.data.sources import load_source
-    from llava_cit.scoring import mean_defined, score_samples
+    from llava_cit.scoring import mean_defined, score_samples, wrong_scores
     from llava_cit.tasks.registry import resolve_task
 
     task = resolve_task(name)
@@ -233,7 +249,8 @@ def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
                 **{m: mean_defined([r.get(m) for r in rows]) for m in task.extra_metrics}}
 
     return Benchmark(task.name, items, lambda prediction, item: score_batch([prediction], [item])[0]["score"], report,
-                     score_batch=score_batch, max_new_tokens=task.max_new_tokens, data=data or str(source.get("path", "")))
+                     score_batch=score_batch, max_new_tokens=task.max_new_tokens, data=data or str(source.get("path", "")),
+                     wrong_row=lambda item: wrong_scores(task, by_id[item.key]))
 
 
 LOADERS = {"ocrbench": load_ocrbench, "gqa": load_gqa, "ocrvqa": load_ocrvqa}

@@ -21,6 +21,9 @@ def print_scores(scores: dict, console: Console) -> None:
         acc = scores["Scene Text-centric VQA accuracy"]
         if acc is not None:
             table.add_row("Scene Text-centric VQA accuracy", f"{acc:.4f}")
+        if final["total"] != 1000:  # a subset of the file: the official script reports accuracy per source dataset
+            for name, entry in scores.get("per_dataset", {}).items():
+                table.add_row(f"dataset: {name}", f"{entry['accuracy']:.4f} ({entry['correct']} / {entry['total']})")
     elif "metric" in scores:  # a registered task: its metric's mean, then its extra metrics
         for name, key in [(scores["metric"], "score")] + [(k, k) for k in scores if k.endswith("_rate")]:
             table.add_row(name, "—" if scores[key] is None else f"{scores[key]:.4f}", style="bold")
@@ -35,4 +38,8 @@ def print_scores(scores: dict, console: Console) -> None:
                       f"first: {scores['bad_samples'][0]['id']}: {scores['bad_samples'][0]['error']}",
                       soft_wrap=True, highlight=False)
     if scores["missing_predictions"]:
-        console.print(f"{scores['missing_predictions']} samples have no prediction yet", highlight=False)
+        console.print(f"{scores['missing_predictions']} samples have no prediction (scored as wrong)", highlight=False)
+    if scores.get("bad_lines"):
+        first = scores["bad_lines"][0]
+        console.print(f"{len(scores['bad_lines'])} malformed prediction lines skipped (--skip-bad; their samples have no "
+                      f"prediction), first: line {first['line']}: {first['error']}", soft_wrap=True, highlight=False)
