@@ -116,3 +116,18 @@ def sari(sources: Sequence[str], predictions: Sequence[str], references: Sequenc
     if not (len(sources) == len(predictions) == len(references)):
         raise ValueError("sources, predictions and references must have the same length")
     return [100 * sari_sentence(s, p, r) for s, p, r in zip(sources, predictions, references)]
+
+
+CONSTRAINT_KINDS = ("start", "contain", "end")
+
+
+def constraint_met(prediction: str, kind: str, word: str) -> bool:
+    """CT0's check (`computeConstrain`): the prediction starts with / contains / ends with the keyword."""
+    prediction = prediction.strip()
+    if kind == "start":
+        return prediction.startswith(word)
+    if kind == "contain":
+        return word in prediction
+    if kind == "end":
+        return prediction.endswith(word)
+    raise ValueError(f"unknown constraint type '{kind}' (known: {', '.join(CONSTRAINT_KINDS)})")

@@ -1,15 +1,15 @@
-"""Score a task's predictions with its declared metric, a whole list at a time (BERTScore batches)."""
+"""Score a task's predictions with the metrics it names (benchmarks.metrics, found by name), a whole list at a time
+(BERTScore batches)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from benchmarks import text_metrics
-from benchmarks.exact_match import exact_match
-from benchmarks.ocrbench import score as ocrbench_score
+from benchmarks.metrics import METRICS, Sample
+from benchmarks.metrics import score as metric_score
+from benchmarks.text_metrics import MetricUnavailable
 from llava_cit.data.example import Example
 from llava_cit.errors import UserError
-from llava_cit.tasks.ct0_prompts import constraint_met
 from llava_cit.tasks.spec import TaskSpec
 
 
@@ -22,43 +22,28 @@ def source(example: Example) -> str:
     return example.meta.get("source") or example.input
 
 
+def as_sample(prediction: str, example: Example) -> Sample:
+    return Sample(prediction, references(example), source(example), example.meta)
+
+
 def score_all(task: TaskSpec, predictions: Sequence[str], examples: Sequence[Example]) -> list[float]:
-    """Per-sample scores in [0, 1] (SARI is divided by 100)."""
-    if task.metric == "exact_match":
-        return [exact_match(p, references(ex), task.normalizer) for p, ex in zip(predictions, examples)]
-    if task.metric == "ocrbench":
-        return [float(ocrbench_score(p, references(ex), ex.meta.get("dataset_name", "")))
-                for p, ex in zip(predictions, examples)]
-    if task.metric == "rouge1":
-        return text_metrics.rouge1(predictions, [references(ex) for ex in examples])
-    if task.metric == "sari":
-        scores = text_metrics.sari([source(ex) for ex in examples], predictions, [references(ex) for ex in examples])
-        return [s / 100 for s in scores]
-    if task.metric == "bertscore":
-        return text_metrics.bertscore_f1(predictions, [references(ex) for ex in examples],
-                                         **bertscore_args(task.metric_args))
-    raise ValueError(f"unknown metric {task.metric}")
+    """Per-sample scores of the task's metric, in [0, 1] (SARI is divided by 100)."""
+    samples = [as_sample(p, ex) for p, ex in zip(predictions, examples)]
+    return metric_score(task.metric, samples, task.normalizer, **metric_args(task.metric_args))
 
 
 def extra_scores(task: TaskSpec, predictions: Sequence[str], examples: Sequence[Example]
                  ) -> dict[str, list[float | None]]:
     """The task's extra metrics per sample (None where a sample does not carry what the metric needs)."""
-    out: dict[str, list[float | None]] = {}
-    for name in task.extra_metrics:
-        if name == "constraint_rate":
-            out[name] = [float(constraint_met(p, ex.meta["constraint"]["type"], ex.meta["constraint"]["word"]))
-                         if "constraint" in ex.meta else None for p, ex in zip(predictions, examples)]
-        else:
-            raise ValueError(f"unknown extra metric {name}")
-    return out
+    samples = [as_sample(p, ex) for p, ex in zip(predictions, examples)]
+    return {name: metric_score(name, samples, task.normalizer) for name in task.extra_metrics}
 
 
 def wrong_scores(task: TaskSpec, example: Example) -> dict:
     """The row of a sample counted as wrong (no prediction, or a bad sample): 0 for the task's metric and for each
     extra metric the sample has (None where it has none, as `extra_scores` gives)."""
-    extras = {name: (0.0 if "constraint" in example.meta else None) if name == "constraint_rate" else 0.0
-              for name in task.extra_metrics}
-    return {"score": 0.0, **extras}
+    sample = as_sample("", example)
+    return {"score": 0.0, **{name: METRICS.get(name).wrong(sample) for name in task.extra_metrics}}
 
 
 def score_samples(task: TaskSpec, predictions: Sequence[str], examples: Sequence[Example]) -> list[dict]:
@@ -73,7 +58,7 @@ def mean_defined(values: Sequence[float | None]) -> float | None:
     return sum(defined) / len(defined) if defined else None
 
 
-def bertscore_args(args: dict) -> dict:
+def metric_args(args: dict) -> dict:
     """`model_type` may name a model packaged on PyPI (e.g. `minilm-l6`): it is read from the installed package."""
     from llava_cit.models.packaged import PACKAGED, packaged_path
 
@@ -84,10 +69,13 @@ def bertscore_args(args: dict) -> dict:
 
 
 def check_metric(task: TaskSpec) -> None:
-    """Raise UserError now if the task's metric could not run at evaluation time (e.g. BERTScore offline)."""
-    if task.metric == "bertscore":
+    """Raise UserError now if one of the task's metrics could not run at evaluation time (e.g. BERTScore offline)."""
+    for name, args in [(task.metric, task.metric_args), *((extra, {}) for extra in task.extra_metrics)]:
+        check = METRICS.get(name).check
+        if check is None:
+            continue
         try:
-            text_metrics.check_bertscore(**bertscore_args(task.metric_args))
-        except text_metrics.MetricUnavailable as err:
+            check(**metric_args(args))
+        except MetricUnavailable as err:
             raise UserError(f"task '{task.name}': {err} (set metric_args.model_type to a local model, or "
                             f"evaluate elsewhere)") from None

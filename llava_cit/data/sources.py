@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from llava_cit.data import synthetic
+from llava_cit.data.benchmark_files import read_benchmark
 from llava_cit.data.ct0_datasets import READERS, read_ct0
 from llava_cit.data.example import Example
 from llava_cit.data.hf_datasets import load_hf_dataset
@@ -43,17 +44,15 @@ def _benchmark_examples(source: dict[str, Any], limit: int | None, task: str, sp
     """A slice of a benchmark as a task's test set, keyed and described as `llava-cit eval` does (the
     benchmark's own scoring goes with `metric`, e.g. ocrbench): {"type": "benchmark", "benchmark": "ocrbench",
     "path": "OCRBench.json", "images": "OCRBench_Images", "types": ["Scene Text-centric VQA"]}."""
-    from llava_cit.evaluation.items import load_benchmark
-
     where = f"task '{task}': the {split} data"
     if "benchmark" not in source or "path" not in source:
         raise UserError(f"{where}: a source of type benchmark needs 'benchmark' and 'path'")
-    bench = load_benchmark(source["benchmark"], expand_data_root(source["path"], where),
+    every = read_benchmark(source["benchmark"], expand_data_root(source["path"], where),
                            expand_data_root(source.get("images"), where))
     types = source.get("types")
-    items = [i for i in bench.items if not types or i.meta.get("type") in types]
+    items = [i for i in every if not types or i.meta.get("type") in types]
     if types and not items:
-        known = sorted({i.meta.get("type") for i in bench.items})
+        known = sorted({i.meta.get("type") for i in every})
         raise UserError(f"{where}: no sample of type {types} in {source['path']} (types: {', '.join(map(str, known))})")
     examples = []
     for item in items[:limit] if limit is not None else items:

@@ -1,5 +1,6 @@
 """Methods by name; each method module registers itself in one line, and a method file of your own
-(`method: path/to/my_method.py`, a file that calls `register(...)`) is loaded the same way."""
+(`method: path/to/my_method.py`, a file that calls `register(...)`) is loaded the same way. A name (or alias)
+registered twice by different methods is an error (benchmarks.registry.Registry)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,22 @@ import importlib.util
 import pkgutil
 from pathlib import Path
 
+from benchmarks.registry import DuplicateName, Registry
 from llava_cit.errors import UserError
 from llava_cit.methods.base import Method
 
-METHODS: dict[str, Method] = {}
-NOT_METHODS = {"base", "registry", "regularization", "task_similarity"}  # modules of the package that define no method
+METHODS: Registry[Method] = Registry("method")
+# modules of the package that define no method
+NOT_METHODS = {"base", "registry", "regularization", "settings", "task_similarity"}
+_FILES: dict[Path, Method] = {}  # method files already run in this process, by resolved path
 
 
 def register(method: Method, *aliases: str) -> Method:
-    """Make `method` known by its name (and by each alias)."""
-    for name in (method.name, *aliases):
-        METHODS[name] = method
-    return method
+    """Make `method` known by its name (and by each alias); a name another method holds is a one-line error."""
+    try:
+        return METHODS.add(method.name, method, *aliases)
+    except DuplicateName as err:
+        raise UserError(str(err)) from None
 
 
 def _import_builtin() -> None:
@@ -37,20 +42,25 @@ def known_methods() -> list[tuple[str, Method]]:
 
 
 def load_method_file(path: Path) -> Method:
-    """Run a method file; it must register exactly one new method (returned)."""
+    """Run a method file (once per process); it must register exactly one new method (returned)."""
     if not path.is_file():
         raise UserError(f"method file not found: {path}")
-    before = dict(METHODS)
+    if path.resolve() in _FILES:
+        return _FILES[path.resolve()]
+    before = set(METHODS.names())
     spec = importlib.util.spec_from_file_location(f"llava_cit_method_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
     except Exception as err:
         raise UserError(f"{path}: the method file failed to load ({type(err).__name__}: {err})") from None
-    added = {m.name for name, m in METHODS.items() if before.get(name) is not m}
+    added = {METHODS.get(name).name for name in set(METHODS.names()) - before}
     if len(added) != 1:
         raise UserError(f"{path}: a method file must register exactly one method (it registered {len(added)})")
-    return next(m for m in METHODS.values() if m.name in added)
+    _FILES[path.resolve()] = METHODS.get(added.pop())
+    return _FILES[path.resolve()]
 
 
 def get_method(name: str, base_dir: Path | None = None) -> Method:
@@ -61,5 +71,5 @@ def get_method(name: str, base_dir: Path | None = None) -> Method:
             path = base_dir / path
         return load_method_file(path)
     if name not in METHODS:
-        raise UserError(f"unknown method '{name}' (known: {', '.join(sorted(METHODS))}; or a method file path)")
-    return METHODS[name]
+        raise UserError(f"unknown method '{name}' (known: {', '.join(METHODS.names())}; or a method file path)")
+    return METHODS.get(name)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from transformers import (
     LlavaForConditionalGeneration,
 )
 
+from benchmarks.registry import Registry
 from llava_cit.data.paths import expand_data_root
 from llava_cit.errors import UserError
 from llava_cit.models.packaged import PACKAGED, resolve_model_spec
@@ -25,9 +28,11 @@ from llava_cit.models.smollm2_llava import SPEC as SMOLLM2_LLAVA
 from llava_cit.models.smollm2_llava import smollm2_llava
 from llava_cit.models.tiny import TINY_SPECS, build_tiny
 
-# models built in code (name -> seed -> (model, processor)): the tiny specs and the LLaVA on the packaged SmolLM2
-BUILT_IN = {**{name: (lambda seed, name=name: build_tiny(name, seed=seed)) for name in TINY_SPECS},
-            SMOLLM2_LLAVA: smollm2_llava}
+# model specs built in code (name -> seed -> (model, processor)): the tiny specs and the LLaVA on the packaged SmolLM2
+MODEL_SPECS: Registry[Callable[[int], tuple[Any, Any]]] = Registry("model spec")
+for _name in TINY_SPECS:
+    MODEL_SPECS.add(_name, functools.partial(build_tiny, _name))
+MODEL_SPECS.add(SMOLLM2_LLAVA, smollm2_llava)
 DTYPES = {"auto": "auto", "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
@@ -81,8 +86,8 @@ def load_model(
     LLaVA on the packaged SmolLM2), a `.gguf` file, a local directory, or a Hub id."""
     quant = quantization_config(load_in_4bit)
     torch_dtype = _resolve_dtype(dtype)
-    if spec in BUILT_IN:
-        model, processor = BUILT_IN[spec](seed)
+    if spec in MODEL_SPECS:
+        model, processor = MODEL_SPECS.get(spec)(seed)
         is_vision = hasattr(model.config, "vision_config")
         if quant is None and device_map is None:
             if torch_dtype not in (None, "auto"):

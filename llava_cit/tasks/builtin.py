@@ -4,7 +4,7 @@
 `playground/data`: the image folders coco/, gqa/, ocr_vqa/, ... and our llava_cit/ split files)."""
 
 from llava_cit.prompts import GQA_SUFFIX
-from llava_cit.tasks.registry import register
+from llava_cit.tasks.catalog import register
 from llava_cit.tasks.spec import TaskSpec
 
 register(TaskSpec(

@@ -12,6 +12,8 @@ from __future__ import annotations
 import random
 import re
 
+from benchmarks.text_metrics import constraint_met  # noqa: F401  (CT0's check, with the other metrics)
+
 # Simp, wiki_auto / ASSET [simplification_1]; the field is `normal_sentence` (wiki_auto) or `original` (ASSET):
 # both are mapped to [source] here.
 SIMPLIFICATION = [
@@ -110,18 +112,6 @@ def constraint_word(title: str, kind: str, rng: random.Random) -> str:
         return words[-1]
     if kind == "contain":
         return words[rng.randint(0, len(words) - 1)]
-    raise ValueError(f"unknown constraint type '{kind}' (known: {', '.join(CONSTRAINT_TYPES)})")
-
-
-def constraint_met(prediction: str, kind: str, word: str) -> bool:
-    """CT0's check (`computeConstrain`): the prediction starts with / contains / ends with the keyword."""
-    prediction = prediction.strip()
-    if kind == "start":
-        return prediction.startswith(word)
-    if kind == "contain":
-        return word in prediction
-    if kind == "end":
-        return prediction.endswith(word)
     raise ValueError(f"unknown constraint type '{kind}' (known: {', '.join(CONSTRAINT_TYPES)})")
 
 

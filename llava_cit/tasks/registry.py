@@ -9,22 +9,14 @@ from typing import Any
 
 import yaml
 
+import llava_cit.tasks.builtin  # noqa: F401  (registers the built-in tasks)
 from llava_cit.errors import UserError
+from llava_cit.tasks.catalog import TASKS, register  # noqa: F401  (register: a task file's or a plugin's one line)
 from llava_cit.tasks.spec import TaskSpec
-
-_REGISTRY: dict[str, TaskSpec] = {}
-
-
-def register(spec: TaskSpec) -> TaskSpec:
-    """Register a task under its name (one line per built-in task)."""
-    _REGISTRY[spec.name] = spec.validate()
-    return spec
 
 
 def known_tasks() -> list[str]:
-    import llava_cit.tasks.builtin  # noqa: F401  (registers the built-in tasks)
-
-    return sorted(_REGISTRY)
+    return TASKS.names()
 
 
 def _absolutise(source: dict, base: Path) -> dict:
@@ -88,8 +80,8 @@ def resolve_task(entry: Any, base_dir: Path | None = None) -> TaskSpec:
         reference = entry
     if not isinstance(reference, str):
         raise UserError(f"a task entry needs a name or a file, got {entry!r}")
-    if reference in _REGISTRY:
-        spec = _REGISTRY[reference]
+    if reference in TASKS:
+        spec = TASKS.get(reference)
     elif reference.endswith((".yaml", ".yml", ".json", ".py")):
         path = Path(reference)
         if not path.is_absolute() and base_dir is not None:
