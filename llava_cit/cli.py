@@ -64,10 +64,9 @@ def demo(
 ) -> None:
     """Tiny model, synthetic tasks, several methods: forgetting vs. SwitchCIT, offline on a CPU."""
     from llava_cit.continual.report import print_report
-    from llava_cit.demo import DEMO_CONFIGS, run_demo
+    from llava_cit.demo import demo_preset, run_demo
 
-    if track not in DEMO_CONFIGS:
-        raise UserError(f"unknown demo track '{track}' (known: {', '.join(DEMO_CONFIGS)})")
+    demo_preset(track)  # an unknown track is a one-line error before anything starts
     _quiet_libraries()
     started = time.perf_counter()
     out = out or Path({"vision": "runs/demo", "text": "runs/demo-text"}.get(track, f"runs/demo-{track}"))

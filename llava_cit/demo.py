@@ -19,6 +19,8 @@ import json
 import shutil
 from pathlib import Path
 
+import yaml
+
 from llava_cit.atomic import write_json
 from llava_cit.config import load_config
 from llava_cit.continual.manifest import MANIFEST
@@ -28,89 +30,46 @@ from llava_cit.methods.base import Method
 from llava_cit.models.packaged import resolve_model_spec
 
 DEMO_METHODS = ("switchcit", "seq-lora", "rehearsal")
-SMOLLM2_SWITCH = {"extractor": "smollm2-135m", "hidden": 200, "epochs": 300, "pooling": "last", "layer": -1}
-DEMO_CONFIG = {
-    "model": "tiny-llava",
-    "tasks": ["synth-shapes", "synth-ocr"],
-    "seed": 0,
-    "train_limit": 1000,
-    "pretrain": {"task": "synth-caption", "examples": 3000, "epochs": 6, "lr": 3e-3, "batch_size": 32},
-    "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "train_projector": True, "projector_lr": None},
-    "train": {"epochs": 5, "lr": 3e-3, "batch_size": 32, "scheduler": "cosine", "warmup_ratio": 0.03,
-              "max_length": 64, "save_steps": 50},
-    "retention": {"fraction": 0.0001, "min_count": 16},
-    # the switch reads the pretrained SmolLM2-135M-Instruct's last layer at the last token (the paper's OPT-125M
-    # feature; fetched from PyPI once when its package is not installed): held-out routing 1.000 at 16 retained
-    # instructions per task on the built-in families, random tiny OPT 0.968 (docs/BENCHMARKS.md)
-    "switch": SMOLLM2_SWITCH,
-    "eval": {"limit": 200, "batch_size": 100, "max_new_tokens": 4},
-}
+DEMO_TRACKS = ("vision", "text", "smollm2", "smollm2-llava")
+# each track's settings: a run config in YAML (scripts/configs/demo/<track>.yaml), plus `tiny_switch_fallback`: the
+# tiny tracks' switch settings before SmolLM2 became their extractor, used with a warning where SmolLM2 can be neither
+# found nor fetched (the SmolLM2 tracks have none: their model is SmolLM2)
+PRESETS = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "demo"
 
 
-TEXT_DEMO_CONFIG = {
-    "model": "tiny-bloom",
-    "tasks": ["synth-simp", "synth-inqqg", "synth-hgen"],
-    "seed": 0,
-    "train_limit": 800,
-    "pretrain": {"task": "synth-text-base", "examples": 4000, "epochs": 4, "lr": 3e-3, "batch_size": 64},
-    "lora": {"r": 16, "alpha": 32, "dropout": 0.0},
-    # lr 1e-2: at 3e-3 a fresh adapter could end below the untrained base on its own task (InqQG, seed 0); single-task
-    # runs, seed 0: InqQG 0.827 -> 0.908, Simp 0.651 -> 0.979 (3e-3 -> 1e-2; 8 epochs or r 32 at 3e-3 gained less)
-    "train": {"epochs": 4, "lr": 1e-2, "batch_size": 32, "scheduler": "cosine", "warmup_ratio": 0.03,
-              "max_length": 96, "save_steps": 50},
-    "retention": {"fraction": 0.0001, "min_count": 16},
-    "switch": SMOLLM2_SWITCH,
-    "eval": {"limit": 200, "batch_size": 100, "max_new_tokens": 8},
-}
-# The text track on a real pretrained LM: SmolLM2-135M-Instruct with its chat template, no pre-training, LoRA on every
-# linear; 32 retained examples per task for the switch, of which rehearsal replays 2 per earlier task (2 beside 120
-# new examples: a replay ratio nearer the paper's 0.01% than the whole buffer's 27%; its README figures were
-# measured so).
-SMOLLM2_DEMO_CONFIG = {
-    **TEXT_DEMO_CONFIG,
-    "model": "smollm2-135m",
-    "method_args": {"replay": 2},
-    "train_limit": 120,
-    "retention": {"fraction": 0.0001, "min_count": 32},
-    "pretrain": {"task": None},
-    "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
-    "train": {"epochs": 2, "lr": 1e-3, "batch_size": 8, "scheduler": "cosine", "warmup_ratio": 0.03,
-              "max_length": 192, "save_steps": 10},
-    "eval": {"limit": 48, "batch_size": 24, "max_new_tokens": 8},
-}
-# The vision sequence on a LLaVA whose language model is the real SmolLM2-135M-Instruct (smollm2-llava): its CLIP
-# tower and projector are pre-trained on captions under the frozen LM, prompts go through SmolLM2's chat template.
-SMOLLM2_LLAVA_DEMO_CONFIG = {
-    **DEMO_CONFIG,
-    "model": "smollm2-llava",
-    "prompt_format": "chat_template",
-    "train_limit": 160,
-    "pretrain": {"task": "synth-caption", "examples": 768, "epochs": 2, "lr": 2e-3, "batch_size": 16, "train": "vision"},
-    "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "train_projector": True, "projector_lr": None},
-    "train": {"epochs": 2, "lr": 1e-3, "batch_size": 8, "scheduler": "cosine", "warmup_ratio": 0.03,
-              "max_length": 128, "save_steps": 10},
-    "eval": {"limit": 40, "batch_size": 20, "max_new_tokens": 6},
-}
-DEMO_CONFIGS = {"vision": DEMO_CONFIG, "text": TEXT_DEMO_CONFIG, "smollm2": SMOLLM2_DEMO_CONFIG,
-                "smollm2-llava": SMOLLM2_LLAVA_DEMO_CONFIG}
-# The tiny tracks' switch settings before SmolLM2 became their extractor: used, with a warning, where SmolLM2 can be
-# neither found nor fetched (the random tiny extractor needs mean pooling and 32 instructions per task on the text
-# families). The SmolLM2 tracks have no fallback: their model is SmolLM2.
-TINY_SWITCH_FALLBACK = {"vision": ["switch.extractor=tiny-opt", "switch.pooling=last"],
-                        "text": ["switch.extractor=tiny-opt", "switch.pooling=mean", "retention.min_count=32"]}
+def _preset_file(track: str) -> dict:
+    if track not in DEMO_TRACKS:
+        raise UserError(f"unknown demo track '{track}' (known: {', '.join(DEMO_TRACKS)})")
+    path = PRESETS / f"{track}.yaml"
+    if not path.is_file():
+        raise UserError(f"demo preset not found: {path} (the presets ship with the repository: install it with "
+                        "pip install -e .)")
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def demo_preset(track: str) -> dict:
+    """The track's run config (a fresh mapping each call; `--set` overrides apply on top)."""
+    preset = _preset_file(track)
+    preset.pop("tiny_switch_fallback", None)
+    return preset
+
+
+def tiny_switch_fallback(track: str) -> list[str] | None:
+    return _preset_file(track).get("tiny_switch_fallback")
 
 
 def switch_fallback(track: str, overrides: list[str], say=print) -> list[str]:
     """The track's overrides, with the tiny switch settings first when the default extractor cannot be had here."""
-    if track not in TINY_SWITCH_FALLBACK or any(o.replace(" ", "").startswith("switch.extractor=") for o in overrides):
+    fallback = tiny_switch_fallback(track)
+    if not fallback or any(o.replace(" ", "").startswith("switch.extractor=") for o in overrides):
         return list(overrides)
     try:
-        resolve_model_spec(SMOLLM2_SWITCH["extractor"], say)
+        resolve_model_spec(demo_preset(track)["switch"]["extractor"], say)
         return list(overrides)
     except UserError as err:
-        say(f"warning: {err}. The switch falls back to the random tiny extractor ({' '.join(TINY_SWITCH_FALLBACK[track])}); "
+        say(f"warning: {err}. The switch falls back to the random tiny extractor ({' '.join(fallback)}); "
             "its scores differ from the README's")
-        return [*TINY_SWITCH_FALLBACK[track], *overrides]
+        return [*fallback, *overrides]
 
 
 def share_first_stage(source: Path, target: Path) -> None:
@@ -137,7 +96,7 @@ def run_demo(out: Path, methods=DEMO_METHODS, overrides: list[str] = (), force: 
     for method in methods:
         extra = [f"eval.upper_bound_from={out / 'switchcit'}"] if method != "switchcit" and "switchcit" in methods else []
         config = load_config(None, [*overrides, f"method={method}", *extra],
-                             base=json.loads(json.dumps(DEMO_CONFIGS[track])))
+                             base=demo_preset(track))
         run_dir = out / method
         runner = ContinualRunner(config, run_dir, force=force, progress=progress)
         # every LoRA method's stage 0 is the same adapter (full-sft's is not); a method that keeps state after a

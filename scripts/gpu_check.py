@@ -23,13 +23,13 @@ from llava_cit.collation import Encoder, TrainCollator
 from llava_cit.config import LoraSettings, load_config
 from llava_cit.continual.runner import ContinualRunner
 from llava_cit.data.synthetic import generate
-from llava_cit.demo import DEMO_CONFIG
+from llava_cit.demo import demo_preset
 from llava_cit.pretraining import pretrained_base
 from llava_cit.training import add_adapter
 
 
 def run(overrides: list[str], out: Path) -> dict:
-    config = load_config(None, overrides + ["method=switchcit"], base=json.loads(json.dumps(DEMO_CONFIG)))
+    config = load_config(None, overrides + ["method=switchcit"], base=demo_preset("vision"))
     start = time.perf_counter()
     results = ContinualRunner(config, out).run()
     return {"overrides": overrides, "seconds": time.perf_counter() - start, "matrix": results["matrix"],
@@ -38,7 +38,7 @@ def run(overrides: list[str], out: Path) -> dict:
 
 
 def lora_gradients_4bit() -> dict:
-    config = load_config(None, ["load_in_4bit=true"], base=json.loads(json.dumps(DEMO_CONFIG)))
+    config = load_config(None, ["load_in_4bit=true"], base=demo_preset("vision"))
     loaded = pretrained_base(config)
     quantized = sum(type(m).__name__ == "Linear4bit" for m in loaded.model.modules())
     model = add_adapter(loaded.model, "a", LoraSettings(r=16, alpha=32, dropout=0.0, projector_lr=None), True)

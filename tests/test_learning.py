@@ -4,15 +4,14 @@ Uses the demo's own settings (pre-trained tiny base, one LoRA stage), so it also
 README command 1 claims.
 """
 
-import json
 
 from llava_cit.config import load_config
 from llava_cit.continual.runner import ContinualRunner
-from llava_cit.demo import DEMO_CONFIG
+from llava_cit.demo import demo_preset
 
 
 def test_synthetic_task_is_learned(tmp_path):
-    config = json.loads(json.dumps(DEMO_CONFIG))
+    config = demo_preset("vision")
     config.update(tasks=["synth-ocr"], method="switchcit")
     config["eval"]["limit"] = 100
     results = ContinualRunner(load_config(None, base=config), tmp_path / "learn").run()

@@ -5,7 +5,7 @@ the built-in tasks' families (scripts/bench/switch_pretrained.py measures it ove
 import random
 
 from llava_cit.data import synthetic
-from llava_cit.demo import SMOLLM2_SWITCH
+from llava_cit.demo import demo_preset
 from llava_cit.models.packaged import resolve_model_spec
 from switch import FeatureExtractor, SwitchNetwork
 from switch.instruction import switch_text
@@ -21,7 +21,7 @@ def test_the_pretrained_switch_routes_held_out_instructions_of_every_builtin_fam
         rng.shuffle(texts)
         retained += [(text, task) for text in texts[:16]]
         held_out += [(text, task) for text in texts[16:56]]
-    s = SMOLLM2_SWITCH
+    s = demo_preset("vision")["switch"]
     extractor = FeatureExtractor(resolve_model_spec(s["extractor"]), layer=s["layer"], pooling=s["pooling"])
     switch = SwitchNetwork(extractor, hidden=s["hidden"], epochs=s["epochs"], reject=False, seed=0)
     switch.fit([t for t, _ in retained], [task for _, task in retained])

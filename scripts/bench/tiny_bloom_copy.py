@@ -16,13 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from llava_cit.collation import Encoder  # noqa: E402
 from llava_cit.config import load_config  # noqa: E402
 from llava_cit.data import synthetic  # noqa: E402
-from llava_cit.demo import TEXT_DEMO_CONFIG  # noqa: E402
+from llava_cit.demo import demo_preset  # noqa: E402
 from llava_cit.generation import generate_batch  # noqa: E402
 from llava_cit.pretraining import pretrained_base  # noqa: E402
 
 
 def copy_accuracy(seed: int, overrides: list[str], count: int = 60) -> dict:
-    config = load_config(None, [*overrides, f"seed={seed}"], base=json.loads(json.dumps(TEXT_DEMO_CONFIG)))
+    config = load_config(None, [*overrides, f"seed={seed}"], base=demo_preset("text"))
     start = time.perf_counter()
     loaded = pretrained_base(config)
     seconds = time.perf_counter() - start
