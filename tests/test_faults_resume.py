@@ -1,0 +1,79 @@
+"""Fault corpus (issue 27, resume): a run killed anywhere and resumed is the run it would have been; a run's task
+files are part of its identity; each process pre-trains a cache entry in a staging folder of its own."""
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_run_config
+
+from llava_cit.config import load_config
+from llava_cit.continual.runner import ContinualRunner
+from switch import FeatureExtractor, SwitchNetwork
+from switch.tiny import tiny_opt, words_of
+
+INSTRUCTIONS = ["what colour is the cube", "which colour is the ball", "is the cube red",
+                "read the word", "what does the sign say", "read the text on the sign"]
+TASKS = ["colours"] * 3 + ["reading"] * 3
+
+
+def fitted_switch_bytes(extractor: FeatureExtractor, folder) -> bytes:
+    switch = SwitchNetwork(extractor, hidden=16, epochs=20, seed=3)
+    switch.fit(INSTRUCTIONS, TASKS)
+    switch.save(folder)
+    return (folder / "switch.safetensors").read_bytes()
+
+
+def test_a_switch_does_not_depend_on_what_the_process_drew_before(tmp_path):
+    """The classifier was built before its seed was set: its initial weights followed the process's history."""
+    model, tokenizer = tiny_opt(words_of(INSTRUCTIONS), seed=0)
+    extractor = FeatureExtractor.from_model(model, tokenizer, "a-loaded-extractor")  # loaded once, as runs share it
+    first = fitted_switch_bytes(extractor, tmp_path / "first")
+    torch.rand(1000)  # e.g. a stage's training ran in this process, and not in a resumed one
+    state = torch.get_rng_state()
+    assert fitted_switch_bytes(extractor, tmp_path / "second") == first
+    assert torch.equal(torch.get_rng_state(), state)  # fitting leaves the process's random state alone
+
+
+def run_files(run) -> dict[str, bytes]:
+    """Every adapter, switch and prediction file of a run, by path."""
+    return {str(p.relative_to(run)): p.read_bytes() for folder in ("adapters", "switch", "predictions")
+            for p in sorted((run / folder).rglob("*")) if p.is_file()}
+
+
+def results_without_timings(run) -> dict:
+    results = json.loads((run / "results.json").read_text())
+    results.pop("timings")
+    return results
+
+
+def test_a_run_killed_mid_stage_1_evaluation_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    """Resumed, stage 1 reuses its saved adapter (no training in this process) and fits its switch again: the switch
+    must not differ from the uninterrupted run's (it did, with an extractor loaded once per run)."""
+    model, tokenizer = tiny_opt(words_of(["what colour is the shape", "read the word in the image"]), seed=0)
+    model.save_pretrained(tmp_path / "extractor")
+    tokenizer.save_pretrained(tmp_path / "extractor")
+    config = tiny_run_config(switch={"extractor": str(tmp_path / "extractor"), "hidden": 32, "epochs": 100})
+    ContinualRunner(load_config(None, base=config), tmp_path / "whole").run()
+
+    answer = ContinualRunner._answer_with_budgets
+
+    def killed_in_stage_1_evaluation(self, examples, routes, budget_routes, check, label):
+        if label == "stage 1 evaluation":
+            answer(self, examples[:1], routes[:1], budget_routes[:1], check, label)  # one answer, then the kill
+            raise RuntimeError("simulated kill")
+        return answer(self, examples, routes, budget_routes, check, label)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ContinualRunner, "_answer_with_budgets", killed_in_stage_1_evaluation)
+        with pytest.raises(RuntimeError, match="simulated kill"):
+            ContinualRunner(load_config(None, base=config), tmp_path / "resumed").run()
+    assert (tmp_path / "resumed/switch/stage-01/switch.safetensors").is_file()  # fitted before the kill
+    assert len(json.loads((tmp_path / "resumed/manifest.json").read_text())["stages"]) == 1
+    ContinualRunner(load_config(None, base=config), tmp_path / "resumed").run()
+
+    whole, resumed = run_files(tmp_path / "whole"), run_files(tmp_path / "resumed")
+    assert "switch/stage-01/switch.safetensors" in whole and "predictions/stage-01/synth-ocr.jsonl" in whole
+    assert sorted(resumed) == sorted(whole)
+    assert [name for name in whole if whole[name] != resumed[name]] == []
+    assert results_without_timings(tmp_path / "resumed") == results_without_timings(tmp_path / "whole")
