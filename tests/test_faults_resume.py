@@ -77,3 +77,33 @@ def test_a_run_killed_mid_stage_1_evaluation_resumes_to_the_uninterrupted_run(tm
     assert sorted(resumed) == sorted(whole)
     assert [name for name in whole if whole[name] != resumed[name]] == []
     assert results_without_timings(tmp_path / "resumed") == results_without_timings(tmp_path / "whole")
+
+
+def test_a_gem_resumed_from_a_checkpoint_draws_the_reference_batches_it_would_have_drawn(tmp_path, monkeypatch):
+    """A-GEM drew its reference batches from one stream per stage, which a resume restarted at the checkpoint."""
+    from test_runner import CrashAt
+
+    import llava_cit.methods.agem as agem
+    from llava_cit.continual.runner import Progress
+
+    drawn, batches = [], agem.batches
+
+    def recorded(ctx, sample, batch_size):
+        drawn.append((ctx.stage, sorted(ex.id for ex in sample)))
+        return batches(ctx, sample, batch_size=batch_size)
+
+    monkeypatch.setattr(agem, "batches", recorded)
+    config = tiny_run_config(method="a-gem", method_args={"reference_batch": 2})
+    ContinualRunner(load_config(None, base=config), tmp_path / "whole").run()
+    whole_draws, drawn[:] = list(drawn), []
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ContinualRunner(load_config(None, base=config), tmp_path / "resumed",
+                        progress=Progress(trainer_callbacks=[CrashAt(1, 3)])).run()
+    drawn[:] = []
+    runner = ContinualRunner(load_config(None, base=config), tmp_path / "resumed")
+    runner.run()
+    assert runner.manifest.stages[1]["train"]["resumed_from"] == "checkpoint-2"
+    assert len(whole_draws) == 3 and drawn == whole_draws[2:]  # the resumed run's step 3 drew what step 3 drew
+    whole, resumed = run_files(tmp_path / "whole"), run_files(tmp_path / "resumed")
+    assert any(name.startswith("adapters/01-") for name in whole) and sorted(resumed) == sorted(whole)
+    assert [name for name in whole if whole[name] != resumed[name]] == []
