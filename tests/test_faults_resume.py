@@ -5,10 +5,12 @@ import json
 
 import pytest
 import torch
+import yaml
 from conftest import tiny_run_config
 
 from llava_cit.config import load_config
 from llava_cit.continual.runner import ContinualRunner
+from llava_cit.errors import UserError
 from switch import FeatureExtractor, SwitchNetwork
 from switch.tiny import tiny_opt, words_of
 
@@ -107,3 +109,34 @@ def test_a_gem_resumed_from_a_checkpoint_draws_the_reference_batches_it_would_ha
     whole, resumed = run_files(tmp_path / "whole"), run_files(tmp_path / "resumed")
     assert any(name.startswith("adapters/01-") for name in whole) and sorted(resumed) == sorted(whole)
     assert [name for name in whole if whole[name] != resumed[name]] == []
+
+
+def test_a_task_file_edited_after_the_run_is_refused_naming_the_task(tmp_path):
+    """A task file's normalizer or max_new_tokens edited after the run was accepted, and results.json rewritten
+    without re-evaluation: its content is part of the run's identity, as the config is."""
+    from test_cli import cli
+
+    task = tmp_path / "my-task.yaml"
+    spec = {"name": "my-shapes", "train": {"type": "synthetic", "generator": "synth-shapes", "count": 16},
+            "test": {"type": "synthetic", "generator": "synth-shapes", "count": 8}, "normalizer": "lower", "max_new_tokens": 4}
+    task.write_text(yaml.safe_dump(spec))
+    config = tiny_run_config(tasks=["synth-ocr", str(task)])
+    ContinualRunner(load_config(None, base=config), tmp_path / "r").close()
+    assert json.loads((tmp_path / "r/task_files.json").read_text())["my-shapes"]["spec"]["max_new_tokens"] == 4
+    ContinualRunner(load_config(None, base=config), tmp_path / "r").close()  # unchanged: the same run goes on
+    task.write_text(yaml.safe_dump({**spec, "normalizer": "none", "max_new_tokens": 8}))
+    with pytest.raises(UserError, match=r"task 'my-shapes': \S*my-task.yaml changed since the run read it "
+                                        r"\(max_new_tokens, normalizer\)"):
+        ContinualRunner(load_config(None, base=config), tmp_path / "r")
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    refused = cli("train", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "r"))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert refused.stderr.startswith("error: ") and "task 'my-shapes'" in refused.stderr
+    task.write_text(yaml.safe_dump({**spec, "name": "renamed"}))  # found by its file when the edit renames the task
+    with pytest.raises(UserError, match=r"task 'renamed': .*\(name\)"):
+        ContinualRunner(load_config(None, base=config), tmp_path / "r")
+    task.write_text(yaml.safe_dump(spec) + "# a comment\n")
+    with pytest.raises(UserError, match=r"task 'my-shapes': .*\(its text\)"):
+        ContinualRunner(load_config(None, base=config), tmp_path / "r")
+    ContinualRunner(load_config(None, base=config), tmp_path / "r", force=True).close()  # --force starts over
+    assert list(tmp_path.glob("r.old-*/task_files.json"))
