@@ -140,3 +140,31 @@ def test_a_task_file_edited_after_the_run_is_refused_naming_the_task(tmp_path):
         ContinualRunner(load_config(None, base=config), tmp_path / "r")
     ContinualRunner(load_config(None, base=config), tmp_path / "r", force=True).close()  # --force starts over
     assert list(tmp_path.glob("r.old-*/task_files.json"))
+
+
+def test_two_builders_of_one_pretraining_cache_entry_never_share_a_staging_folder(tmp_path, monkeypatch):
+    """Two processes pre-training the same cache key shared one staging folder, and the second to start deleted the
+    first's mid-training. Here a second build of the key runs to its end inside the first one's training."""
+    from pathlib import Path
+
+    import llava_cit.pretraining as pretraining
+
+    config = load_config(None, base=tiny_run_config(pretrain={"task": "synth-caption", "examples": 8, "batch_size": 8}))
+    seen = {}
+
+    class OtherProcessBuildsTooWhileThisTrains(pretraining.Trainer):
+        def train(self, *args, **kwargs):
+            if not seen:
+                seen["mine"] = Path(self.args.output_dir).parent
+                seen["mine_survives"] = None
+                pretraining.pretrained_base(config)  # "the other process": trains and publishes first
+                seen["mine_survives"] = seen["mine"].is_dir()
+            return super().train(*args, **kwargs)
+
+    monkeypatch.setattr(pretraining, "Trainer", OtherProcessBuildsTooWhileThisTrains)
+    loaded = pretraining.pretrained_base(config)  # publishes after the other one: its copy goes, without an error
+    assert seen["mine_survives"] is True
+    entries = list(seen["mine"].parent.iterdir())
+    assert not [p.name for p in entries if p.name.endswith(".partial")]  # no staging folder left behind
+    assert [p for p in entries if (p / "model.safetensors").is_file()]
+    assert loaded.model is not None
