@@ -168,3 +168,24 @@ def test_two_builders_of_one_pretraining_cache_entry_never_share_a_staging_folde
     assert not [p.name for p in entries if p.name.endswith(".partial")]  # no staging folder left behind
     assert [p for p in entries if (p / "model.safetensors").is_file()]
     assert loaded.model is not None
+
+
+def test_a_stage_resumed_from_a_checkpoint_with_lora_dropout_trains_the_adapter_it_would_have(tmp_path):
+    """Dropout masks and the data order after a resume come from the checkpoint's random states."""
+    from test_runner import CrashAt
+
+    from llava_cit.continual.runner import Progress
+
+    config = tiny_run_config(method="seq-lora", lora={"r": 4, "alpha": 8, "dropout": 0.3, "projector_lr": None},
+                             train={"epochs": 2, "lr": 1e-3, "batch_size": 16, "max_length": 48, "save_steps": 2})
+    ContinualRunner(load_config(None, base=config), tmp_path / "whole").run()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ContinualRunner(load_config(None, base=config), tmp_path / "resumed",
+                        progress=Progress(trainer_callbacks=[CrashAt(1, 5)])).run()
+    runner = ContinualRunner(load_config(None, base=config), tmp_path / "resumed")
+    runner.run()
+    assert runner.manifest.stages[1]["train"]["resumed_from"] == "checkpoint-4"  # mid-way through the second epoch
+    whole, resumed = run_files(tmp_path / "whole"), run_files(tmp_path / "resumed")
+    assert any(name.startswith("adapters/01-") for name in whole) and sorted(resumed) == sorted(whole)
+    assert [name for name in whole if whole[name] != resumed[name]] == []
+    assert results_without_timings(tmp_path / "resumed") == results_without_timings(tmp_path / "whole")
