@@ -77,6 +77,29 @@ def staging_dir(final_dir: str | Path) -> Path:
     return stale
 
 
+def own_staging_dir(final_dir: str | Path) -> Path:
+    """A staging directory of this process's own next to `final_dir`, for a shared cache entry that several
+    processes may build at once: they never share, or delete, one another's (its name holds the process id)."""
+    final_dir = Path(final_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}.{os.getpid()}-", suffix=".partial"))
+
+
+def publish_cache_entry(staging: str | Path, final_dir: str | Path, complete: str) -> bool:
+    """Rename `staging` (from own_staging_dir) to `final_dir`; when another process published the same entry first
+    (the same key, so the same content), it stays and `staging` goes. `complete`: a file the published entry holds.
+    Returns whether this process's copy was published."""
+    staging, final_dir = Path(staging), Path(final_dir)
+    try:
+        os.replace(staging, final_dir)
+        return True
+    except OSError:
+        if not (final_dir / complete).is_file():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+        return False
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -3,7 +3,9 @@
 LoRA on a random base learns poorly, so the demo first teaches the tiny model to caption the
 synthetic images (full fine-tuning; or, `pretrain.train: vision`, only the vision tower and projector under a
 pretrained, frozen language model, as LLaVA's stage 1 trains its projector), then freezes it. The result is cached on disk, keyed by
-everything that determines it, and reused by later runs.
+everything that determines it, and reused by later runs. Each process builds it in a staging folder of its own
+(two processes pre-training the same key never share one); the first to publish it wins, and the other's copy,
+the same by its key, goes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import shutil
 
 from transformers import PrinterCallback, Trainer
 
-from llava_cit.atomic import publish_dir, staging_dir, staging_path
+from llava_cit.atomic import own_staging_dir, publish_cache_entry
 from llava_cit.collation import Encoder, TrainCollator
 from llava_cit.config import RunConfig, TrainSettings
 from llava_cit.data.sources import load_source
@@ -48,20 +50,22 @@ def pretrained_base(config: RunConfig, say=lambda text: None) -> LoadedModel:
     settings = TrainSettings(epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, scheduler="cosine",
                              warmup_ratio=0.05, save_steps=10**9)
     processes = Processes()  # under accelerate launch: every rank trains, rank 0 writes
-    staging = processes.on_main(lambda: staging_dir(target)) or staging_path(target)
-    args = training_arguments(settings, staging / "trainer", config.seed, progress=False)
-    trainer = Trainer(model=loaded.model, args=args, train_dataset=ListDataset(examples, encoder),
-                      data_collator=TrainCollator(encoder.tokenizer.pad_token_id))
-    trainer.remove_callback(PrinterCallback)
-    trainer.train()
-    loaded.model.eval()
+    staging = own_staging_dir(target)
+    try:
+        args = training_arguments(settings, staging / "trainer", config.seed, progress=False)
+        trainer = Trainer(model=loaded.model, args=args, train_dataset=ListDataset(examples, encoder),
+                          data_collator=TrainCollator(encoder.tokenizer.pad_token_id))
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+        loaded.model.eval()
 
-    def publish():
-        shutil.rmtree(staging / "trainer", ignore_errors=True)
-        loaded.model.save_pretrained(staging)
-        loaded.processor.save_pretrained(staging)
-        if not target.exists():
-            publish_dir(staging, target)
+        def publish():
+            shutil.rmtree(staging / "trainer", ignore_errors=True)
+            loaded.model.save_pretrained(staging)
+            loaded.processor.save_pretrained(staging)
+            publish_cache_entry(staging, target, "model.safetensors")
 
-    processes.on_main(publish)
+        processes.on_main(publish)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone once published; a failed or other rank's copy goes too
     return load_model(str(target), config.dtype, config.device_map, config.load_in_4bit)

@@ -190,6 +190,7 @@ class MethodHooksCallback(TrainerCallback):
         self.hooks, self.model = hooks, model
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.hooks.global_step = state.global_step  # restored from the checkpoint on a resume
         self.hooks.before_step(self.model)
 
     def on_optimizer_step(self, args, state, control, **kwargs):

@@ -203,7 +203,7 @@ class SwitchNetwork:
         self.reject_std = reject_features.std(0, unbiased=False).clamp(min=1e-6)
         z = self._standardise(features)
         target = torch.tensor([self.labels.index(label) for label in labels])
-        self.classifier = SwitchClassifier(z.shape[1], len(self.labels), self.hidden)
+        self.classifier = SwitchClassifier(z.shape[1], len(self.labels), self.hidden, seed=self.seed)
         loss = 0.0
         if len(self.labels) > 1 and self.router == "mlp":
             loss = train_classifier(self.classifier, z, target, epochs=self.epochs, lr=self.lr, seed=self.seed)
@@ -462,7 +462,7 @@ class SwitchNetwork:
         switch.also_banks = [tensors[f"reject_bank.{k}"] for k in views]
         switch.also_radii = [tensors.get(f"reject_radii.{k}") for k in views]
         switch.also_thresholds = list(meta.get("also_thresholds", []))
-        switch.classifier = SwitchClassifier(meta["feature_dim"], len(switch.labels), meta["hidden"])
+        switch.classifier = SwitchClassifier(meta["feature_dim"], len(switch.labels), meta["hidden"], seed=switch.seed)
         switch.classifier.load_state_dict({k[len("classifier."):]: v for k, v in tensors.items()
                                            if k.startswith("classifier.")})
         switch.classifier.eval()

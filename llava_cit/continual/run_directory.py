@@ -1,20 +1,24 @@
 """The run directory: one writer at a time (a lock), and a config that matches the run it holds.
 
 A rerun resumes when its config equals the stored one (every key, `eval.*` included) except for tasks
-appended at the end of the sequence; any other change is refused (`--force` moves the old run aside).
+appended at the end of the sequence, and when every task file it read is unchanged (task_files.json keeps each
+file's checksum and what it declared); any other change is refused (`--force` moves the old run aside).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import yaml
 
-from llava_cit.atomic import write_text
+from llava_cit.atomic import sha256_file, write_json, write_text
 from llava_cit.errors import UserError
 from llava_cit.run_lock import DirectoryLock
+
+TASK_FILES = "task_files.json"
 
 
 def _identity(data: dict) -> dict:
@@ -34,8 +38,39 @@ def changed_keys(previous: dict, current: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def open_run_directory(run_dir: Path, current: dict, force: bool, say=lambda text: None) -> DirectoryLock:
-    """Lock `run_dir` (created if needed) and write the config; refuses a different run's directory."""
+def task_files(tasks) -> dict[str, dict]:
+    """{task name: its file, the file's sha256 and what it declares} for the tasks read from a file (a built-in
+    task is the package's)."""
+    return {t.name: {"file": t.source_file, "sha256": sha256_file(t.source_file),
+                     "spec": {k: v for k, v in dataclasses.asdict(t).items() if k != "source_file"}}
+            for t in tasks if t.source_file}
+
+
+def changed_task_files(run_dir: Path, current: dict[str, dict]) -> list[str]:
+    """The task files whose content differs from what the run in `run_dir` read (found by task name, or by file
+    when the edit renamed the task), each named with what changed."""
+    path = run_dir / TASK_FILES
+    if not path.is_file():  # a run from before task files were recorded
+        return []
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        stored = {name: (entry["file"], entry["sha256"], entry.get("spec") or {}) for name, entry in stored.items()}
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError):
+        raise UserError(f"{path}: unreadable (each task's 'file' and 'sha256' expected)") from None
+    by_file = {file: (file, digest, spec) for file, digest, spec in stored.values()}
+    changed = []
+    for name, entry in current.items():
+        before = stored.get(name) or by_file.get(entry["file"])
+        if before is not None and before[1] != entry["sha256"]:
+            keys = changed_keys(before[2], entry["spec"]) if isinstance(before[2], dict) else []
+            changed.append(f"task '{name}': {entry['file']} changed since the run read it ({', '.join(keys) or 'its text'})")
+    return changed
+
+
+def open_run_directory(run_dir: Path, current: dict, force: bool, say=lambda text: None,
+                       tasks: dict[str, dict] | None = None) -> DirectoryLock:
+    """Lock `run_dir` (created if needed) and write the config and `tasks` (task_files' record of the task files
+    read); refuses a different run's directory."""
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = DirectoryLock(run_dir).acquire()
     try:
@@ -46,9 +81,10 @@ def open_run_directory(run_dir: Path, current: dict, force: bool, say=lambda tex
             changed = changed_keys(_identity(previous), _identity(current))
             if new_tasks[: len(old_tasks)] != old_tasks:
                 changed.append("tasks")
-            if changed:
+            differ = ([f"{', '.join(changed[:6])} differ"] if changed else []) + changed_task_files(run_dir, tasks or {})
+            if differ:
                 if not force:
-                    raise UserError(f"{run_dir} holds a run of a different config ({', '.join(changed[:6])} differ); "
+                    raise UserError(f"{run_dir} holds a run of a different config ({'; '.join(differ)}); "
                                     f"use another --out, or --force to move the old run aside and start over")
                 aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
                 aside.mkdir()
@@ -57,6 +93,8 @@ def open_run_directory(run_dir: Path, current: dict, force: bool, say=lambda tex
                         entry.rename(aside / entry.name)
                 say(f"moved the previous run to {aside}")
         write_text(config_path, yaml.safe_dump(current, sort_keys=False))
+        if tasks:
+            write_json(run_dir / TASK_FILES, tasks)
     except BaseException:
         lock.release()
         raise

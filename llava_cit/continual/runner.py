@@ -29,7 +29,7 @@ from llava_cit.continual.loss_curves import draw_loss_curves
 from llava_cit.continual.manifest import Manifest
 from llava_cit.continual.matrix_evaluation import MatrixEvaluation
 from llava_cit.continual.results import below_base, write_results
-from llava_cit.continual.run_directory import open_run_directory
+from llava_cit.continual.run_directory import open_run_directory, task_files
 from llava_cit.continual.similarity_plot import draw_task_similarity
 from llava_cit.continual.stage_clock import PhaseTimer
 from llava_cit.continual.stage_training import StageTraining
@@ -105,7 +105,7 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
                             f"one process (multi-process runs: switchcit, seq-lora, rehearsal and the other stateless "
                             f"methods)")
         self._lock = self.procs.on_main(
-            lambda: open_run_directory(self.run_dir, config.to_dict(), force, self.progress.message))
+            lambda: open_run_directory(self.run_dir, config.to_dict(), force, self.progress.message, task_files(self.tasks)))
         # rank 0 alone writes run.log (and the console); the other ranks train and evaluate silently
         self.say = RunLog(self.run_dir / "run.log" if self.procs.is_main else None,
                           echo=self.progress.message if self.procs.is_main else None)

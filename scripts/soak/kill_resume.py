@@ -1,6 +1,7 @@
 """Soak test: kill a tiny `llava-cit train` run at random moments (SIGKILL and SIGTERM), rerun the same
-command each time, and check that it finishes with no hand repair and the same results structure and
-finished-stage artifacts as an uninterrupted run.
+command each time, and check that it finishes with no hand repair and is the run it would have been: its
+adapters, switches and predictions byte for byte, and its results.json value for value (timings aside), as an
+uninterrupted run's.
 
     python scripts/soak/kill_resume.py --kills 12 --seed 0 [--out docs/bench/soak_kill_resume.json]
 
@@ -12,6 +13,7 @@ reason other than our own kill: each would have needed a person.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import signal
@@ -33,6 +35,17 @@ CONFIG = {
 }
 
 
+def saved_extractor(folder: Path) -> str:
+    """The switch's extractor as a saved model folder, as a pretrained one is: loaded once per run and never
+    re-seeding the process (the built-in tiny-opt one seeds it when built, which would hide a seeding fault)."""
+    from switch.tiny import tiny_opt, words_of
+
+    model, tokenizer = tiny_opt(words_of(["what shape is in the image", "read the word in the image"]), seed=0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 def train(config: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "llava_cit.cli", "train", str(config), "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -41,6 +54,25 @@ def train(config: Path, out: Path) -> subprocess.Popen:
 def artifacts(run: Path) -> dict[str, dict]:
     stages = json.loads((run / "manifest.json").read_text())["stages"]
     return {rel: files for s in stages for rel, files in s["checksums"].items()}
+
+
+COMPARED = ("adapters", "switch", "predictions")  # byte for byte against the uninterrupted run
+
+
+def files(run: Path) -> dict[str, dict[str, str]]:
+    """{folder: {path: sha256}} of every file under each of COMPARED, read from disk (not from the manifest)."""
+    return {folder: {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
+                     for p in sorted((run / folder).rglob("*")) if p.is_file()} for folder in COMPARED}
+
+
+def results_without_timings(run: Path) -> dict:
+    results = json.loads((run / "results.json").read_text())
+    results.pop("timings", None)
+    return results
+
+
+def differing(reference: dict[str, str], soaked: dict[str, str]) -> list[str]:
+    return sorted(name for name in set(reference) | set(soaked) if reference.get(name) != soaked.get(name))
 
 
 def shape(value):
@@ -61,7 +93,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         config = tmp / "soak.yaml"
-        config.write_text(yaml.safe_dump(CONFIG))
+        extractor = saved_extractor(tmp / "extractor")
+        config.write_text(yaml.safe_dump({**CONFIG, "switch": {**CONFIG["switch"], "extractor": extractor}}))
         started = time.perf_counter()
         reference = train(config, tmp / "reference")
         _, err = reference.communicate()
@@ -70,7 +103,9 @@ def main() -> None:
         duration = time.perf_counter() - started
         kills, repairs, events, rounds = 0, 0, [], []
         reference_results = shape(json.loads((tmp / "reference" / "results.json").read_text()))
+        reference_values = results_without_timings(tmp / "reference")
         ref_artifacts = artifacts(tmp / "reference")
+        ref_files = files(tmp / "reference")
         while kills < args.kills and repairs <= 3:  # each round: a fresh run, killed until it finishes
             run = tmp / f"soaked-{len(rounds)}"
             round_kills = 0
@@ -96,6 +131,8 @@ def main() -> None:
                     break
             finished = (run / "results.json").is_file() and process.returncode == 0
             soaked = artifacts(run) if finished else {}
+            soaked_files = files(run) if finished else {folder: {} for folder in COMPARED}
+            changed = {folder: differing(ref_files[folder], soaked_files[folder]) for folder in COMPARED}
             rounds.append({
                 "kills": round_kills, "finished": finished,
                 "results_structure_matches": finished and shape(json.loads((run / "results.json").read_text()))
@@ -103,6 +140,9 @@ def main() -> None:
                 "artifact_files_match": {k: sorted(v) for k, v in ref_artifacts.items()} == {
                     k: sorted(v) for k, v in soaked.items()},
                 "artifacts_byte_identical": ref_artifacts == soaked,
+                **{f"{folder}_identical": not changed[folder] for folder in COMPARED},
+                "results_identical": finished and results_without_timings(run) == reference_values,
+                "differing_files": [name for folder in COMPARED for name in changed[folder]][:10],
             })
         result = {
             "kills": kills, "hand_repairs": repairs, "rounds": len(rounds),
@@ -110,12 +150,15 @@ def main() -> None:
             "results_structure_matches": all(r["results_structure_matches"] for r in rounds),
             "artifact_files_match": all(r["artifact_files_match"] for r in rounds),
             "artifacts_byte_identical_rounds": sum(r["artifacts_byte_identical"] for r in rounds),
+            **{f"{folder}_identical": all(r[f"{folder}_identical"] for r in rounds) for folder in COMPARED},
+            "results_identical": all(r["results_identical"] for r in rounds),
             "uninterrupted_run_seconds": round(duration, 1), "per_round": rounds, "events": events, "seed": args.seed,
         }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k not in ("events", "per_round")}, indent=2))
-    if not (result["all_finished"] and result["results_structure_matches"] and repairs == 0):
+    identical = all(result[f"{folder}_identical"] for folder in COMPARED) and result["results_identical"]
+    if not (result["all_finished"] and result["results_structure_matches"] and identical and repairs == 0):
         sys.exit(1)
 
 
