@@ -172,6 +172,7 @@ def route(
     file: Path | None = typer.Option(None, help="A file with one instruction per line."),
 ) -> None:
     """Print the task (or 'none': unknown, served by the bare base) and confidence for each instruction."""
+    from llava_cit.text_files import read_utf8
     from switch import SwitchNetwork
 
     _quiet_libraries()
@@ -179,7 +180,7 @@ def route(
     if file is not None:
         if not file.is_file():
             raise UserError(f"file not found: {file}")
-        texts += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts += [line for line in read_utf8(file).splitlines() if line.strip()]
     if not texts:
         raise UserError("no instructions given (arguments or --file)")
     switch = SwitchNetwork.load(switch_dir)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from llava_cit.atomic import dir_checksums, write_json
 from llava_cit.errors import UserError
+from llava_cit.text_files import read_utf8
 
 MANIFEST = "manifest.json"
 
@@ -18,9 +19,11 @@ class Manifest:
         self.stages: list[dict] = []
         if self.path.is_file():
             try:
-                self.stages = json.loads(self.path.read_text(encoding="utf-8"))["stages"]
-            except (json.JSONDecodeError, KeyError) as err:
+                self.stages = json.loads(read_utf8(self.path))["stages"]
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
                 raise UserError(f"{self.path}: unreadable manifest ({err})") from None
+            if not isinstance(self.stages, list) or not all(isinstance(stage, dict) for stage in self.stages):
+                raise UserError(f"{self.path}: unreadable manifest ('stages' must be a list of mappings)")
 
     def done(self, index: int) -> dict | None:
         return self.stages[index] if index < len(self.stages) else None
@@ -28,6 +31,8 @@ class Manifest:
     def verify(self, index: int) -> None:
         """Every artifact of a finished stage still has the checksum it was saved with."""
         entry = self.stages[index]
+        if not isinstance(entry.get("checksums"), dict):
+            raise UserError(f"{self.path}: stage {index} has no checksums to verify its artifacts against")
         for rel, expected in entry["checksums"].items():
             actual = dir_checksums(self.run_dir / rel)
             if actual != expected:

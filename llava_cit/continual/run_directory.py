@@ -15,6 +15,7 @@ import yaml
 from llava_cit.atomic import write_text
 from llava_cit.errors import UserError
 from llava_cit.run_lock import DirectoryLock
+from llava_cit.text_files import read_utf8
 
 
 def _identity(data: dict) -> dict:
@@ -41,7 +42,7 @@ def open_run_directory(run_dir: Path, current: dict, force: bool, say=lambda tex
     try:
         config_path = run_dir / "config.yaml"
         if config_path.is_file():
-            previous = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+            previous = yaml.safe_load(read_utf8(config_path)) or {}
             old_tasks, new_tasks = previous.get("tasks", []), current["tasks"]
             changed = changed_keys(_identity(previous), _identity(current))
             if new_tasks[: len(old_tasks)] != old_tasks:

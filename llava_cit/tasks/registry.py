@@ -11,6 +11,7 @@ import yaml
 
 from llava_cit.errors import UserError
 from llava_cit.tasks.spec import TaskSpec
+from llava_cit.text_files import read_utf8
 
 _REGISTRY: dict[str, TaskSpec] = {}
 
@@ -58,8 +59,8 @@ def load_task_file(path: str | Path) -> TaskSpec:
         data = None
     else:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.suffix != ".json" else json.loads(
-                path.read_text(encoding="utf-8"))
+            text = read_utf8(path)
+            data = yaml.safe_load(text) if path.suffix != ".json" else json.loads(text)
         except (yaml.YAMLError, json.JSONDecodeError) as err:
             mark = getattr(err, "problem_mark", None)
             line = mark.line + 1 if mark else getattr(err, "lineno", "?")
