@@ -372,6 +372,17 @@ def main() -> None:
     except (UserError, SwitchError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except UnicodeDecodeError as err:  # a user's file not read through llava_cit.text_files
+        print(f"error: a file is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8", file=sys.stderr)
+        sys.exit(2)
+    except Exception as err:
+        from llava_cit.atomic import DISK_FULL_ADVICE, is_disk_full
+
+        if not is_disk_full(err):
+            raise
+        where = f"cannot write {err.filename}: " if getattr(err, "filename", None) else "cannot write a file: "
+        print(f"error: {where}{DISK_FULL_ADVICE}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
         sys.exit(130)

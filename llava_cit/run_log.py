@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from llava_cit.atomic import writing
+
 
 class RunLog:
     def __init__(self, path: str | Path | None, echo: Callable[[str], None] | None = None):
@@ -23,7 +25,7 @@ class RunLog:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
+        with writing(self.path), open(self.path, "a", encoding="utf-8") as handle:
             handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
             handle.flush()
             os.fsync(handle.fileno())

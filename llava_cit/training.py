@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from llava_cit import zero3_weights
+from llava_cit.atomic import writing
 from llava_cit.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.config import LoraSettings, TrainSettings
 from llava_cit.data.example import Example
@@ -343,7 +344,8 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
     trainer.remove_callback(PrinterCallback)  # no raw log dicts on the terminal; they go to train_log.jsonl
     last = last_complete_checkpoint(checkpoint_dir)
     before = zero3_weights.parameter_attributes(model)
-    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    with writing(checkpoint_dir):  # the Trainer's checkpoints: a full disk is one line, not a SafetensorError
+        result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     if zero3_weights.is_partitioned(model):  # DeepSpeed ZeRO-3: whole weights again on every rank, for evaluation,
         zero3_weights.release_partitioned_weights(trainer.model_wrapped, model, before)  # saving, the next adapter
     for callback in callbacks:

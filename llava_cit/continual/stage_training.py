@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 
-from llava_cit.atomic import publish_dir, staging_dir
+from llava_cit.atomic import publish_dir, staging_dir, writing
 from llava_cit.continual.stage_clock import PhaseTimer
 from llava_cit.continual.train_log import TRAIN_LOG, TrainLogCallback
 from llava_cit.data.example import Example
@@ -54,7 +54,8 @@ class StageTraining:
 
         def publish():  # rank 0 writes; every rank holds the same trained weights in memory
             staging = staging_dir(self.run_dir / rel)
-            model.save_pretrained(staging, selected_adapters=[adapter])
+            with writing(staging):
+                model.save_pretrained(staging, selected_adapters=[adapter])
             publish_dir(next(p.parent for p in staging.rglob("adapter_config.json")), self.run_dir / rel)
             shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(checkpoints, ignore_errors=True)  # Trainer checkpoints (pickled optimizer states) go
@@ -81,8 +82,9 @@ class StageTraining:
 
         def publish():
             staging = staging_dir(self.run_dir / rel)
-            self.loaded.model.save_pretrained(staging)
-            self.loaded.processor.save_pretrained(staging)
+            with writing(staging):
+                self.loaded.model.save_pretrained(staging)
+                self.loaded.processor.save_pretrained(staging)
             publish_dir(staging, self.run_dir / rel)
             shutil.rmtree(checkpoints, ignore_errors=True)
 
