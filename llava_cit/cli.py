@@ -108,15 +108,21 @@ def train(
     from llava_cit.continual.report import print_report
     from llava_cit.continual.runner import ContinualRunner, Progress
     from llava_cit.distributed import is_main_process
+    from llava_cit.training_progress import TrainingBar
 
     _quiet_libraries()
     run_config = load_config(config, set_)
     out = out or Path("runs") / config.stem
     main = is_main_process()  # under accelerate launch, rank 0 alone talks (and writes the run directory)
+    bars = [TrainingBar(console)] if main else []  # one display per phase: ours, not the Trainer's tqdm as well
     runner = ContinualRunner(run_config, out, force=force, config_dir=config.parent,
-                             progress=Progress(message=_say if main else (lambda text: None), show_trainer_bars=main,
+                             progress=Progress(message=_say if main else (lambda text: None), trainer_callbacks=bars,
                                                console=console if main else None))
-    runner.run()
+    try:
+        runner.run()
+    finally:
+        for bar in bars:
+            bar.close()
     if main:
         print_report([out], console)
     if runner.procs.distributed:
@@ -242,7 +248,12 @@ def eval_(
         raise UserError("--adapter needs --run")
     if image_aspect_ratio not in ("pad", "crop"):
         raise UserError(f"--image-aspect-ratio must be pad or crop, got '{image_aspect_ratio}'")
-    bench = load_benchmark(benchmark, data, images)
+    trained = None
+    if run is not None and (run / "manifest.json").is_file():
+        from llava_cit.continual.manifest import Manifest
+
+        trained = Manifest(run).task_specs()  # a task the run trained from a task file, found by its name
+    bench = load_benchmark(benchmark, data, images, trained)
     if predictions is not None:
         if not predictions.is_file():
             raise UserError(f"predictions file not found: {predictions}")
@@ -309,6 +320,7 @@ def plan(
     """Parameters, peak memory per GPU, tokens, steps and evaluation work of a run, before it runs."""
     import json as json_module
 
+    import torch
     from rich.table import Table
 
     from llava_cit.config import load_config
@@ -321,10 +333,13 @@ def plan(
         typer.echo(json_module.dumps(result, indent=2))
         return
     p = result["parameters"]
-    console.print(f"{result['model']} / {result['method']} on {gpus} GPU(s): {p['base'] / 1e9:.3f}B parameters, "
-                  f"{p['trainable'] / 1e6:.1f}M trainable, {p['adapter_bytes_per_stage'] / 1e6:.0f} MB saved per stage")
+    on_cpu = gpus == 1 and not torch.cuda.is_available()  # --gpus N plans a GPU run from anywhere
+    devices = "CPU (no GPU here; the memory figures are for one GPU)" if on_cpu else f"{gpus} GPU(s)"
+    console.print(f"{result['model']} / {result['method']} on {devices}: {_size(p['base'])} parameters, "
+                  f"{_size(p['trainable'])} trainable, {_size(p['adapter_bytes_per_stage'], 'B')} saved per stage")
     b = result["batch"]
-    console.print(f"batch: {b['per_device']} per device x {b['gradient_accumulation']} accumulation x {gpus} GPU(s) = "
+    console.print(f"batch: {b['per_device']} per device x {b['gradient_accumulation']} accumulation x "
+                  f"{'1 process' if on_cpu else f'{gpus} GPU(s)'} = "
                   f"{b['global']} global; ~{b['tokens_per_sample']} tokens per example")
     memory = Table(title="estimated peak memory per GPU (a formula: llava_cit/planning.py)")
     memory.add_column("set-up")
@@ -354,6 +369,16 @@ def plan(
     if result["fits"] and not any(result["fits"].values()):
         console.print(f"[red]warning:[/red] no set-up fits {gpu_memory:g} GB per GPU: lower train.batch_size (with "
                       "train.global_batch_size kept), use more GPUs with ZeRO-3, or 4-bit")
+
+
+def _size(count: float, unit: str = "") -> str:
+    """A count at its own scale (a tiny model is not '0.000B'): 6.760B, 340.8M, 12.3K, 512; with a unit: 108.4 MB."""
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if count >= scale:
+            if unit:
+                return f"{count / scale:.1f} {prefix}{unit}"
+            return f"{count / scale:.3f}B" if prefix == "G" else f"{count / scale:.1f}{prefix}"
+    return f"{count:.0f} {unit}".strip()
 
 
 def _add_subcommands() -> None:

@@ -41,6 +41,19 @@ class Manifest:
                 raise UserError(f"checksum mismatch in {self.run_dir / rel} ({name}): the artifact was changed "
                                 f"after stage {index} finished")
 
+    def task_specs(self) -> dict:
+        """{name: TaskSpec} of the finished stages' tasks read from task files (as they were trained)."""
+        from llava_cit.tasks.spec import TaskSpec
+
+        specs = {}
+        for stage in self.stages:
+            if isinstance(stage.get("task_spec"), dict):
+                try:
+                    specs[stage["task"]] = TaskSpec(**stage["task_spec"]).validate()
+                except TypeError as err:
+                    raise UserError(f"{self.path}: stage {stage.get('stage')}: unreadable task_spec ({err})") from None
+        return specs
+
     def record(self, entry: dict, artifacts: list[str]) -> None:
         entry = dict(entry, checksums={rel: dir_checksums(self.run_dir / rel) for rel in artifacts})
         self.stages.append(entry)

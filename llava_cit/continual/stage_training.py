@@ -3,6 +3,7 @@ the whole model; published atomically and never rewritten; the Trainer's checkpo
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,12 @@ from llava_cit.data.example import Example
 from llava_cit.models.loading import load_model
 from llava_cit.tasks.spec import TaskSpec
 from llava_cit.training import train_adapter, train_full
+
+
+def remove_if_empty(directory: Path) -> None:
+    """`checkpoints/` goes with its last stage's checkpoints: no empty folder stays after a finished run."""
+    with contextlib.suppress(OSError):  # not empty (another stage's checkpoints), or already gone
+        directory.rmdir()
 
 
 class StageTraining:
@@ -59,6 +66,7 @@ class StageTraining:
             publish_dir(next(p.parent for p in staging.rglob("adapter_config.json")), self.run_dir / rel)
             shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(checkpoints, ignore_errors=True)  # Trainer checkpoints (pickled optimizer states) go
+            remove_if_empty(checkpoints.parent)
 
         self.procs.on_main(publish)
         return info
@@ -87,6 +95,7 @@ class StageTraining:
                 self.loaded.processor.save_pretrained(staging)
             publish_dir(staging, self.run_dir / rel)
             shutil.rmtree(checkpoints, ignore_errors=True)
+            remove_if_empty(checkpoints.parent)
 
         self.procs.on_main(publish)
         self._full_stage = stage

@@ -206,14 +206,15 @@ def load_ocrvqa(data: str, images: str | None) -> Benchmark:
                      ocrvqa.report, max_new_tokens=128, data=data)
 
 
-def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
+def load_task(name: str, data: str | None, images: str | None, trained: dict | None = None) -> Benchmark:
     """Any registered task (or task file) evaluated on its declared test source (or --data: a LLaVA-format
-    file for a vision task, a JSONL {"instruction","input","output"} file for a text task)."""
+    file for a vision task, a JSONL {"instruction","input","output"} file for a text task). `trained`: the task
+    files' tasks of the run being evaluated ({name: TaskSpec}), found by name."""
     from llava_cit.data.sources import load_source
     from llava_cit.scoring import mean_defined, score_samples
     from llava_cit.tasks.registry import resolve_task
 
-    task = resolve_task(name)
+    task = (trained or {}).get(name) or resolve_task(name)
     source = dict(task.test)
     if data:
         source = {"type": "jsonl", "path": data} if task.kind == "text" else {
@@ -239,14 +240,14 @@ def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
 LOADERS = {"ocrbench": load_ocrbench, "gqa": load_gqa, "ocrvqa": load_ocrvqa}
 
 
-def load_benchmark(name: str, data: str | None, images: str | None) -> Benchmark:
+def load_benchmark(name: str, data: str | None, images: str | None, trained: dict | None = None) -> Benchmark:
     if name in LOADERS:
         if not data:
             raise UserError(f"--data is required for '{name}' (a local file, or hf:<dataset id>)")
         if not data.startswith("hf:") and not Path(data).is_file():
             raise UserError(f"data file not found: {data}")
         return LOADERS[name](data, images)
-    return load_task(name, data, images)
+    return load_task(name, data, images, trained)
 
 
 __all__ = ["BadImage", "Benchmark", "EvalItem", "load_benchmark"]
