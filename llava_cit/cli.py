@@ -154,6 +154,22 @@ def methods() -> None:
         typer.echo(f"{name:<13} {method.description}{alias}" + (f" [{method.paper}]" if method.paper else ""))
 
 
+@app.command(epilog="Examples:\n\n  llava-cit vocab tiny-llava\n\n  llava-cit vocab tiny-bloom | grep -x summarize")
+def vocab(model: str = typer.Argument(..., help="A built-in tiny model: tiny-llava, tiny-bloom or tiny-opt.")) -> None:
+    """The words a built-in tiny model knows, one a line: its word tokenizer maps any other word to <unk>, so a
+    task for it must use only these."""
+    from llava_cit.models.tiny import TINY_SPECS, tiny_tokenizer
+
+    if model not in TINY_SPECS:
+        raise UserError(f"'{model}' has no word vocabulary to list: vocab takes a built-in tiny model "
+                        f"({', '.join(TINY_SPECS)})")
+    tokenizer = tiny_tokenizer(model)
+    special = set(tokenizer.all_special_tokens)
+    for word, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]):
+        if word not in special:
+            typer.echo(word)
+
+
 @app.command(epilog="Examples:\n\n  llava-cit status runs/gqa-ocr\n\n  llava-cit status runs/gqa-ocr --json")
 def status(
     run_dir: Path = typer.Argument(..., help="A run directory (running or stopped)."),
@@ -328,7 +344,7 @@ def plan(
 
     _quiet_libraries()
     result = make_plan(load_config(config_file, set_), gpus, gpu_memory, tokens_per_second, eval_samples_per_second,
-                       tokens_per_sample)
+                       tokens_per_sample, config_file.parent)
     if as_json:
         typer.echo(json_module.dumps(result, indent=2))
         return
