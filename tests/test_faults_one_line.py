@@ -98,6 +98,11 @@ def test_non_utf8_task_and_data_files_name_the_file(tmp_path):
         read_records(tmp_path / "data.jsonl")
     with pytest.raises(UserError, match="data.json: not UTF-8"):
         list(iter_json_array(tmp_path / "data.json"))
+    from llava_cit.continual.report import read_results
+
+    (tmp_path / "results.json").write_bytes(b'{"method": "caf\xe9"}')
+    with pytest.raises(UserError, match="results.json: line 1: not UTF-8"):
+        read_results(tmp_path)
 
 
 # -- --set values -----------------------------------------------------------------------------------------------------
