@@ -344,8 +344,14 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
     trainer.remove_callback(PrinterCallback)  # no raw log dicts on the terminal; they go to train_log.jsonl
     last = last_complete_checkpoint(checkpoint_dir)
     before = zero3_weights.parameter_attributes(model)
-    with writing(checkpoint_dir):  # the Trainer's checkpoints: a full disk is one line, not a SafetensorError
-        result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    try:
+        with writing(checkpoint_dir):  # the Trainer's checkpoints: a full disk is one line, not a SafetensorError
+            result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    except RuntimeError as err:
+        if "without overflow" not in str(err):  # torch: an update step too large for float32 (e.g. lr 1e38)
+            raise
+        raise UserError(f"train.lr={settings.lr:g} overflows the optimizer's update at step "
+                        f"{trainer.state.global_step + 1} (float32 cannot hold it): lower train.lr") from None
     if zero3_weights.is_partitioned(model):  # DeepSpeed ZeRO-3: whole weights again on every rank, for evaluation,
         zero3_weights.release_partitioned_weights(trainer.model_wrapped, model, before)  # saving, the next adapter
     for callback in callbacks:

@@ -114,6 +114,13 @@ def test_set_value_with_a_python_tag_is_refused():
         load_config(None, ['train.lr=!!python/object/apply:os.system ["echo owned"]'], base=tiny_config(["synth-shapes"]))
 
 
+def test_a_learning_rate_that_overflows_float32_is_one_line(workspace, tmp_path):
+    result = cli("train", str(workspace["root"] / "config.yaml"), "--out", str(tmp_path / "run"), "--set",
+                 "train.lr=1e38", "--set", "train.warmup_ratio=0", env=workspace["env"])
+    one_line_error(result, "train.lr=1e+38 overflows the optimizer's update at step 1", "lower train.lr")
+    assert not (tmp_path / "run" / "manifest.json").exists()
+
+
 # -- disk full / file-size limit --------------------------------------------------------------------------------------
 
 def test_file_size_limit_during_train_is_one_line_naming_the_file(workspace, tmp_path):
