@@ -17,9 +17,10 @@ from typing import Any
 from llava_cit.errors import UserError
 
 DISK_FULL_ERRNOS = (errno.EFBIG, errno.ENOSPC, errno.EDQUOT)
-# how libraries that hide the OSError say it: safetensors ("os error 27"), torch.save ("file write failed")
+# how libraries that hide the OSError say it: safetensors ("os error 27"), torch.save (its stream writer's
+# "file write failed", "basic_ios::clear: iostream error", "[enforce fail at inline_container.cc] unexpected pos")
 DISK_FULL_TEXT = re.compile(r"os error (27|28|122)\b|file too large|no space left on device|disk quota exceeded|"
-                            r"file write failed", re.IGNORECASE)
+                            r"file write failed|basic_ios::clear|inline_container\.cc.*unexpected pos", re.IGNORECASE)
 DISK_FULL_ADVICE = "no space left on the device, or a file-size limit reached; free space (or raise the limit), then " \
                    "rerun the same command to resume"
 

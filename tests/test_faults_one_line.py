@@ -149,6 +149,8 @@ def test_is_disk_full_knows_the_libraries_wordings():
     assert is_disk_full(SafetensorError("Error while serializing: I/O error: File too large (os error 27)"))
     assert not is_disk_full(SafetensorError("invalid header"))
     assert is_disk_full(RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed"))
+    assert is_disk_full(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 139456 vs 139344"))
+    assert not is_disk_full(RuntimeError("CUDA out of memory"))
     with pytest.raises(UserError, match="cannot write out/x.json: no space left"):
         with writing("out/x.json"):
             raise OSError(errno.ENOSPC, "No space left on device")
