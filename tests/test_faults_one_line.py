@@ -173,6 +173,10 @@ def test_status_on_a_list_or_binary_config_is_one_line(workspace, tmp_path):
     listed = damaged_copy(workspace, tmp_path, "listed")
     (listed / "config.yaml").write_text("- tiny-llava\n- seq-lora\n")
     one_line_error(cli("status", str(listed)), "config.yaml: not a run config", "got list")
+    from llava_cit.continual.run_directory import open_run_directory
+
+    with pytest.raises(UserError, match="config.yaml: not a run config"):  # train's resume reads it too
+        open_run_directory(listed, tiny_config(["synth-shapes"]), force=False)
     binary = damaged_copy(workspace, tmp_path, "binary")
     (binary / "config.yaml").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     with pytest.raises(UserError, match="config.yaml: line 1: not UTF-8"):

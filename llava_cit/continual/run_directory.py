@@ -35,6 +35,17 @@ def changed_keys(previous: dict, current: dict, prefix: str = "") -> list[str]:
     return keys
 
 
+def read_run_config(config_path: Path) -> dict:
+    """A run directory's config.yaml as a mapping, or a one-line error naming the file."""
+    try:
+        config = yaml.safe_load(read_utf8(config_path)) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"{config_path}: malformed YAML ({getattr(err, 'problem', None) or err})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{config_path}: not a run config (a YAML mapping expected, got {type(config).__name__})")
+    return config
+
+
 def open_run_directory(run_dir: Path, current: dict, force: bool, say=lambda text: None) -> DirectoryLock:
     """Lock `run_dir` (created if needed) and write the config; refuses a different run's directory."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -42,7 +53,7 @@ def open_run_directory(run_dir: Path, current: dict, force: bool, say=lambda tex
     try:
         config_path = run_dir / "config.yaml"
         if config_path.is_file():
-            previous = yaml.safe_load(read_utf8(config_path)) or {}
+            previous = read_run_config(config_path)
             old_tasks, new_tasks = previous.get("tasks", []), current["tasks"]
             changed = changed_keys(_identity(previous), _identity(current))
             if new_tasks[: len(old_tasks)] != old_tasks:

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from llava_cit.continual.manifest import Manifest
+from llava_cit.continual.run_directory import read_run_config
 from llava_cit.continual.train_log import read_train_log
 from llava_cit.errors import UserError
 from llava_cit.run_lock import lock_holder
@@ -54,22 +55,12 @@ def _task_name(entry) -> str:
     return path.stem
 
 
-def _read_config(config_path: Path) -> dict:
-    try:
-        config = yaml.safe_load(read_utf8(config_path)) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"{config_path}: malformed YAML ({getattr(err, 'problem', None) or err})") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{config_path}: not a run config (a YAML mapping expected, got {type(config).__name__})")
-    return config
-
-
 def run_status(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise UserError(f"{run_dir}: not a run directory (no config.yaml)")
-    config = _read_config(config_path)
+    config = read_run_config(config_path)
     entries = config.get("tasks") or []
     if not isinstance(entries, list):
         raise UserError(f"{config_path}: 'tasks' must be a list, got {type(entries).__name__}")
