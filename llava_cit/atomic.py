@@ -3,14 +3,46 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from llava_cit.errors import UserError
+
+DISK_FULL_ERRNOS = (errno.EFBIG, errno.ENOSPC, errno.EDQUOT)
+# how libraries that hide the OSError say it: safetensors ("os error 27"), torch.save (its stream writer's
+# "file write failed", "basic_ios::clear: iostream error", "[enforce fail at inline_container.cc] unexpected pos")
+DISK_FULL_TEXT = re.compile(r"os error (27|28|122)\b|file too large|no space left on device|disk quota exceeded|"
+                            r"file write failed|basic_ios::clear|inline_container\.cc.*unexpected pos", re.IGNORECASE)
+DISK_FULL_ADVICE = "no space left on the device, or a file-size limit reached; free space (or raise the limit), then " \
+                   "rerun the same command to resume"
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """An error from writing a file that is the disk (or a quota, or RLIMIT_FSIZE) saying no."""
+    if isinstance(err, OSError) and err.errno is not None:
+        return err.errno in DISK_FULL_ERRNOS
+    if isinstance(err, (OSError, RuntimeError)) or type(err).__name__ == "SafetensorError":
+        return bool(DISK_FULL_TEXT.search(str(err)))
+    return False
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Writes to `path` inside the block: a full disk or a file-size limit becomes one line naming it."""
+    try:
+        yield
+    except Exception as err:
+        if is_disk_full(err):
+            raise UserError(f"cannot write {path}: {DISK_FULL_ADVICE}") from None
+        raise
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -18,7 +50,7 @@ def write_text(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with writing(path), os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -36,7 +68,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        yield Path(tmp)
+        with writing(path):
+            yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

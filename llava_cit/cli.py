@@ -107,15 +107,21 @@ def train(
     from llava_cit.continual.report import print_report
     from llava_cit.continual.runner import ContinualRunner, Progress
     from llava_cit.distributed import is_main_process
+    from llava_cit.training_progress import TrainingBar
 
     _quiet_libraries()
     run_config = load_config(config, set_)
     out = out or Path("runs") / config.stem
     main = is_main_process()  # under accelerate launch, rank 0 alone talks (and writes the run directory)
+    bars = [TrainingBar(console)] if main else []  # one display per phase: ours, not the Trainer's tqdm as well
     runner = ContinualRunner(run_config, out, force=force, config_dir=config.parent,
-                             progress=Progress(message=_say if main else (lambda text: None), show_trainer_bars=main,
+                             progress=Progress(message=_say if main else (lambda text: None), trainer_callbacks=bars,
                                                console=console if main else None))
-    runner.run()
+    try:
+        runner.run()
+    finally:
+        for bar in bars:
+            bar.close()
     if main:
         print_report([out], console)
     if runner.procs.distributed:
@@ -165,6 +171,22 @@ def methods(
         typer.echo(f"  {key:<16} {kind:<12} {default!s:<8} {help_text}")
 
 
+@app.command(epilog="Examples:\n\n  llava-cit vocab tiny-llava\n\n  llava-cit vocab tiny-bloom | grep -x summarize")
+def vocab(model: str = typer.Argument(..., help="A built-in tiny model: tiny-llava, tiny-bloom or tiny-opt.")) -> None:
+    """The words a built-in tiny model knows, one a line: its word tokenizer maps any other word to <unk>, so a
+    task for it must use only these."""
+    from llava_cit.models.tiny import TINY_SPECS, tiny_tokenizer
+
+    if model not in TINY_SPECS:
+        raise UserError(f"'{model}' has no word vocabulary to list: vocab takes a built-in tiny model "
+                        f"({', '.join(TINY_SPECS)})")
+    tokenizer = tiny_tokenizer(model)
+    special = set(tokenizer.all_special_tokens)
+    for word, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]):
+        if word not in special:
+            typer.echo(word)
+
+
 @app.command(epilog="Examples:\n\n  llava-cit status runs/gqa-ocr\n\n  llava-cit status runs/gqa-ocr --json")
 def status(
     run_dir: Path = typer.Argument(..., help="A run directory (running or stopped)."),
@@ -189,6 +211,7 @@ def route(
     file: Path | None = typer.Option(None, help="A file with one instruction per line."),
 ) -> None:
     """Print the task (or 'none': unknown, served by the bare base) and confidence for each instruction."""
+    from llava_cit.text_files import read_utf8
     from switch import SwitchNetwork
 
     _quiet_libraries()
@@ -196,7 +219,7 @@ def route(
     if file is not None:
         if not file.is_file():
             raise UserError(f"file not found: {file}")
-        texts += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts += [line for line in read_utf8(file).splitlines() if line.strip()]
     if not texts:
         raise UserError("no instructions given (arguments or --file)")
     switch = SwitchNetwork.load(switch_dir)
@@ -260,7 +283,12 @@ def eval_(
         raise UserError("--adapter needs --run")
     if image_aspect_ratio not in ("pad", "crop"):
         raise UserError(f"--image-aspect-ratio must be pad or crop, got '{image_aspect_ratio}'")
-    bench = load_benchmark(benchmark, data, images)
+    trained = None
+    if run is not None and (run / "manifest.json").is_file():
+        from llava_cit.continual.manifest import Manifest
+
+        trained = Manifest(run).task_specs()  # a task the run trained from a task file, found by its name
+    bench = load_benchmark(benchmark, data, images, trained)
     if predictions is not None:
         if not predictions.is_file():
             raise UserError(f"predictions file not found: {predictions}")
@@ -329,6 +357,7 @@ def plan(
     """Parameters, peak memory per GPU, tokens, steps and evaluation work of a run, before it runs."""
     import json as json_module
 
+    import torch
     from rich.table import Table
 
     from llava_cit.config import load_config
@@ -336,15 +365,18 @@ def plan(
 
     _quiet_libraries()
     result = make_plan(load_config(config_file, set_), gpus, gpu_memory, tokens_per_second, eval_samples_per_second,
-                       tokens_per_sample)
+                       tokens_per_sample, config_file.parent)
     if as_json:
         typer.echo(json_module.dumps(result, indent=2))
         return
     p = result["parameters"]
-    console.print(f"{result['model']} / {result['method']} on {gpus} GPU(s): {p['base'] / 1e9:.3f}B parameters, "
-                  f"{p['trainable'] / 1e6:.1f}M trainable, {p['adapter_bytes_per_stage'] / 1e6:.0f} MB saved per stage")
+    on_cpu = gpus == 1 and not torch.cuda.is_available()  # --gpus N plans a GPU run from anywhere
+    devices = "CPU (no GPU here; the memory figures are for one GPU)" if on_cpu else f"{gpus} GPU(s)"
+    console.print(f"{result['model']} / {result['method']} on {devices}: {_size(p['base'])} parameters, "
+                  f"{_size(p['trainable'])} trainable, {_size(p['adapter_bytes_per_stage'], 'B')} saved per stage")
     b = result["batch"]
-    console.print(f"batch: {b['per_device']} per device x {b['gradient_accumulation']} accumulation x {gpus} GPU(s) = "
+    console.print(f"batch: {b['per_device']} per device x {b['gradient_accumulation']} accumulation x "
+                  f"{'1 process' if on_cpu else f'{gpus} GPU(s)'} = "
                   f"{b['global']} global; ~{b['tokens_per_sample']} tokens per example")
     memory = Table(title="estimated peak memory per GPU (a formula: llava_cit/planning.py)")
     memory.add_column("set-up")
@@ -376,6 +408,16 @@ def plan(
                       "train.global_batch_size kept), use more GPUs with ZeRO-3, or 4-bit")
 
 
+def _size(count: float, unit: str = "") -> str:
+    """A count at its own scale (a tiny model is not '0.000B'): 6.760B, 340.8M, 12.3K, 512; with a unit: 108.4 MB."""
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if count >= scale:
+            if unit:
+                return f"{count / scale:.1f} {prefix}{unit}"
+            return f"{count / scale:.3f}B" if prefix == "G" else f"{count / scale:.1f}{prefix}"
+    return f"{count:.0f} {unit}".strip()
+
+
 def _add_subcommands() -> None:
     from llava_cit.data_cli import data_app
 
@@ -391,6 +433,17 @@ def main() -> None:
         app()
     except (UserError, SwitchError) as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except UnicodeDecodeError as err:  # a user's file not read through llava_cit.text_files
+        print(f"error: a file is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8", file=sys.stderr)
+        sys.exit(2)
+    except Exception as err:
+        from llava_cit.atomic import DISK_FULL_ADVICE, is_disk_full
+
+        if not is_disk_full(err):
+            raise
+        where = f"cannot write {err.filename}: " if getattr(err, "filename", None) else "cannot write a file: "
+        print(f"error: {where}{DISK_FULL_ADVICE}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)

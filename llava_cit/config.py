@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from llava_cit.errors import UserError
+from llava_cit.text_files import read_utf8
 
 
 @dataclass
@@ -251,7 +252,10 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserError(f"--set {key}: '{part}' is not a section")
-    node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError as err:  # e.g. a python tag (!!python/object), which safe_load refuses
+        raise UserError(f"--set {key}: the value is not plain YAML ({getattr(err, 'problem', None) or err})") from None
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
@@ -261,7 +265,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
         if not path.is_file():
             raise UserError(f"config file not found: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            loaded = yaml.safe_load(read_utf8(path)) or {}
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark else ""

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from llava_cit.atomic import writing
 from llava_cit.errors import UserError
 
 
@@ -39,7 +40,7 @@ def append_rows(path: Path, rows: list[dict]) -> None:
     """Append rows durably, after healing a torn last line."""
     path.parent.mkdir(parents=True, exist_ok=True)
     heal(path)
-    with open(path, "a", encoding="utf-8") as handle:
+    with writing(path), open(path, "a", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         handle.flush()
         os.fsync(handle.fileno())

@@ -137,14 +137,16 @@ def count_records(source: dict) -> int | None:
 
 
 def plan(config: RunConfig, gpus: int = 1, gpu_memory: float | None = None, tokens_per_second: float | None = None,
-         eval_samples_per_second: float | None = None, tokens_per_sample: int | None = None) -> dict:
+         eval_samples_per_second: float | None = None, tokens_per_sample: int | None = None,
+         config_dir=None) -> dict:
+    """`config_dir`: the config file's folder, where its task files' relative paths start (as for `train`)."""
     from llava_cit.methods.registry import get_method
     from llava_cit.tasks.registry import resolve_task
     from llava_cit.training import gradient_accumulation
 
     facts = model_facts(config)
     method = get_method(config.method)
-    tasks = [resolve_task(entry) for entry in config.tasks]
+    tasks = [resolve_task(entry, config_dir) for entry in config.tasks]
     per_sample = tokens_per_sample or min(config.train.max_length, 256 + facts.image_tokens)
     accumulation = gradient_accumulation(config.train, gpus)
     global_batch = config.train.batch_size * accumulation * gpus

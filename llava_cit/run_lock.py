@@ -58,7 +58,7 @@ def lock_holder(directory: str | Path) -> int | None:
     path = Path(directory) / LOCK_FILE
     if not path.is_file():
         return None
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="replace") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:

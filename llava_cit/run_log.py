@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from llava_cit.atomic import writing
+
 SESSION_START = "session started by process"  # the line a run writes when a process starts (or resumes) it
 
 
@@ -25,7 +27,7 @@ class RunLog:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
+        with writing(self.path), open(self.path, "a", encoding="utf-8") as handle:
             handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
             handle.flush()
             os.fsync(handle.fileno())

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from llava_cit import zero3_weights
+from llava_cit.atomic import writing
 from llava_cit.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.config import LoraSettings, TrainSettings
 from llava_cit.data.example import Example
@@ -394,12 +395,14 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
     last = last_complete_checkpoint(checkpoint_dir)
     before = zero3_weights.parameter_attributes(model)
     try:
-        result = trainer.train(resume_from_checkpoint=str(last) if last else None)
-    except RuntimeError as err:  # e.g. Adam's step size lr / (1 - beta1) beyond float32 at train.lr=1e38
+        with writing(checkpoint_dir):  # the Trainer's checkpoints: a full disk is one line, not a SafetensorError
+            result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    except RuntimeError as err:  # torch: an update step too large for float32 (e.g. Adam's lr / (1 - beta1) at lr 1e38)
         if "overflow" not in str(err):
             raise
         step = trainer.state.global_step + 1
-        raise TrainingDiverged(f"training overflowed at step {step} ({err}); {trainer.advice}", step) from None
+        raise TrainingDiverged(f"training overflowed at step {step} (float32 cannot hold the optimizer's update); "
+                               f"{trainer.advice}", step) from None
     if zero3_weights.is_partitioned(model):  # DeepSpeed ZeRO-3: whole weights again on every rank, for evaluation,
         zero3_weights.release_partitioned_weights(trainer.model_wrapped, model, before)  # saving, the next adapter
     for callback in callbacks:

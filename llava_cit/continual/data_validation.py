@@ -70,7 +70,7 @@ def validate_data(tasks: list[TaskSpec], config, tokenizer=None, load=load_sourc
                     shown = ", ".join(f"'{w}' (example {i})" for w, i in list(unknown.items())[:5])
                     more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
                     problems.append(f"task '{task.name}' ({split}): words outside the tiny model's vocabulary would "
-                                    f"become <unk>: {shown}{more}")
+                                    f"become <unk>: {shown}{more} (`llava-cit vocab {config.model}` lists its words)")
     if problems:
         raise UserError(f"{len(problems)} data problem(s) found before training:\n  - " + "\n  - ".join(problems))
     return counts

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llava_cit.atomic import writing
+
 
 def pyplot():
     import matplotlib
@@ -17,7 +19,8 @@ def pyplot():
 def save_png(fig, path: Path, dpi: int = 100) -> Path:
     plt = pyplot()
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=dpi)
+    with writing(path):
+        fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
     tmp.replace(path)
     return path

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llava_cit.errors import UserError
+from llava_cit.text_files import read_utf8
 
 
 def read_results(run_dir: str | Path) -> dict:
@@ -16,7 +17,7 @@ def read_results(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"{run_dir}: no results.json (not a run directory, or no stage has finished)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_utf8(path))
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
 

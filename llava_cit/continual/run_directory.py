@@ -17,6 +17,7 @@ import yaml
 from llava_cit.atomic import sha256_file, write_json, write_text
 from llava_cit.errors import UserError
 from llava_cit.run_lock import DirectoryLock
+from llava_cit.text_files import read_utf8
 
 TASK_FILES = "task_files.json"
 
@@ -36,6 +37,17 @@ def changed_keys(previous: dict, current: dict, prefix: str = "") -> list[str]:
         elif a != b:
             keys.append(f"{prefix}{key}")
     return keys
+
+
+def read_run_config(config_path: Path) -> dict:
+    """A run directory's config.yaml as a mapping, or a one-line error naming the file."""
+    try:
+        config = yaml.safe_load(read_utf8(config_path)) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"{config_path}: malformed YAML ({getattr(err, 'problem', None) or err})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{config_path}: not a run config (a YAML mapping expected, got {type(config).__name__})")
+    return config
 
 
 def task_files(tasks) -> dict[str, dict]:
@@ -76,7 +88,7 @@ def open_run_directory(run_dir: Path, current: dict, force: bool, say=lambda tex
     try:
         config_path = run_dir / "config.yaml"
         if config_path.is_file():
-            previous = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+            previous = read_run_config(config_path)
             old_tasks, new_tasks = previous.get("tasks", []), current["tasks"]
             changed = changed_keys(_identity(previous), _identity(current))
             if new_tasks[: len(old_tasks)] != old_tasks:

@@ -13,6 +13,7 @@ and merged (llava_cit.distributed): the run directory is the one a single proces
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping
@@ -337,6 +338,8 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
             "switch": f"switch/stage-{stage:02d}" if switch else None,
             "serving": serving, "started_from": self.adapter_rel(start) if start is not None else None,
             "task_similarity": similarity,
+            # a task file's task as trained: `eval --benchmark <task> --run RUN` finds it without the file's path
+            "task_spec": dataclasses.asdict(task) if task.source_file else None,
         }
 
         def finish():

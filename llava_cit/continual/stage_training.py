@@ -3,6 +3,7 @@ the whole model; published atomically and never rewritten; the Trainer's checkpo
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 from peft import PeftModel
 from transformers import TrainerCallback
 
-from llava_cit.atomic import publish_dir, staging_dir
+from llava_cit.atomic import publish_dir, staging_dir, writing
 from llava_cit.continual.stage_clock import PhaseTimer
 from llava_cit.continual.train_log import TRAIN_LOG, TrainLogCallback
 from llava_cit.data.example import Example
@@ -30,6 +31,12 @@ class StepReached(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.runner._step = state.global_step
+
+
+def remove_if_empty(directory: Path) -> None:
+    """`checkpoints/` goes with its last stage's checkpoints: no empty folder stays after a finished run."""
+    with contextlib.suppress(OSError):  # not empty (another stage's checkpoints), or already gone
+        directory.rmdir()
 
 
 class StageTraining:
@@ -77,10 +84,12 @@ class StageTraining:
 
         def publish():  # rank 0 writes; every rank holds the same trained weights in memory
             staging = staging_dir(self.run_dir / rel)
-            model.save_pretrained(staging, selected_adapters=[adapter])
+            with writing(staging):
+                model.save_pretrained(staging, selected_adapters=[adapter])
             publish_dir(next(p.parent for p in staging.rglob("adapter_config.json")), self.run_dir / rel)
             shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(checkpoints, ignore_errors=True)  # Trainer checkpoints (pickled optimizer states) go
+            remove_if_empty(checkpoints.parent)
 
         self.procs.on_main(publish)
         return info
@@ -105,10 +114,12 @@ class StageTraining:
 
         def publish():
             staging = staging_dir(self.run_dir / rel)
-            self.loaded.model.save_pretrained(staging)
-            self.loaded.processor.save_pretrained(staging)
+            with writing(staging):
+                self.loaded.model.save_pretrained(staging)
+                self.loaded.processor.save_pretrained(staging)
             publish_dir(staging, self.run_dir / rel)
             shutil.rmtree(checkpoints, ignore_errors=True)
+            remove_if_empty(checkpoints.parent)
 
         self.procs.on_main(publish)
         self._full_stage = stage

@@ -12,7 +12,7 @@ import random
 
 import torch
 
-from llava_cit.atomic import write_json
+from llava_cit.atomic import write_json, writing
 from llava_cit.models.packaged import resolve_model_spec
 from switch import FeatureExtractor, SwitchNetwork
 from switch.extractor import TINY_EXTRACTOR
@@ -98,7 +98,8 @@ class SwitchFitting:
         switch = self._new_switch()
         switch.fit([r["instruction"] for r in rows], [r["task"] for r in rows], [r["input"] for r in rows],
                    calibration=self._calibration(switch, stage))
-        switch.save(self.run_dir / "switch" / f"stage-{stage:02d}")
+        with writing(self.run_dir / "switch" / f"stage-{stage:02d}"):
+            switch.save(self.run_dir / "switch" / f"stage-{stage:02d}")
         rejection = "off" if not s.reject else "on, calibrated" if switch.radii is not None else "on"
         self.say(f"stage {stage}: switch fitted on {len(rows)} retained instructions "
                  f"({switch.parameter_count} parameters, rejection {rejection})")

@@ -24,6 +24,9 @@ class TrainLogCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.clock is not None:
             self.clock.tick()
+        if state.global_step >= state.max_steps:  # the last step is logged too: a stage shorter than
+            control.should_log = True  # train.logging_steps still has its row (and its loss curve)
+        return control
 
     def on_save(self, args, state, control, **kwargs):
         if self.clock is not None:

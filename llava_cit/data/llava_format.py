@@ -10,6 +10,7 @@ from pathlib import Path
 from llava_cit.data.example import Example
 from llava_cit.data.paths import refuse_system_root, resolve_under
 from llava_cit.errors import UserError
+from llava_cit.text_files import read_utf8
 
 
 def read_records(path: str | Path) -> list[tuple[int, dict]]:
@@ -17,7 +18,7 @@ def read_records(path: str | Path) -> list[tuple[int, dict]]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path)
     stripped = text.lstrip()
     if path.suffix == ".jsonl" or (stripped and stripped[0] == "{" and "\n{" in stripped):
         records = []

@@ -18,7 +18,11 @@ def iter_json_array(path: Path, chunk_size: int = CHUNK) -> Iterator[dict]:
     buffer, offset, consumed, started = "", 0, 0, False
     with open(path, encoding="utf-8") as handle:
         while True:
-            data = handle.read(chunk_size)
+            try:
+                data = handle.read(chunk_size)
+            except UnicodeDecodeError:
+                raise UserError(f"{path}: not UTF-8 text (after character {consumed + len(buffer)}); save the file "
+                                "as UTF-8") from None
             eof = not data
             consumed += offset
             buffer, offset = buffer[offset:] + data, 0

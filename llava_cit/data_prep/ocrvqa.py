@@ -8,6 +8,7 @@ from pathlib import Path
 
 from llava_cit.atomic import write_text
 from llava_cit.errors import UserError
+from llava_cit.text_files import read_utf8
 
 SPLITS = {"train": 1, "val": 2, "test": 3}
 IMAGE_FOLDER = "ocr_vqa/images"  # where LLaVA's mixture expects the images, relative to the data root
@@ -17,7 +18,7 @@ def read_dataset(path: Path) -> dict[str, dict]:
     if not path.is_file():
         raise UserError(f"file not found: {path}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_utf8(path))
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: not JSON (line {err.lineno}: {err.msg})") from None
     if not isinstance(data, dict):

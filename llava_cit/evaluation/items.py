@@ -93,10 +93,11 @@ def load_ocrvqa(data: str, images: str | None) -> Benchmark:
                      ocrvqa.report, max_new_tokens=128, data=data)
 
 
-def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
+def load_task(name: str, data: str | None, images: str | None, trained: dict | None = None) -> Benchmark:
     """Any registered task (or task file) evaluated on its declared test source (or --data: a LLaVA-format
-    file for a vision task, a JSONL {"instruction","input","output"} file for a text task)."""
-    task = resolve_task(name)
+    file for a vision task, a JSONL {"instruction","input","output"} file for a text task). `trained`: the task
+    files' tasks of the run being evaluated ({name: TaskSpec}), found by name."""
+    task = (trained or {}).get(name) or resolve_task(name)
     source = dict(task.test)
     if data:
         source = {"type": "jsonl", "path": data} if task.kind == "text" else {
@@ -123,10 +124,10 @@ def load_task(name: str, data: str | None, images: str | None) -> Benchmark:
 LOADERS = {"ocrbench": load_ocrbench, "gqa": load_gqa, "ocrvqa": load_ocrvqa}
 
 
-def load_benchmark(name: str, data: str | None, images: str | None) -> Benchmark:
+def load_benchmark(name: str, data: str | None, images: str | None, trained: dict | None = None) -> Benchmark:
     if name in LOADERS:
         return LOADERS[name](data, images)
-    return load_task(name, data, images)
+    return load_task(name, data, images, trained)
 
 
 __all__ = ["BadImage", "Benchmark", "EvalItem", "load_benchmark"]

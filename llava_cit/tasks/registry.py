@@ -13,6 +13,7 @@ import llava_cit.tasks.builtin  # noqa: F401  (registers the built-in tasks)
 from llava_cit.errors import UserError
 from llava_cit.tasks.catalog import TASKS, register  # noqa: F401  (register: a task file's or a plugin's one line)
 from llava_cit.tasks.spec import TaskSpec
+from llava_cit.text_files import read_utf8
 
 
 def known_tasks() -> list[str]:
@@ -50,8 +51,8 @@ def load_task_file(path: str | Path) -> TaskSpec:
         data = None
     else:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.suffix != ".json" else json.loads(
-                path.read_text(encoding="utf-8"))
+            text = read_utf8(path)
+            data = yaml.safe_load(text) if path.suffix != ".json" else json.loads(text)
         except (yaml.YAMLError, json.JSONDecodeError) as err:
             mark = getattr(err, "problem_mark", None)
             line = mark.line + 1 if mark else getattr(err, "lineno", "?")
