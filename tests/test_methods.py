@@ -268,3 +268,25 @@ def test_methods_command_prints_a_methods_settings_with_defaults():
     done = subprocess.run([sys.executable, "-m", "llava_cit.cli", "methods", "nope"], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 2 and done.stderr.startswith("error: unknown method 'nope'")
+
+
+def test_combined_hooks_run_every_part_and_pass_the_step_to_each():
+    from llava_cit.methods.base import TrainingHooks, combine, find_hooks
+
+    class Term(TrainingHooks):
+        def __init__(self, value):
+            self.value, self.calls = value, []
+
+        def loss(self, model):
+            return None if self.value is None else torch.tensor(self.value)
+
+        def before_step(self, model):
+            self.calls.append(("before", self.global_step))
+
+    first, second, silent = Term(1.0), Term(2.0), Term(None)
+    both = combine(first, None, silent, second)
+    assert float(both.loss(None)) == 3.0 and combine(silent).loss(None) is None and combine(None, None) is None
+    both.global_step = 7
+    both.before_step(None)
+    assert first.calls == second.calls == silent.calls == [("before", 7)]
+    assert find_hooks(both, Term) is first and find_hooks(None, Term) is None and combine(first) is first

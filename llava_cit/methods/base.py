@@ -97,6 +97,15 @@ def combine(*hooks: TrainingHooks | None) -> TrainingHooks | None:
         return given[0] if given else None
 
     class Combined(TrainingHooks):
+        @property
+        def global_step(self) -> int:
+            return given[0].global_step
+
+        @global_step.setter
+        def global_step(self, value: int) -> None:  # every part sees the step (A-GEM seeds its draws from it)
+            for h in given:
+                h.global_step = value
+
         def loss(self, model):
             terms = [t for t in (h.loss(model) for h in given) if t is not None]
             return sum(terms[1:], terms[0]) if terms else None
