@@ -8,17 +8,25 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from llava_cit.continual.manifest import Manifest
+from llava_cit.continual.results import check_against_manifest
 from llava_cit.errors import UserError
 
 
 def read_results(run_dir: str | Path) -> dict:
+    """results.json, checked against the run's manifest (its scores, adapters and paths)."""
     path = Path(run_dir) / "results.json"
     if not path.is_file():
         raise UserError(f"{run_dir}: no results.json (not a run directory, or no stage has finished)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        results = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
+    manifest = Manifest(Path(run_dir))  # the numbers shown are the ones the finished stages recorded
+    for index in range(len(manifest.stages)):
+        manifest.check_paths(index)
+    check_against_manifest(results, manifest.stages, path)
+    return results
 
 
 def _fmt(value) -> str:

@@ -43,7 +43,7 @@ def run_status(run_dir: str | Path) -> dict:
             manifest.verify(index)
             verified = "verified"
         except UserError as err:
-            verified = f"MISMATCH: {err}"
+            verified = f"NOT verified: {err}"
         finished.append({"stage": index, "task": stage["task"], "checksums": verified,
                          "scores": stage.get("scores"), "seconds": stage.get("seconds")})
     current = len(manifest.stages)
