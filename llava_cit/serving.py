@@ -105,11 +105,13 @@ class RunServer(Server):
         if not results_path.is_file():
             raise UserError(f"{run_dir}: not a finished run directory (no results.json)")
         results = json.loads(results_path.read_text(encoding="utf-8"))
-        manifest = Manifest(run_dir)
-        check_against_manifest(results, manifest.stages, results_path)  # so every path served is one the manifest lists
         config = load_config(None, base=yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
         config.trust_remote_code = bool(config.trust_remote_code and trust_remote_code)
         adapters: dict[str, str] = results["adapters"]
+        for name, rel in adapters.items():
+            inside_run(run_dir, rel, f"adapter path of '{name}' in {results_path}")
+        manifest = Manifest(run_dir)
+        check_against_manifest(results, manifest.stages, results_path)  # so every path served is one the manifest lists
         self.run_dir, self.method = run_dir, results["method"]
         self.checksums: dict[str, dict] = {}  # artifact -> {file: sha256} of the files served, hashed as loaded
 
