@@ -90,6 +90,12 @@ def bare_server(spec: str, dtype: str | None = None, load_in_4bit: bool = False,
     return Server(loaded, loaded.model, prompt)
 
 
+def _file_states(path: Path) -> dict[str, tuple[int, int, int]]:
+    """(size, mtime, inode) of every file under `path`: a file rewritten or replaced since changes them."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino) for p in sorted(path.rglob("*"))
+            if p.is_file()}
+
+
 class RunServer(Server):
     """A finished run directory: its base, its adapters, and (routed methods) its switch.
 
@@ -157,6 +163,7 @@ class RunServer(Server):
             self.adapter_of[name] = by_path.setdefault(str(inside_run(run_dir, rel, f"adapter path of '{name}'")), name)
         chosen = {name: verified(rel, f"adapter path of '{name}'") for name, rel in chosen.items()
                   if self.adapter_of[name] == name}
+        self._verified_states = {name: _file_states(path) for name, path in chosen.items()}
         self._pending = dict(chosen)  # adapters not loaded yet: name -> path
         first = self.adapter_of.get(self.fixed, self.fixed) or next(iter(chosen))
         model = PeftModel.from_pretrained(loaded.model, self._pending.pop(first), adapter_name=first)
@@ -171,7 +178,11 @@ class RunServer(Server):
 
     def ensure_loaded(self, routes) -> None:
         for name in sorted(r for r in routes if r in self._pending):
-            self.model.load_adapter(self._pending.pop(name), adapter_name=name)
+            path = self._pending.pop(name)
+            if _file_states(path) != self._verified_states[name]:  # a lazy adapter loads long after it was verified
+                raise UserError(f"{path} changed after it was verified against {self.run_dir / 'manifest.json'}: "
+                                f"rerun to verify it again")
+            self.model.load_adapter(path, adapter_name=name)
         self.model.eval()
 
     @property

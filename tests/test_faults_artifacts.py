@@ -199,3 +199,15 @@ def test_switch_json_paths_stay_inside_the_switch(run_copy):
                                                              checksums={"../../../../etc/passwd": "0" * 64}))
     with pytest.raises(SwitchError, match="escapes the switch directory"):
         SwitchNetwork.load(switch_dir)
+
+
+def test_a_lazy_adapter_replaced_after_verification_is_not_loaded(run_copy, tmp_path):
+    server = RunServer(run_copy, lazy_adapters=True)
+    assert server.loaded_adapters == ["synth-shapes"]  # synth-ocr's adapter is verified now, loaded on first use
+    weights = run_copy / "adapters/01-synth-ocr/adapter_model.safetensors"
+    replacement = tmp_path / "replacement.safetensors"
+    shutil.copy(weights, replacement)
+    flip_16_bytes(replacement)
+    replacement.replace(weights)
+    with pytest.raises(UserError, match="01-synth-ocr changed after it was verified"):
+        server.ensure_loaded({"synth-ocr"})
