@@ -37,22 +37,22 @@ class Manifest:
     def done(self, index: int) -> dict | None:
         return self.stages[index] if index < len(self.stages) else None
 
-    def _paths(self, index: int) -> dict[str, str]:
-        """{what: path} of every path stage `index` names."""
+    def _paths(self, index: int) -> list[tuple[str, str]]:
+        """(what, path) of every path stage `index` names."""
         entry, where = self.stages[index], f"stage {index} of {self.path}"
         checksums = entry.get("checksums")
         if not isinstance(checksums, dict) or not all(isinstance(v, dict) for v in checksums.values()):
             raise UserError(f"{where}: no 'checksums' of its artifacts (field 'checksums')")
-        paths = {f"artifact '{rel}' (field 'checksums') of {where}": rel for rel in checksums}
-        paths.update({f"field '{key}' of {where}": entry[key] for key in ("adapter", "switch", "started_from")
-                      if entry.get(key) is not None})
-        paths.update({f"serving path of '{task}' (field 'serving') of {where}": rel
-                      for task, rel in (entry.get("serving") or {}).items()})
+        paths = [(f"an artifact (field 'checksums') of {where}", rel) for rel in checksums]
+        paths += [(f"field '{key}' of {where}", entry[key]) for key in ("adapter", "switch", "started_from")
+                  if entry.get(key) is not None]
+        paths += [(f"the serving path of '{task}' (field 'serving') of {where}", rel)
+                  for task, rel in (entry.get("serving") or {}).items()]
         return paths
 
     def check_paths(self, index: int) -> None:
         """Every path stage `index` names stays inside the run directory."""
-        for what, rel in self._paths(index).items():
+        for what, rel in self._paths(index):
             inside_run(self.run_dir, rel, what)
 
     def checksums_of(self, rel: str, what: str) -> dict[str, str]:
