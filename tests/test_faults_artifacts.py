@@ -139,6 +139,15 @@ def test_manifest_paths_leaving_the_run_are_refused_and_never_hashed(run_copy, h
         read_results(run_copy)  # `report`
 
 
+def test_a_manifest_stage_without_checksums_is_not_verified(run_copy, hashed):
+    edit_json(run_copy / "manifest.json", lambda m: m["stages"][1].pop("checksums"))
+    status = run_status(run_copy)
+    assert status["finished"][1]["checksums"] == (f"NOT verified: stage 1 of {run_copy / 'manifest.json'}: no "
+                                                  f"'checksums' of its artifacts (field 'checksums')")
+    with pytest.raises(UserError, match="no 'checksums' of its artifacts"):
+        RunServer(run_copy)
+
+
 def test_a_verified_copy_outside_the_run_is_not_served(run_copy, tmp_path):
     """A serving path to an identical copy of the adapter outside the run: the checksums match, the path does not."""
     outside = tmp_path / "elsewhere"

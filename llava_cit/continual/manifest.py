@@ -105,7 +105,7 @@ class Manifest:
 def verified_switch(switch_dir: Path) -> bool:
     """A switch folder of a run (`RUN/switch/stage-NN`) whose manifest lists it: verified against the manifest
     (True; refused on a mismatch). False for any other folder (its own switch.json checksums apply)."""
-    switch_dir = Path(switch_dir)
+    switch_dir = Path(switch_dir).resolve()
     run_dir = switch_dir.parent.parent
     rel = f"{switch_dir.parent.name}/{switch_dir.name}"
     if not (run_dir / MANIFEST).is_file():
