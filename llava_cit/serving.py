@@ -110,6 +110,7 @@ class RunServer(Server):
         results_path = run_dir / "results.json"
         if not results_path.is_file():
             raise UserError(f"{run_dir}: not a finished run directory (no results.json)")
+        inside_run(run_dir, results_path.name, f"{results_path} (a link)")
         results = json.loads(results_path.read_text(encoding="utf-8"))
         config = load_config(None, base=yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
         config.trust_remote_code = bool(config.trust_remote_code and trust_remote_code)

@@ -220,3 +220,14 @@ def test_a_lazy_adapter_replaced_after_verification_is_not_loaded(run_copy, tmp_
     replacement.replace(weights)
     with pytest.raises(UserError, match="01-synth-ocr changed after it was verified"):
         server.ensure_loaded({"synth-ocr"})
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "results.json"])
+def test_run_json_files_linked_from_outside_are_refused(run_copy, tmp_path, name):
+    outside = tmp_path / f"outside-{name}"
+    shutil.move(run_copy / name, outside)
+    (run_copy / name).symlink_to(outside)
+    with pytest.raises(UserError, match=f"{name} \\(a link\\) '{name}' escapes the run directory"):
+        RunServer(run_copy)
+    with pytest.raises(UserError, match="escapes the run directory"):
+        read_results(run_copy)

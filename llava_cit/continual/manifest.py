@@ -29,6 +29,7 @@ class Manifest:
         self.run_dir = run_dir
         self.stages: list[dict] = []
         if self.path.is_file():
+            inside_run(run_dir, MANIFEST, f"{self.path} (a link)")
             try:
                 self.stages = json.loads(self.path.read_text(encoding="utf-8"))["stages"]
             except (json.JSONDecodeError, KeyError) as err:

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from llava_cit.continual.manifest import Manifest
+from llava_cit.continual.manifest import Manifest, inside_run
 from llava_cit.continual.results import check_against_manifest
 from llava_cit.errors import UserError
 
@@ -18,6 +18,7 @@ def read_results(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "results.json"
     if not path.is_file():
         raise UserError(f"{run_dir}: no results.json (not a run directory, or no stage has finished)")
+    inside_run(Path(run_dir), path.name, f"{path} (a link)")
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
