@@ -92,8 +92,11 @@ def bare_server(spec: str, dtype: str | None = None, load_in_4bit: bool = False,
 
 def _file_states(path: Path) -> dict[str, tuple[int, int, int]]:
     """(size, mtime, inode) of every file under `path`: a file rewritten or replaced since changes them."""
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino) for p in sorted(path.rglob("*"))
-            if p.is_file()}
+    states = {}
+    for file in (p for p in sorted(path.rglob("*")) if p.is_file()):
+        stat = file.stat()
+        states[str(file)] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    return states
 
 
 class RunServer(Server):

@@ -78,7 +78,6 @@ def hashed(monkeypatch) -> list[Path]:
         return original(path)
 
     monkeypatch.setattr(llava_cit.atomic, "sha256_file", recording)
-    monkeypatch.setattr("llava_cit.continual.manifest.sha256_file", recording)
     return seen
 
 
@@ -140,12 +139,16 @@ def test_manifest_paths_leaving_the_run_are_refused_and_never_hashed(run_copy, h
 
 
 def test_a_manifest_stage_without_checksums_is_not_verified(run_copy, hashed):
+    original = (run_copy / "manifest.json").read_text()
     edit_json(run_copy / "manifest.json", lambda m: m["stages"][1].pop("checksums"))
     status = run_status(run_copy)
     assert status["finished"][1]["checksums"] == (f"NOT verified: stage 1 of {run_copy / 'manifest.json'}: no "
                                                   f"'checksums' of its artifacts (field 'checksums')")
     with pytest.raises(UserError, match="no 'checksums' of its artifacts"):
         RunServer(run_copy)
+    (run_copy / "manifest.json").write_text(original)
+    edit_json(run_copy / "manifest.json", lambda m: m["stages"][0].pop("seconds"))
+    one_line_error(cli("report", str(run_copy), "--no-plots"), "manifest.json: a finished stage lacks a field")
 
 
 def test_a_verified_copy_outside_the_run_is_not_served(run_copy, tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llava_cit.atomic import dir_checksums, sha256_file, write_json
+from llava_cit.atomic import dir_checksums, write_json
 from llava_cit.data.paths import resolve_under
 from llava_cit.errors import UserError
 
@@ -57,10 +57,9 @@ class Manifest:
             inside_run(self.run_dir, rel, what)
 
     def checksums_of(self, rel: str, what: str) -> dict[str, str]:
-        """{file: sha256} of the artifact `rel` (a folder or one file), hashing only files inside the run directory."""
+        """{file: sha256} of the artifact folder `rel` (as `record` computes them), hashing only files inside the run
+        directory."""
         path = inside_run(self.run_dir, rel, what)
-        if path.is_file():
-            return {path.name: sha256_file(path)}
         for file in (p for p in sorted(path.rglob("*")) if p.is_file()):
             inside_run(self.run_dir, str(file.relative_to(self.run_dir.resolve())), f"file {file} of {what}")
         return dir_checksums(path)

@@ -46,7 +46,11 @@ def check_against_manifest(results: dict, stages: list[dict], path: Path) -> Non
     (what serves a run and what a report prints are read from results.json; the manifest holds the checksums that
     vouch for them). Fields a run written by an older version lacks are not compared."""
     plan = SimpleNamespace(name=results.get("method"), routes=None, router=None, full_finetune=None)
-    expected = build_results(stages, plan, {"model": results.get("model")}, [])
+    try:
+        expected = build_results(stages, plan, {"model": results.get("model")}, [])
+    except (KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{path.with_name('manifest.json')}: a finished stage lacks a field or has a malformed one "
+                        f"({type(err).__name__}: {err})") from None
     for key in FROM_MANIFEST:
         if key in results and results[key] != expected[key]:
             raise UserError(f"{path}: field '{key}' disagrees with the run's manifest.json (results.json says "
