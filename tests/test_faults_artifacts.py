@@ -234,3 +234,12 @@ def test_run_json_files_linked_from_outside_are_refused(run_copy, tmp_path, name
         RunServer(run_copy)
     with pytest.raises(UserError, match="escapes the run directory"):
         read_results(run_copy)
+
+
+def test_an_upper_bound_taken_from_another_run_is_checked_against_its_manifest(run_copy, tmp_path):
+    edit_json(run_copy / "results.json", lambda r: r["upper_bound"].update({"synth-shapes": 1.0}))
+    config = tiny_run_config(tasks=["synth-shapes"], eval={"limit": 4, "batch_size": 4, "max_new_tokens": 2,
+                                                           "upper_bound_from": str(run_copy)})
+    with pytest.raises(UserError, match="field 'upper_bound' disagrees with the run's manifest.json"):
+        ContinualRunner(load_config(None, base=config), tmp_path / "new").run()
+    assert not (tmp_path / "new/results.json").exists()
