@@ -222,7 +222,9 @@ def route(
         texts += [line for line in read_utf8(file).splitlines() if line.strip()]
     if not texts:
         raise UserError("no instructions given (arguments or --file)")
-    switch = SwitchNetwork.load(switch_dir)
+    from llava_cit.continual.manifest import verified_switch
+
+    switch = SwitchNetwork.load(switch_dir, verify_checksums=not verified_switch(switch_dir))
     for text, (label, confidence) in zip(texts, switch.predict(texts)):
         typer.echo(f"{label or 'none'}\t{confidence:.3f}\t{text}")
 
@@ -311,6 +313,7 @@ def eval_(
         with DirectoryLock(out, "evaluation folder"):  # taken before the model loads: a second writer is refused at once
             if run:
                 server = RunServer(run, adapter, trust_remote_code=trust_remote_code, lazy_adapters=True)
+                source = dict(source, checksums=server.checksums)  # computed from the files loaded, not the manifest's
             else:
                 server = bare_server(model, dtype, load_in_4bit, trust_remote_code, system_prompt, image_aspect_ratio)
             identity = producer(bench.name, data or "", data_checksum(data or ""), source,

@@ -17,8 +17,9 @@ import yaml
 from peft import PeftModel
 
 from llava_cit.config import load_config
+from llava_cit.continual.manifest import Manifest, inside_run
+from llava_cit.continual.results import check_against_manifest
 from llava_cit.data.example import Example
-from llava_cit.data.paths import resolve_under
 from llava_cit.errors import UserError
 from llava_cit.methods.registry import get_method
 from llava_cit.models.loading import LoadedModel, load_model
@@ -89,10 +90,20 @@ def bare_server(spec: str, dtype: str | None = None, load_in_4bit: bool = False,
     return Server(loaded, loaded.model, prompt)
 
 
+def _file_states(path: Path) -> dict[str, tuple[int, int, int]]:
+    """(size, mtime, inode) of every file under `path`: a file rewritten or replaced since changes them."""
+    states = {}
+    for file in (p for p in sorted(path.rglob("*")) if p.is_file()):
+        stat = file.stat()
+        states[str(file)] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    return states
+
+
 class RunServer(Server):
     """A finished run directory: its base, its adapters, and (routed methods) its switch.
 
-    Every path read from the run's files must stay inside the run directory; the run's own
+    Every path read from the run's files must stay inside the run directory, and every artifact served has the
+    checksums manifest.json recorded for it (`checksums`: those computed as it was loaded); the run's own
     `trust_remote_code` is honoured only when the caller passes `trust_remote_code=True`.
     """
 
@@ -102,13 +113,23 @@ class RunServer(Server):
         results_path = run_dir / "results.json"
         if not results_path.is_file():
             raise UserError(f"{run_dir}: not a finished run directory (no results.json)")
+        inside_run(run_dir, results_path.name, f"{results_path} (a link)")
         results = json.loads(results_path.read_text(encoding="utf-8"))
         config = load_config(None, base=yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
         config.trust_remote_code = bool(config.trust_remote_code and trust_remote_code)
         adapters: dict[str, str] = results["adapters"]
+        for name, rel in adapters.items():
+            inside_run(run_dir, rel, f"adapter path of '{name}' in {results_path}")
+        manifest = Manifest(run_dir)
+        check_against_manifest(results, manifest.stages, results_path)  # so every path served is one the manifest lists
         self.run_dir, self.method = run_dir, results["method"]
-        inside = {name: resolve_under(run_dir, rel, f"adapter path of '{name}' in {results_path}", "the run directory")
-                  for name, rel in adapters.items()}
+        self.checksums: dict[str, dict] = {}  # artifact -> {file: sha256} of the files served, hashed as loaded
+
+        def verified(rel: str, what: str) -> Path:  # checked against the manifest before anything loads it
+            what = f"{what} in {results_path}"
+            self.checksums[rel] = manifest.verify_artifact(rel, what)
+            return inside_run(run_dir, rel, what)
+
         prompt = PromptSettings.load(run_dir)
         plan = results.get("method_plan") or vars(get_method(results["method"]))  # runs written before "method_plan"
         if plan["full_finetune"]:  # full-sft: the last stage's whole model serves
@@ -117,7 +138,7 @@ class RunServer(Server):
                 raise UserError(f"{run_dir} is a full-sft run: it serves the model of its last stage ('{last}'), "
                                 f"there is no separate '{adapter}' to choose")
             self.fixed = last
-            loaded = load_model(str(inside[last]), config.dtype, config.device_map)
+            loaded = load_model(str(verified(adapters[last], f"model path of '{last}'")), config.dtype, config.device_map)
             super().__init__(loaded, loaded.model, prompt or PromptSettings.from_config(config, loaded.is_vision, {}))
             return
         loaded = pretrained_base(config) if config.pretrain.task else load_model(
@@ -125,29 +146,28 @@ class RunServer(Server):
         if adapter is not None:
             if adapter not in adapters:
                 raise UserError(f"{run_dir} has no adapter for task '{adapter}' (it has: {', '.join(adapters)})")
-            chosen = {adapter: inside[adapter]}
+            chosen = {adapter: adapters[adapter]}
             self.fixed = adapter
         elif plan["routes"]:
-            serving = results.get("serving") or adapters  # a task's route leads to the adapter serving it
-            chosen = {name: resolve_under(run_dir, rel, f"serving path of '{name}' in {results_path}",
-                                          "the run directory") for name, rel in serving.items()}
+            chosen = dict(results.get("serving") or adapters)  # a task's route leads to the adapter serving it
             self.fixed = None
             if results.get("switch"):
-                switch_dir = resolve_under(run_dir, results["switch"], f"switch path in {results_path}",
-                                           "the run directory")
-                self.switch = SwitchNetwork.load(switch_dir, labels=list(adapters))
+                switch_dir = verified(results["switch"], "switch path")
+                self.switch = SwitchNetwork.load(switch_dir, labels=list(adapters), verify_checksums=False)
             else:
                 self.fixed = next(iter(adapters))  # one task learned: no switch needed
         else:  # one adapter carried through the sequence: its final state serves everything
             last = results["tasks"][-1]
-            chosen, self.fixed = {last: inside[last]}, last
+            chosen, self.fixed = {last: adapters[last]}, last
         # a task's route leads to the adapter that serves it; tasks sharing one adapter load it once, under
         # the first such task's name
         self.adapter_of = {}
         by_path: dict[str, str] = {}
-        for name, path in chosen.items():
-            self.adapter_of[name] = by_path.setdefault(str(path), name)
-        chosen = {name: path for name, path in chosen.items() if self.adapter_of[name] == name}
+        for name, rel in chosen.items():
+            self.adapter_of[name] = by_path.setdefault(str(inside_run(run_dir, rel, f"adapter path of '{name}'")), name)
+        chosen = {name: verified(rel, f"adapter path of '{name}'") for name, rel in chosen.items()
+                  if self.adapter_of[name] == name}
+        self._verified_states = {name: _file_states(path) for name, path in chosen.items()}
         self._pending = dict(chosen)  # adapters not loaded yet: name -> path
         first = self.adapter_of.get(self.fixed, self.fixed) or next(iter(chosen))
         model = PeftModel.from_pretrained(loaded.model, self._pending.pop(first), adapter_name=first)
@@ -162,7 +182,11 @@ class RunServer(Server):
 
     def ensure_loaded(self, routes) -> None:
         for name in sorted(r for r in routes if r in self._pending):
-            self.model.load_adapter(self._pending.pop(name), adapter_name=name)
+            path = self._pending.pop(name)
+            if _file_states(path) != self._verified_states[name]:  # a lazy adapter loads long after it was verified
+                raise UserError(f"{path} changed after it was verified against {self.run_dir / 'manifest.json'}: "
+                                f"rerun to verify it again")
+            self.model.load_adapter(path, adapter_name=name)
         self.model.eval()
 
     @property

@@ -67,6 +67,15 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _inside(directory: Path, name, field: str) -> Path:
+    """`directory / name`, refused unless it (symlinks followed) stays inside `directory`."""
+    root = directory.resolve()
+    path = (root / str(name)).resolve()
+    if root not in path.parents:
+        raise SwitchError(f"{directory / META}: {field} '{name}' escapes the switch directory")
+    return path
+
+
 class SwitchNetwork:
     def __init__(self, extractor: str | FeatureExtractor = "facebook/opt-125m", hidden: int = 200,
                  layer: int = -1, pooling: str = "last", epochs: int = 300, lr: float = 1e-3,
@@ -407,8 +416,11 @@ class SwitchNetwork:
 
     @classmethod
     def load(cls, directory: str | Path, labels: Sequence[str] | None = None,
-             extractor: FeatureExtractor | None = None, cache_dir: str | None = None) -> SwitchNetwork:
-        """Load a saved switch, verifying checksums; `labels` (if given) must match the saved ones."""
+             extractor: FeatureExtractor | None = None, cache_dir: str | None = None,
+             verify_checksums: bool = True) -> SwitchNetwork:
+        """Load a saved switch, verifying checksums (unless the caller has just verified every file of it, e.g.
+        against a run's manifest); `labels` (if given) must match the saved ones. The files switch.json names
+        must lie inside `directory`."""
         directory = Path(directory)
         meta_path = directory / META
         if not meta_path.is_file():
@@ -418,10 +430,10 @@ class SwitchNetwork:
         except json.JSONDecodeError as err:
             raise SwitchError(f"{meta_path}: line {err.lineno}: malformed JSON ({err.msg})") from None
         for name, digest in meta.get("checksums", {}).items():
-            path = directory / name
+            path = _inside(directory, name, "a checksummed file")
             if not path.is_file():
                 raise SwitchError(f"{directory}: missing file {name}")
-            if _sha256(path) != digest:
+            if verify_checksums and _sha256(path) != digest:
                 raise SwitchError(f"{directory}: checksum mismatch for {name} (file changed since it was saved)")
         if WEIGHTS not in meta.get("checksums", {}):
             raise SwitchError(f"{directory}: {META} lists no checksum for {WEIGHTS}")
@@ -431,7 +443,7 @@ class SwitchNetwork:
             if meta.get("extractor_path"):
                 from transformers import AutoModel, AutoTokenizer
 
-                path = directory / meta["extractor_path"]
+                path = _inside(directory, meta["extractor_path"], "extractor_path")
                 extractor = FeatureExtractor.from_model(
                     AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), meta["extractor"],
                     layer=meta["layer"], pooling=meta["pooling"], cache_dir=cache_dir, seed=meta.get("seed", 0))

@@ -4,7 +4,6 @@ and written to predictions/stage-NN/; plus the untrained base's score and the up
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -129,7 +128,9 @@ class MatrixEvaluation:
             path = Path(source) / "results.json"
             if not path.is_file():
                 raise UserError(f"eval.upper_bound_from: {path} not found")
-            value = json.loads(path.read_text(encoding="utf-8")).get("upper_bound", {}).get(task.name)
+            from llava_cit.continual.report import read_results  # checked against that run's manifest
+
+            value = read_results(source).get("upper_bound", {}).get(task.name)
             if value is None:
                 raise UserError(f"eval.upper_bound_from: {path} has no upper bound for task '{task.name}'")
             return value, f"{source} (upper_bound of '{task.name}')", None

@@ -8,18 +8,27 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from llava_cit.continual.manifest import Manifest, inside_run
+from llava_cit.continual.results import check_against_manifest
 from llava_cit.errors import UserError
 from llava_cit.text_files import read_utf8
 
 
 def read_results(run_dir: str | Path) -> dict:
+    """results.json, checked against the run's manifest (its scores, adapters and paths)."""
     path = Path(run_dir) / "results.json"
     if not path.is_file():
         raise UserError(f"{run_dir}: no results.json (not a run directory, or no stage has finished)")
+    inside_run(Path(run_dir), path.name, f"{path} (a link)")
     try:
-        return json.loads(read_utf8(path))
+        results = json.loads(read_utf8(path))
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
+    manifest = Manifest(Path(run_dir))  # the numbers shown are the ones the finished stages recorded
+    for index in range(len(manifest.stages)):
+        manifest.check_paths(index)
+    check_against_manifest(results, manifest.stages, path)
+    return results
 
 
 def _fmt(value) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 from llava_cit.atomic import write_json
 from llava_cit.continual.metrics import (
@@ -15,6 +16,7 @@ from llava_cit.continual.metrics import (
     mean_finetuned,
     relative_gain,
 )
+from llava_cit.errors import UserError
 
 METRIC_DEFINITIONS = {
     "matrix": "a[i][j]: score on task j after stage i (null before task j is learned)",
@@ -48,6 +50,27 @@ def serving_adapters(stages: list[dict]) -> dict[str, str]:
     adapter for runs written before serving maps)."""
     serving = (stages[-1].get("serving") or {}) if stages else {}
     return {s["task"]: serving.get(s["task"], s["adapter"]) for s in stages}
+
+
+# what results.json takes from the manifest's finished stages (the rest: the method, model and config)
+FROM_MANIFEST = ("tasks", "matrix", "upper_bound", "base_model", "final", "average", "mft", "mfn", "maa", "bwt",
+                 "relative_gain", "switch_accuracy", "adapters", "serving", "switch")
+
+
+def check_against_manifest(results: dict, stages: list[dict], path: Path) -> None:
+    """results.json holds the tasks, scores, adapters, serving map and switch of the manifest's finished stages
+    (what serves a run and what a report prints are read from results.json; the manifest holds the checksums that
+    vouch for them). Fields a run written by an older version lacks are not compared."""
+    plan = SimpleNamespace(name=results.get("method"), routes=None, router=None, full_finetune=None)
+    try:
+        expected = build_results(stages, plan, {"model": results.get("model")}, [])
+    except (KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{path.with_name('manifest.json')}: a finished stage lacks a field or has a malformed one "
+                        f"({type(err).__name__}: {err})") from None
+    for key in FROM_MANIFEST:
+        if key in results and results[key] != expected[key]:
+            raise UserError(f"{path}: field '{key}' disagrees with the run's manifest.json (results.json says "
+                            f"{results[key]!r}, the manifest {expected[key]!r}): the run's files were changed")
 
 
 def build_results(stages: list[dict], method, config: dict, tasks, diverged: dict | None = None) -> dict:

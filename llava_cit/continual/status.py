@@ -72,7 +72,7 @@ def run_status(run_dir: str | Path) -> dict:
             manifest.verify(index)
             verified = "verified"
         except UserError as err:
-            verified = f"MISMATCH: {err}"
+            verified = f"NOT verified: {err}"
         if isinstance(stage.get("task"), str) and index < len(tasks):
             tasks[index] = stage["task"]  # the name the stage was trained under
         finished.append({"stage": index, "task": stage.get("task"), "checksums": verified,

@@ -10,21 +10,20 @@ import time
 from pathlib import Path
 
 from llava_cit.atomic import write_json
+from llava_cit.continual.manifest import Manifest
 from llava_cit.errors import UserError
 
 PRODUCER = "producer.json"
 
 
 def run_checksums(run_dir: Path, adapter: str | None) -> dict[str, dict]:
-    """The manifest's checksums of the artifacts that serve (every adapter and the switch, or one adapter)."""
-    path = run_dir / "manifest.json"
-    if not path.is_file():
-        return {}
-    stages = json.loads(path.read_text(encoding="utf-8")).get("stages", [])
+    """The manifest's checksums of a run's artifacts (every stage's, or the stage that learned `adapter`): they name
+    the default output folder before anything loads. producer.json records those computed from the files loaded
+    (RunServer.checksums)."""
     checksums: dict[str, dict] = {}
-    for stage in stages:
-        if adapter is None or stage["task"] == adapter:
-            checksums.update(stage.get("checksums", {}))
+    for stage in Manifest(run_dir).stages:
+        if isinstance(stage, dict) and (adapter is None or stage.get("task") == adapter):
+            checksums.update(stage.get("checksums") or {})
     return dict(sorted(checksums.items()))
 
 
