@@ -21,7 +21,7 @@ from llava_cit.config import load_config
 from llava_cit.continual.manifest import verified_switch
 from llava_cit.continual.report import read_results
 from llava_cit.continual.runner import ContinualRunner
-from llava_cit.continual.status import run_status
+from llava_cit.continual.status import print_status, run_status
 from llava_cit.errors import UserError
 from llava_cit.serving import RunServer
 from switch import SwitchNetwork
@@ -95,6 +95,10 @@ def test_eval_run_refuses_a_tampered_adapter_with_one_line(run_copy, tmp_path):
         ContinualRunner(load_config(None, base=tiny_run_config()), run_copy).run()
     status = run_status(run_copy)
     assert status["finished"][0]["checksums"].startswith("NOT verified: checksum mismatch")
+    lines = []
+    print_status(status, lines.append)
+    assert "all stages finished, but stage 0 NOT verified: do not trust results.json" in lines
+    assert not any("results.json is final" in line for line in lines)
 
 
 def test_producer_records_the_checksums_of_the_files_served(run_copy, tmp_path):

@@ -114,7 +114,9 @@ def print_status(status: dict, echo=print) -> None:
         scores = ", ".join(_shown(s) for s in values if s is not None) or "none"
         echo(f"  stage {stage['stage']} {stage['task']}: finished, checksums {stage['checksums']}; scores {scores}")
     if status["complete"]:
-        echo("all stages finished: results.json is final")
+        unverified = [str(stage["stage"]) for stage in status["finished"] if stage["checksums"] != "verified"]
+        echo(f"all stages finished, but stage {', '.join(unverified)} NOT verified: do not trust results.json" if unverified
+             else "all stages finished: results.json is final")
     current = status.get("current")
     if current:
         step = f"step {current['step']}/{current['total_steps']}" if current["step"] is not None else "no step logged yet"
