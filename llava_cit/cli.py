@@ -270,7 +270,13 @@ def eval_(
     force: bool = typer.Option(False, help="Start over in an output folder that holds another evaluation."),
 ) -> None:
     """Batch evaluation with the official scoring; resumable (re-run to continue)."""
-    from llava_cit.evaluation.batch import data_checksum, load_external_predictions, run_predictions, score_predictions
+    from llava_cit.evaluation.batch import (
+        data_checksum,
+        load_external_predictions,
+        require_images,
+        run_predictions,
+        score_predictions,
+    )
     from llava_cit.evaluation.identity import claim, default_output, producer, run_checksums
     from llava_cit.evaluation.items import load_benchmark
     from llava_cit.evaluation.report import print_scores
@@ -299,6 +305,7 @@ def eval_(
         scores = score_predictions(bench, rows, out, skip_bad, limit, bad_lines)
         print_scores(scores, console)
         return
+    require_images(bench, images, limit)
     from llava_cit.serving import RunServer, bare_server
 
     if run:

@@ -227,3 +227,17 @@ def test_real_ocrbench_totals_are_the_files_whatever_is_answered(tmp_path):
     assert scores["Final Score"] == {"correct": len(answered), "total": 1000}
     assert scores["Scene Text-centric VQA accuracy"] == scores["per_type"]["Scene Text-centric VQA"]["correct"] / 200
     assert scores["Text Recognition"] == {"correct": 300, "total": 300}
+
+
+@needs_ocrbench
+def test_generation_without_any_image_found_is_one_line_not_a_run_scored_all_wrong(tmp_path):
+    """The real OCRBench.json without --images: the guessed folder beside it holds none of its images."""
+    data = tmp_path / "OCRBench.json"
+    data.write_bytes(OCRBENCH_JSON.read_bytes())
+    out = tmp_path / "eval"
+    result = cli("eval", "--benchmark", "ocrbench", "--data", str(data), "--model", "tiny-llava", "--out", str(out))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: none of the 1000 images of ocrbench exists (the first: {tmp_path / 'OCRBench_Images'}"
+                                     f"/{json.loads(OCRBENCH_JSON.read_text())[0]['image_path']}): pass --images FOLDER (the "
+                                     "folder the records' image paths are under)")
+    assert not out.exists()

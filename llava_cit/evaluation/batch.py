@@ -33,6 +33,16 @@ def _row(item: EvalItem, prediction: str | None, routed=None, confidence=None, e
             "routed_task": routed, "confidence": confidence, "error": error}
 
 
+def require_images(benchmark: Benchmark, images: str | None, limit: int | None = None) -> None:
+    """Before generating: where the samples name image files and not one of them exists, a one-line error (every
+    sample would be a bad one, scored wrong): the images folder was guessed wrong or not given."""
+    items = benchmark.items[:limit] if limit else benchmark.items
+    paths = [item.image_path for item in items if item.image_path is not None and not item.error]
+    if paths and not any(path.is_file() for path in paths):
+        hint = f"check --images {images}" if images else "pass --images FOLDER (the folder the records' image paths are under)"
+        raise UserError(f"none of the {len(paths)} images of {benchmark.name} exists (the first: {paths[0]}): {hint}")
+
+
 def run_predictions(benchmark: Benchmark, server, out_dir: Path, batch_size: int = 16, max_new_tokens: int | None = None,
                     limit: int | None = None, advance: Callable[[int], None] | None = None,
                     window: int = WINDOW) -> dict[str, dict]:
