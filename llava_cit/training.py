@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from llava_cit import zero3_weights
-from llava_cit.atomic import writing
+from llava_cit.atomic import atomic_path, writing
 from llava_cit.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.config import LoraSettings, TrainSettings
 from llava_cit.data.example import Example
@@ -184,11 +185,38 @@ def projector_parameter_groups(model: torch.nn.Module, projector_lr: float, weig
             {"params": projector, "lr": projector_lr, "weight_decay": 0.0}]
 
 
-class MethodHooksCallback(TrainerCallback):
-    """A method's per-step hooks: before_step after backward (gradient surgery), after_step after the update."""
+HOOKS_STATE = "method-hooks-{step}.safetensors"  # a method's hooks' state, beside the Trainer's checkpoint-{step}
 
-    def __init__(self, hooks, model):
-        self.hooks, self.model = hooks, model
+
+def save_hooks_state(hooks, path: Path) -> None:
+    """What a method's training hooks accumulated (TrainingHooks.state), atomically; nothing when they keep none."""
+    tensors = hooks.state() if hooks is not None else {}
+    if not tensors:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with writing(path), atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+
+
+def load_hooks_state(hooks, path: Path) -> bool:
+    """Restore the hooks' state saved at `path` (a resume); False where none was saved."""
+    if hooks is None or not path.is_file():
+        return False
+    hooks.load_state(load_file(str(path)))
+    return True
+
+
+class MethodHooksCallback(TrainerCallback):
+    """A method's per-step hooks: before_step after backward (gradient surgery), after_step after the update; their
+    state is saved beside each Trainer checkpoint, before the checkpoint itself (a kill between leaves that
+    checkpoint incomplete, so a resume takes an earlier one, whose state is there)."""
+
+    def __init__(self, hooks, model, checkpoint_dir: Path | None = None):
+        self.hooks, self.model, self.checkpoint_dir = hooks, model, checkpoint_dir
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save and self.checkpoint_dir is not None and state.is_world_process_zero:
+            save_hooks_state(self.hooks, self.checkpoint_dir / HOOKS_STATE.format(step=state.global_step))
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         self.hooks.global_step = state.global_step  # restored from the checkpoint on a resume
@@ -380,7 +408,7 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
 
         callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(log_dir))))
     if hooks is not None:
-        callbacks.append(MethodHooksCallback(hooks, model))
+        callbacks.append(MethodHooksCallback(hooks, model, checkpoint_dir))
     trainer = LoraTrainer(
         model=model,
         args=args,
@@ -393,6 +421,8 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
     )
     trainer.remove_callback(PrinterCallback)  # no raw log dicts on the terminal; they go to train_log.jsonl
     last = last_complete_checkpoint(checkpoint_dir)
+    if last is not None:  # the method's hooks go on from what they had accumulated at that checkpoint
+        load_hooks_state(hooks, checkpoint_dir / HOOKS_STATE.format(step=last.name.split("-")[-1]))
     before = zero3_weights.parameter_attributes(model)
     try:
         with writing(checkpoint_dir):  # the Trainer's checkpoints: a full disk is one line, not a SafetensorError

@@ -189,3 +189,43 @@ def test_a_stage_resumed_from_a_checkpoint_with_lora_dropout_trains_the_adapter_
     assert any(name.startswith("adapters/01-") for name in whole) and sorted(resumed) == sorted(whole)
     assert [name for name in whole if whole[name] != resumed[name]] == []
     assert results_without_timings(tmp_path / "resumed") == results_without_timings(tmp_path / "whole")
+
+
+def method_files(run) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for folder in ("adapters", "method_state")
+            for p in sorted((run / folder).rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("kill", ["mid-training", "after-publishing"])
+def test_si_resumed_after_a_kill_is_the_uninterrupted_run(tmp_path, monkeypatch, kill):
+    """SI's path integral restarted at the checkpoint (mid-training), or was lost (a kill after the adapter was
+    published, before the importance was saved): its state is now saved with each checkpoint and before publishing."""
+    from test_runner import CrashAt
+
+    from llava_cit.continual.runner import Progress
+    from llava_cit.methods.si import SI
+
+    config = tiny_run_config(method="si", method_args={"strength": 100.0})
+    ContinualRunner(load_config(None, base=config), tmp_path / "whole").run()
+    with monkeypatch.context() as patch:
+        progress = None
+        if kill == "mid-training":
+            progress = Progress(trainer_callbacks=[CrashAt(0, 3)])
+        else:
+            def killed(self, ctx, model, hooks=None):
+                raise RuntimeError("simulated crash")
+
+            patch.setattr(SI, "after_stage", killed)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            ContinualRunner(load_config(None, base=config), tmp_path / "resumed", progress=progress).run()
+    if kill == "after-publishing":
+        assert (tmp_path / "resumed/adapters/00-synth-shapes").is_dir()
+        assert (tmp_path / "resumed/method_state/hooks/00-synth-shapes.safetensors").is_file()
+    runner = ContinualRunner(load_config(None, base=config), tmp_path / "resumed")
+    runner.run()
+    if kill == "mid-training":
+        assert runner.manifest.stages[0]["train"]["resumed_from"] == "checkpoint-2"
+    whole, resumed = method_files(tmp_path / "whole"), method_files(tmp_path / "resumed")
+    assert "method_state/00-synth-shapes.safetensors" in whole and sorted(resumed) == sorted(whole)
+    assert [name for name in whole if whole[name] != resumed[name]] == []
+    assert not (tmp_path / "resumed/method_state/hooks").exists()  # the hooks' state goes once the stage is recorded

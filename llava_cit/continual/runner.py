@@ -33,7 +33,7 @@ from llava_cit.continual.results import below_base, write_results
 from llava_cit.continual.run_directory import open_run_directory, task_files
 from llava_cit.continual.similarity_plot import draw_task_similarity
 from llava_cit.continual.stage_clock import PhaseTimer
-from llava_cit.continual.stage_training import StageTraining
+from llava_cit.continual.stage_training import StageTraining, remove_if_empty
 from llava_cit.continual.switch_fitting import SwitchFitting
 from llava_cit.data.example import Example
 from llava_cit.data.sources import load_source
@@ -49,7 +49,7 @@ from llava_cit.run_log import SESSION_START, RunLog
 from llava_cit.scoring import check_metric
 from llava_cit.tasks.registry import resolve_task
 from llava_cit.tasks.spec import TaskSpec
-from llava_cit.training import TrainingDiverged, add_adapter
+from llava_cit.training import TrainingDiverged, add_adapter, load_hooks_state
 from switch import retain
 from switch.errors import SwitchError
 from switch.retention import read_jsonl, write_jsonl
@@ -279,6 +279,9 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
             self.say(f"stage {stage} ({task.name}): adapter already saved, reusing {rel}")
             self._use_adapter(adapter, rel)
             train_info = {"reused_saved_adapter": True}
+            hooks = self.method.training_hooks(ctx)  # with the state training left them in, where they keep one
+            if not load_hooks_state(hooks, self.hooks_state_path(rel)):
+                hooks = None
         else:
             if not fresh:
                 self.say(f"stage {stage} ({task.name}): starting from {self.adapter_rel(start)}")
@@ -306,6 +309,8 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
         if self.method.routes and c.switch.reject and c.switch.reject_calibration:
             self.procs.on_main(lambda: self._write_calibration(stage, task, kept))
         method_info = self.method.after_stage(ctx, self._model(), hooks)
+        self.procs.on_main(lambda: self.hooks_state_path(rel).unlink(missing_ok=True))  # what it held is in method_state
+        self.procs.on_main(lambda: remove_if_empty(self.hooks_state_path(rel).parent))
         if method_info:
             train_info["method"] = method_info
         previous = self.manifest.stages[-1].get("serving") or {} if self.manifest.stages else {}

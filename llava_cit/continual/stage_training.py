@@ -17,7 +17,7 @@ from llava_cit.continual.train_log import TRAIN_LOG, TrainLogCallback
 from llava_cit.data.example import Example
 from llava_cit.models.loading import load_model
 from llava_cit.tasks.spec import TaskSpec
-from llava_cit.training import last_complete_checkpoint, train_adapter, train_full
+from llava_cit.training import last_complete_checkpoint, save_hooks_state, train_adapter, train_full
 
 
 class StepReached(TrainerCallback):
@@ -70,6 +70,10 @@ class StageTraining:
             self.say(f"stage {stage} ({task.name}): resuming {what} from {last.relative_to(self.run_dir)} "
                      f"(step {last.name.split('-')[-1]})")
 
+    def hooks_state_path(self, rel: str) -> Path:
+        """Where a stage's training hooks leave their final state until the stage is recorded (SI's path integral)."""
+        return self.run_dir / "method_state" / "hooks" / f"{Path(rel).name}.safetensors"
+
     def _train_lora(self, model: PeftModel, adapter: str, stage: int, task: TaskSpec, examples: list[Example],
                     rel: str, clock: PhaseTimer, kind: str = "adapter", hooks=None) -> dict:
         """Train `adapter` on `examples` and publish it at `rel` (atomically; never rewritten)."""
@@ -83,6 +87,8 @@ class StageTraining:
                              run_name=f"{task.name}-{self.method.name}", hooks=hooks)
 
         def publish():  # rank 0 writes; every rank holds the same trained weights in memory
+            if kind == "adapter":  # the hooks' final state first: a kill after the adapter is published loses nothing
+                save_hooks_state(hooks, self.hooks_state_path(rel))
             staging = staging_dir(self.run_dir / rel)
             with writing(staging):
                 model.save_pretrained(staging, selected_adapters=[adapter])

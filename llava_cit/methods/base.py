@@ -86,6 +86,14 @@ class TrainingHooks:
         """The hooks this one is made of (itself, or each of `combine`'s)."""
         return [self]
 
+    def state(self) -> dict[str, torch.Tensor]:
+        """What the hooks accumulated so far (e.g. SI's path integral), saved with each Trainer checkpoint and before
+        the stage's adapter is published, so a resumed stage goes on from it exactly (default: nothing)."""
+        return {}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Go on from `state()` as saved (a resume)."""
+
 
 Hooks = TypeVar("Hooks", bound=TrainingHooks)
 
@@ -120,6 +128,13 @@ def combine(*hooks: TrainingHooks | None) -> TrainingHooks | None:
 
         def parts(self):
             return [p for h in given for p in h.parts()]
+
+        def state(self):
+            return {f"{i}.{k}": v for i, h in enumerate(given) for k, v in h.state().items()}
+
+        def load_state(self, tensors):
+            for i, h in enumerate(given):
+                h.load_state({k[len(f"{i}."):]: v for k, v in tensors.items() if k.startswith(f"{i}.")})
 
     return Combined()
 
