@@ -146,9 +146,21 @@ class LoraTrainer(Trainer):
         extra = self.hooks.loss(model) if self.hooks is not None else None
         if extra is None:
             return result
+        if self._loss_not_divided_by_accumulation(num_items_in_batch):
+            # the Trainer leaves this micro-batch's loss undivided (the model normalised the task loss by the tokens
+            # of the whole accumulated batch): the method's term, added to every micro-batch, is divided here, so it
+            # counts once per optimizer step whatever the accumulation (one strength per λ)
+            extra = extra / self.current_gradient_accumulation_steps
         if return_outputs:
             return result[0] + extra, result[1]
         return result + extra
+
+    def _loss_not_divided_by_accumulation(self, num_items_in_batch) -> bool:
+        """The Trainer's own test (Trainer.training_step) of whether it divides a micro-batch's loss by the number of
+        accumulated micro-batches: not where the loss was already normalised by `num_items_in_batch`."""
+        if getattr(self, "loss_is_scaled_for_ga", None) is not None:
+            return bool(self.loss_is_scaled_for_ga)
+        return bool((self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """A checkpoint holds the adapter being trained, not every adapter of the model: the earlier ones are frozen

@@ -290,3 +290,26 @@ def test_combined_hooks_run_every_part_and_pass_the_step_to_each():
     both.before_step(None)
     assert first.calls == second.calls == silent.calls == [("before", 7)]
     assert find_hooks(both, Term) is first and find_hooks(None, Term) is None and combine(first) is first
+
+
+@pytest.mark.parametrize("method", ["ewc", "seq-lora"])
+def test_a_methods_extra_loss_counts_once_per_optimizer_step_whatever_the_accumulation(tmp_path, method):
+    """The same run as 32 x 1 and 8 x 4 (one global batch, dropout 0) ends with the same adapters: EWC's penalty was
+    added undivided to each of the 4 micro-batches (the Trainer does not divide a loss the model normalised)."""
+    from llava_cit.training import LoraTrainer
+
+    assert LoraTrainer._loss_not_divided_by_accumulation  # the Trainer's own test, reproduced
+    args = {"strength": 1e5} if method == "ewc" else {}
+    adapters = {}
+    for batch, accumulation in ((32, 1), (8, 4)):
+        config = tiny_run_config(method=method, method_args=args, train_limit=96)
+        config["train"].update(batch_size=batch, grad_accum=accumulation, lr=3e-3, warmup_ratio=0.0, save_steps=50)
+        config["eval"]["limit"] = 4
+        run = tmp_path / f"{batch}x{accumulation}"
+        ContinualRunner(load_config(None, base=config), run).run()
+        adapters[batch] = load_file(str(next((run / "adapters" / "01-synth-ocr").rglob("adapter_model.safetensors"))))
+    first, second = adapters[32], adapters[8]
+    assert sorted(first) == sorted(second)
+    worst = max(float((first[k] - second[k]).abs().max()) for k in first)
+    moved = max(float(v.abs().max()) for v in first.values())
+    assert worst <= 1e-4 * max(moved, 1.0), (worst, moved)
