@@ -57,8 +57,8 @@ def metric(name: str, description: str = "", applies: Callable[[Sample], bool] |
     """Register the decorated function as metric `name`."""
 
     def wrap(function: Callable[..., list[float | None]]) -> Callable[..., list[float | None]]:
-        METRICS.add(name, Metric(name, function, description or (function.__doc__ or "").strip().splitlines()[0],
-                                 applies, check))
+        summary = description or next(iter((function.__doc__ or "").strip().splitlines()), "")
+        METRICS.add(name, Metric(name, function, summary, applies, check))
         return function
 
     return wrap
