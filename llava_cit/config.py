@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from llava_cit.errors import UserError
-from llava_cit.text_files import read_utf8
+from llava_cit.util.errors import UserError
+from llava_cit.util.text_files import read_utf8
 
 
 @dataclass

@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from llava_cit.collation import Encoder, TrainCollator
 from llava_cit.config import LoraSettings, load_config
+from llava_cit.continual.demo import demo_preset
 from llava_cit.continual.runner import ContinualRunner
+from llava_cit.data.collation import Encoder, TrainCollator
 from llava_cit.data.synthetic import generate
-from llava_cit.demo import demo_preset
-from llava_cit.pretraining import pretrained_base
-from llava_cit.training import add_adapter
+from llava_cit.train.pretraining import pretrained_base
+from llava_cit.train.trainer import add_adapter
 
 
 def run(overrides: list[str], out: Path) -> dict:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llava_cit.collation import IGNORE_INDEX, Encoder
+from llava_cit.data.collation import IGNORE_INDEX, Encoder
 from llava_cit.data.example import Example
-from llava_cit.errors import UserError
 from llava_cit.models.loading import LoadedModel
+from llava_cit.util.errors import UserError
 
 SMOLLM2_TEMPLATE = (  # SmolLM2-135M-Instruct's chat template, as its tokenizer ships it
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\n"

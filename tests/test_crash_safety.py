@@ -14,10 +14,10 @@ from test_runner import CrashAt
 
 from llava_cit.config import load_config
 from llava_cit.continual.runner import ContinualRunner, Progress
-from llava_cit.errors import UserError
-from llava_cit.jsonl import append_rows, heal, read_rows
-from llava_cit.run_lock import DirectoryLock, lock_holder
-from llava_cit.training import last_complete_checkpoint
+from llava_cit.train.trainer import last_complete_checkpoint
+from llava_cit.util.errors import UserError
+from llava_cit.util.jsonl import append_rows, heal, read_rows
+from llava_cit.util.run_lock import DirectoryLock, lock_holder
 
 
 def test_typed_config_values_and_one_line_errors(tmp_path):
@@ -142,7 +142,7 @@ def test_task_file_eval_keeps_the_bad_sample_rule(tmp_path):
 
 
 def test_run_files_cannot_point_outside_the_run(tmp_path):
-    from llava_cit.serving import RunServer
+    from llava_cit.serve.run_server import RunServer
 
     run = tmp_path / "run"
     run.mkdir()

@@ -5,16 +5,16 @@ import random
 
 import pytest
 
-from llava_cit.collation import Encoder
+from llava_cit.data.collation import Encoder
 from llava_cit.data.ct0_datasets import read_ct0
 from llava_cit.data.example import Example
+from llava_cit.data.prompts import TEXT_PREAMBLE, text_prompt
 from llava_cit.data.sources import load_source
-from llava_cit.errors import UserError
+from llava_cit.evaluation.scoring import extra_scores, score_all
 from llava_cit.models.loading import load_model
-from llava_cit.prompts import TEXT_PREAMBLE, text_prompt
-from llava_cit.scoring import extra_scores, score_all
 from llava_cit.tasks import ct0_prompts
 from llava_cit.tasks.registry import known_tasks, resolve_task
+from llava_cit.util.errors import UserError
 
 PREAMBLE = ("Below is an instruction that describes a task, paired with an input that provides further context. "
             "Write a response that appropriately completes the request.")

@@ -6,7 +6,7 @@ from PIL import Image
 from llava_cit.data.llava_format import load_llava
 from llava_cit.data.sources import load_source
 from llava_cit.data.synthetic import generate
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 
 def write_records(tmp_path, records, name="data.json"):

@@ -19,7 +19,7 @@ from llava_cit.data_prep.json_stream import iter_json_array
 from llava_cit.data_prep.ocrvqa import evaluation_records, read_dataset
 from llava_cit.data_prep.ocrvqa_images import download_images
 from llava_cit.data_prep.split_mix import split_mix
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 SHARED = [Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")]
 OCRBENCH_JSON = next((p / "data/ocrbench/OCRBench.json" for p in SHARED if (p / "data/ocrbench/OCRBench.json").is_file()),
@@ -275,7 +275,7 @@ def test_the_paper_ocr_task_is_scored_on_ocrbench_scene_text_vqa(tmp_path, monke
     import shutil
 
     from llava_cit.data.sources import load_source
-    from llava_cit.scoring import score_samples
+    from llava_cit.evaluation.scoring import score_samples
     from llava_cit.tasks.registry import resolve_task
 
     (tmp_path / "OCRBench").mkdir()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from llava_cit.config import load_config
-from llava_cit.demo import demo_preset, switch_fallback
+from llava_cit.continual.demo import demo_preset, switch_fallback
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_the_yaml_presets_are_the_demo_configs_of_before_they_moved_out_of_pytho
     every track's runs, and their matrices, are what they were."""
     from pathlib import Path
 
-    from llava_cit.demo import DEMO_TRACKS, tiny_switch_fallback
+    from llava_cit.continual.demo import DEMO_TRACKS, tiny_switch_fallback
 
     before = json.loads((Path(__file__).parent / "fixtures" / "demo_presets_2026-12-06.json").read_text())
     assert list(DEMO_TRACKS) == ["vision", "text", "smollm2", "smollm2-llava"]

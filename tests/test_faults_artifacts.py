@@ -15,15 +15,15 @@ import yaml
 from conftest import tiny_run_config
 from test_cli import cli
 
-import llava_cit.atomic
-from llava_cit.atomic import dir_checksums
+import llava_cit.util.atomic
 from llava_cit.config import load_config
 from llava_cit.continual.manifest import verified_switch
 from llava_cit.continual.report import read_results
 from llava_cit.continual.runner import ContinualRunner
 from llava_cit.continual.status import print_status, run_status
-from llava_cit.errors import UserError
-from llava_cit.serving import RunServer
+from llava_cit.serve.run_server import RunServer
+from llava_cit.util.atomic import dir_checksums
+from llava_cit.util.errors import UserError
 from switch import SwitchNetwork
 from switch.errors import SwitchError
 
@@ -71,13 +71,13 @@ def one_line_error(result, *fragments) -> None:
 def hashed(monkeypatch) -> list[Path]:
     """Every file hashed while the test runs (through the one hashing helper the manifest uses)."""
     seen: list[Path] = []
-    original = llava_cit.atomic.sha256_file
+    original = llava_cit.util.atomic.sha256_file
 
     def recording(path):
         seen.append(Path(path).resolve())
         return original(path)
 
-    monkeypatch.setattr(llava_cit.atomic, "sha256_file", recording)
+    monkeypatch.setattr(llava_cit.util.atomic, "sha256_file", recording)
     return seen
 
 

@@ -13,13 +13,13 @@ from test_cli import cli
 from test_switch import extractor
 from transformers import TrainerCallback
 
-from llava_cit.atomic import publish_dir, staging_dir
 from llava_cit.config import load_config
 from llava_cit.continual.results import below_base
 from llava_cit.continual.runner import ContinualRunner, Progress
 from llava_cit.continual.status import run_status
-from llava_cit.errors import RunInterrupted, UserError
-from llava_cit.training import training_arguments
+from llava_cit.train.trainer import training_arguments
+from llava_cit.util.atomic import publish_dir, staging_dir
+from llava_cit.util.errors import RunInterrupted, UserError
 from switch import SwitchNetwork
 from switch.errors import SwitchError
 

@@ -18,10 +18,10 @@ from benchmarks import ocrbench
 from llava_cit.continual.data_validation import validate_data
 from llava_cit.data.images import BadImage, check_image_header, open_image
 from llava_cit.data.sources import load_source
-from llava_cit.errors import UserError
 from llava_cit.evaluation.batch import load_external_predictions, run_predictions, score_predictions
 from llava_cit.evaluation.items import load_benchmark
 from llava_cit.tasks.spec import TaskSpec
+from llava_cit.util.errors import UserError
 
 PASSWD = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 NOT_UTF8 = b"name: caf\xe9\n"  # Latin-1, as an editor on another system may save it
 
@@ -142,7 +142,7 @@ def test_file_size_limit_during_eval_is_one_line_naming_the_file(workspace, tmp_
 def test_is_disk_full_knows_the_libraries_wordings():
     import errno
 
-    from llava_cit.atomic import is_disk_full, writing
+    from llava_cit.util.atomic import is_disk_full, writing
 
     assert is_disk_full(OSError(errno.EFBIG, "File too large")) and is_disk_full(OSError(errno.ENOSPC, "full"))
     assert not is_disk_full(OSError(errno.ENOENT, "No such file or directory"))

@@ -10,7 +10,7 @@ from conftest import tiny_run_config
 
 from llava_cit.config import load_config
 from llava_cit.continual.runner import ContinualRunner
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 from switch import FeatureExtractor, SwitchNetwork
 from switch.tiny import tiny_opt, words_of
 
@@ -147,7 +147,7 @@ def test_two_builders_of_one_pretraining_cache_entry_never_share_a_staging_folde
     first's mid-training. Here a second build of the key runs to its end inside the first one's training."""
     from pathlib import Path
 
-    import llava_cit.pretraining as pretraining
+    import llava_cit.train.pretraining as pretraining
 
     config = load_config(None, base=tiny_run_config(pretrain={"task": "synth-caption", "examples": 8, "batch_size": 8}))
     seen = {}

@@ -11,9 +11,9 @@ from llava_cit.config import LoraSettings, load_config
 from llava_cit.continual.metrics import mean_average_accuracy, mean_finetuned
 from llava_cit.continual.runner import ContinualRunner, Progress
 from llava_cit.data.example import Example
+from llava_cit.data.prompt_settings import PromptSettings
 from llava_cit.models.loading import load_model
-from llava_cit.prompt_settings import PromptSettings
-from llava_cit.training import add_adapter, keep_fp32_master_weights
+from llava_cit.train.trainer import add_adapter, keep_fp32_master_weights
 
 
 def test_bf16_projector_learns_from_a_small_step():
@@ -56,7 +56,7 @@ def test_pad_keeps_the_top_band_of_a_tall_image():
 
 
 def test_llava15_system_prompt_is_the_default_for_llava_models():
-    from llava_cit.prompts import LLAVA_SYSTEM, resolve_system_prompt
+    from llava_cit.data.prompts import LLAVA_SYSTEM, resolve_system_prompt
 
     assert resolve_system_prompt("auto", True, "llava-hf/llava-1.5-7b-hf") == LLAVA_SYSTEM
     assert resolve_system_prompt("auto", False, "bigscience/bloomz-7b1") is None
@@ -66,7 +66,7 @@ def test_llava15_system_prompt_is_the_default_for_llava_models():
 def test_one_prompt_at_training_runner_evaluation_and_eval_run(tmp_path, monkeypatch):
     """Also: each task's own generation budget, MFT/MFN/MAA, the false-rejection rate and one upper bound."""
     import llava_cit.continual.matrix_evaluation as runner_module
-    from llava_cit.serving import RunServer
+    from llava_cit.serve.run_server import RunServer
 
     budgets = []
     real = runner_module.generate_routed
@@ -146,7 +146,7 @@ def test_switch_extractor_keeps_the_end_of_a_long_instruction():
 
 
 def test_a_resumed_run_refuses_changed_eval_settings(tmp_path):
-    from llava_cit.errors import UserError
+    from llava_cit.util.errors import UserError
 
     config = tiny_run_config(tasks=["synth-shapes"])
     ContinualRunner(load_config(None, base=config), tmp_path / "r").run()
@@ -157,7 +157,7 @@ def test_a_resumed_run_refuses_changed_eval_settings(tmp_path):
 def test_sample_problems_are_named_before_generation():
     from types import SimpleNamespace
 
-    from llava_cit.generation import sample_problem
+    from llava_cit.serve.generation import sample_problem
 
     class Tokenizer:  # a real BPE tokenizer drops some characters entirely (e.g. a lone zero-width space)
         def __call__(self, text, add_special_tokens=False):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llava_cit.collation import Encoder
 from llava_cit.config import LoraSettings
 from llava_cit.data import synthetic
-from llava_cit.gathered_lora import GatheredLoRA
-from llava_cit.generation import generate_batch
+from llava_cit.data.collation import Encoder
 from llava_cit.models.loading import LoadedModel
 from llava_cit.models.tiny import tiny_llava
-from llava_cit.training import add_adapter
+from llava_cit.serve.gathered_lora import GatheredLoRA
+from llava_cit.serve.generation import generate_batch
+from llava_cit.train.trainer import add_adapter
 
 
 def _loaded_with_adapters(ranks=(8, 8, 8)):
@@ -92,7 +92,7 @@ def test_run_served_together_equals_route_by_route_and_loads_adapters_lazily(tmp
 
     from llava_cit.config import load_config
     from llava_cit.continual.runner import ContinualRunner
-    from llava_cit.serving import RunServer
+    from llava_cit.serve.run_server import RunServer
 
     ContinualRunner(load_config(None, base=tiny_run_config()), tmp_path / "r").run()
     queries = [x for pair in zip(synthetic.generate("synth-shapes", 6, split="test"),

@@ -2,8 +2,8 @@
 
 import pytest
 
-from llava_cit.errors import UserError
 from llava_cit.models.packaged import resolve_model_spec
+from llava_cit.util.errors import UserError
 
 
 def test_a_folder_of_several_gguf_files_asks_which_one(tmp_path):

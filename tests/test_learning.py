@@ -6,8 +6,8 @@ README command 1 claims.
 
 
 from llava_cit.config import load_config
+from llava_cit.continual.demo import demo_preset
 from llava_cit.continual.runner import ContinualRunner
-from llava_cit.demo import demo_preset
 
 
 def test_synthetic_task_is_learned(tmp_path):

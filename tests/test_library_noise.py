@@ -62,7 +62,7 @@ def test_the_core_install_does_not_pull_bitsandbytes():
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="bitsandbytes is installed here")
 def test_a_cpu_command_imports_neither_bitsandbytes_nor_a_kernel():
-    code = ("import sys, llava_cit.continual.runner, llava_cit.training, peft, transformers.trainer; "
+    code = ("import sys, llava_cit.continual.runner, llava_cit.train.trainer, peft, transformers.trainer; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('bitsandbytes', 'kernels')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -55,7 +55,7 @@ def test_agem_projection_never_conflicts_with_the_reference():
 
 
 def _context(tmp_path, loaded, retained, adapter="a"):
-    from llava_cit.collation import Encoder
+    from llava_cit.data.collation import Encoder
 
     return StageContext(0, ["synth-shapes", "synth-ocr"], adapter, tmp_path / "method_state", {}, lambda: retained,
                         Encoder(loaded))
@@ -65,7 +65,7 @@ def _context(tmp_path, loaded, retained, adapter="a"):
 def test_importance_is_non_negative_and_computed_from_the_retained_examples_only(tmp_path, monkeypatch, name):
     import llava_cit.methods.regularization as regularization
     from llava_cit.models.loading import load_model
-    from llava_cit.training import add_adapter
+    from llava_cit.train.trainer import add_adapter
 
     loaded = load_model("tiny-llava")
     model = add_adapter(loaded.model, "a", LoraSettings(r=4, alpha=8, dropout=0.0), True)
@@ -144,7 +144,7 @@ def test_a_method_file_from_outside_the_package_runs(tmp_path):
     assert results["method_plan"]["routes"] is False
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["stages"][1]["train"]["examples"] > 48  # its own data plus the replayed examples
-    from llava_cit.serving import RunServer
+    from llava_cit.serve.run_server import RunServer
 
     assert RunServer(tmp_path / "r").fixed == "synth-ocr"  # served without finding the method file again
 
@@ -165,7 +165,7 @@ def test_similarity_expansion_reuses_for_a_near_duplicate_and_expands_for_a_diff
     assert results["serving"]["synth-shapes"] == results["serving"]["shapes-again"] == "adapters/02-shapes-again"
     assert results["adapters"]["synth-shapes"] == "adapters/00-synth-shapes"  # each stage's own, unchanged
     assert (tmp_path / "r" / "task_similarity.png").is_file()
-    from llava_cit.serving import RunServer
+    from llava_cit.serve.run_server import RunServer
 
     server = RunServer(tmp_path / "r")
     assert sorted(server.loaded_adapters) == ["synth-ocr", "synth-shapes"]  # two adapters serve three tasks
@@ -206,7 +206,7 @@ def test_eproj_serves_each_task_with_the_shared_lora_and_its_own_projector(tmp_p
 
 def test_rehearsal_replays_the_first_n_retained_examples_of_each_earlier_task(tmp_path):
     from llava_cit.data.example import Example
-    from llava_cit.errors import UserError
+    from llava_cit.util.errors import UserError
 
     def examples(task, n):
         return [Example(id=f"{task}-{i}", turns=[(f"q{i}", "a")], task=task) for i in range(n)]
@@ -234,7 +234,7 @@ def test_rehearsal_replays_the_first_n_retained_examples_of_each_earlier_task(tm
 
 
 def test_method_args_are_typed_per_method_and_an_unknown_key_is_named(tmp_path):
-    from llava_cit.errors import UserError
+    from llava_cit.util.errors import UserError
 
     ewc = get_method("ewc").parse_settings({"strength": "3e2"})  # YAML 1.1 reads 3e2 as a string: a float here
     assert ewc.strength == 300.0 and get_method("ewc").parse_settings({}).strength == 5000.0
@@ -296,7 +296,7 @@ def test_combined_hooks_run_every_part_and_pass_the_step_to_each():
 def test_a_methods_extra_loss_counts_once_per_optimizer_step_whatever_the_accumulation(tmp_path, method):
     """The same run as 32 x 1 and 8 x 4 (one global batch, dropout 0) ends with the same adapters: EWC's penalty was
     added undivided to each of the 4 micro-batches (the Trainer does not divide a loss the model normalised)."""
-    from llava_cit.training import LoraTrainer
+    from llava_cit.train.trainer import LoraTrainer
 
     assert LoraTrainer._loss_not_divided_by_accumulation  # the Trainer's own test, reproduced
     args = {"strength": 1e5} if method == "ewc" else {}

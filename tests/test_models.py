@@ -2,13 +2,13 @@ import pytest
 import torch
 from peft import PeftModel
 
-from llava_cit.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.config import LoraSettings
+from llava_cit.data.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.data.example import Example
 from llava_cit.data.synthetic import generate
-from llava_cit.errors import UserError
 from llava_cit.models.loading import load_model
-from llava_cit.training import add_adapter, language_model_target_regex
+from llava_cit.train.trainer import add_adapter, language_model_target_regex
+from llava_cit.util.errors import UserError
 
 
 def test_tiny_llava_forward_and_generate_through_processor(tiny_llava):

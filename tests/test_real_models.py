@@ -153,8 +153,8 @@ def test_rejection_on_smollm2_with_64_retained_per_task_meets_the_goal_on_a_fres
     the bench never used: each text task left out in turn, >= 0.9 of its instructions rejected, < 0.01 of known."""
     import random
 
+    from llava_cit.continual.demo import demo_preset
     from llava_cit.data import synthetic
-    from llava_cit.demo import demo_preset
     from llava_cit.models.packaged import resolve_model_spec
     from switch import FeatureExtractor, SwitchNetwork
     from switch.instruction import switch_text
@@ -195,7 +195,7 @@ def test_two_view_calibrated_rejection_on_smollm2_meets_the_goal_on_fresh_draws(
     of draw with seeds it never used (built-in and CT0 families; 800 training rows per task with their repeats, 16
     retained, the next 512 calibrate): each task left out in turn, >= 0.9 of its instructions rejected, < 0.01 of
     the known tasks' held-out instructions, in each family set."""
-    from llava_cit.demo import demo_preset
+    from llava_cit.continual.demo import demo_preset
     from llava_cit.models.packaged import resolve_model_spec
     from scripts.bench.switch_rejection_calibrated import draw_rows
     from switch import FeatureExtractor, SwitchNetwork

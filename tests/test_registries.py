@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.metrics import METRICS, Sample, metric
 from benchmarks.registry import DuplicateName, Registry, UnknownName
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def test_a_method_file_loaded_twice_is_one_method(tmp_path):
 
 def test_any_task_can_name_any_registered_metric():
     from llava_cit.data.example import Example
-    from llava_cit.scoring import score_all, wrong_scores
+    from llava_cit.evaluation.scoring import score_all, wrong_scores
     from llava_cit.tasks.spec import TaskSpec
 
     if "test-first-word" not in METRICS:

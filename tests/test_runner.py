@@ -6,11 +6,11 @@ import yaml
 from conftest import tiny_run_config
 from transformers import TrainerCallback
 
-from llava_cit.atomic import dir_checksums
 from llava_cit.config import load_config
 from llava_cit.continual.metrics import average, backward_transfer, relative_gain
 from llava_cit.continual.runner import ContinualRunner, Progress
-from llava_cit.errors import UserError
+from llava_cit.util.atomic import dir_checksums
+from llava_cit.util.errors import UserError
 
 
 def run(tmp_path, name="run", progress=None, **config):
@@ -151,7 +151,7 @@ def test_force_moves_the_old_run_aside(tmp_path):
 
 
 def test_demo_seed_summary_reports_mean_and_sd_and_flags_adapters_below_base(tmp_path):
-    from llava_cit.demo import seed_summary
+    from llava_cit.continual.demo import seed_summary
 
     def results(folder, method, matrix, upper, base):
         folder.mkdir(parents=True)

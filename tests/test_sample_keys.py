@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 from test_benchmarks import OCRBENCH_JSON, needs_ocrbench, stand_in_benchmark
 
-from llava_cit.errors import UserError
 from llava_cit.evaluation.batch import load_external_predictions, score_predictions
 from llava_cit.evaluation.items import load_benchmark
+from llava_cit.util.errors import UserError
 
 
 def gold(record):

@@ -84,9 +84,9 @@ def test_stage1_model_assembled_from_its_three_parts(tmp_path):
     # it answers an image question through the toolkit's own prompt path
     from PIL import Image
 
-    from llava_cit.collation import Encoder
+    from llava_cit.data.collation import Encoder
     from llava_cit.data.example import Example
-    from llava_cit.generation import generate_batch
+    from llava_cit.serve.generation import generate_batch
 
     example = Example(id="0", turns=[("<image>\nwhat is written ?", "a sign")], image=Image.new("RGB", (50, 40)))
     assert len(generate_batch(model, Encoder(loaded), [example], 3)) == 1
@@ -102,8 +102,8 @@ class Payload:
 
 
 def test_a_projector_file_with_objects_is_refused_without_unpickling(tmp_path, capsys):
-    from llava_cit.errors import UserError
     from llava_cit.models.stage1 import read_projector
+    from llava_cit.util.errors import UserError
 
     path = tmp_path / "mm_projector.bin"
     with open(path, "wb") as handle:

@@ -4,8 +4,8 @@ the built-in tasks' families (scripts/bench/switch_pretrained.py measures it ove
 
 import random
 
+from llava_cit.continual.demo import demo_preset
 from llava_cit.data import synthetic
-from llava_cit.demo import demo_preset
 from llava_cit.models.packaged import resolve_model_spec
 from switch import FeatureExtractor, SwitchNetwork
 from switch.instruction import switch_text

@@ -8,7 +8,7 @@ families), shortened: two tasks, a smaller training set, two methods (~4 min on
 
 import json
 
-from llava_cit.demo import run_demo
+from llava_cit.continual.demo import run_demo
 
 
 def test_text_demo_forgetting_vs_switch(tmp_path):

@@ -3,8 +3,8 @@ no pixel values, and the images of the other rows stay paired with their own slo
 
 import torch
 
-from llava_cit.collation import Encoder, TrainCollator
 from llava_cit.data import synthetic
+from llava_cit.data.collation import Encoder, TrainCollator
 from llava_cit.data.example import Example
 
 

@@ -6,13 +6,13 @@ import pytest
 import yaml
 from conftest import tiny_run_config
 
-from llava_cit.collation import IGNORE_INDEX, Encoder
 from llava_cit.config import load_config
 from llava_cit.continual.runner import ContinualRunner
+from llava_cit.data.collation import IGNORE_INDEX, Encoder
 from llava_cit.data.example import Example
-from llava_cit.errors import UserError
+from llava_cit.data.prompts import TEXT_PREAMBLE
 from llava_cit.models.loading import load_model
-from llava_cit.prompts import TEXT_PREAMBLE
+from llava_cit.util.errors import UserError
 
 # the text preamble is long: 128 tokens keep the answers; no warm-up, so the first step already learns
 TEXT_TRAIN = {"epochs": 1, "lr": 1e-3, "batch_size": 8, "max_length": 128, "save_steps": 2, "warmup_ratio": 0.0}
@@ -67,7 +67,7 @@ def test_full_sft_trains_every_weight_saves_whole_models_and_resumes(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from llava_cit.serving import RunServer
+    from llava_cit.serve.run_server import RunServer
 
     colour = write_task(tmp_path, "colour", "What color is the shape on the left?",
                         [(f"the {w} circle left", w) for w in ("red", "blue")] * 8, "rouge1")

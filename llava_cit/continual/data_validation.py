@@ -12,8 +12,8 @@ from __future__ import annotations
 from llava_cit.data.example import Example
 from llava_cit.data.images import BadImage, check_image_header
 from llava_cit.data.sources import load_source
-from llava_cit.errors import UserError
 from llava_cit.tasks.spec import TaskSpec
+from llava_cit.util.errors import UserError
 
 SHOWN = 5  # unreadable images listed per source (then a count)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llava_cit.atomic import writing
+from llava_cit.util.atomic import writing
 
 
 def pyplot():

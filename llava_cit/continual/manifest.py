@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llava_cit.atomic import dir_checksums, write_json
 from llava_cit.data.paths import resolve_under
-from llava_cit.errors import UserError
-from llava_cit.text_files import read_utf8
+from llava_cit.util.atomic import dir_checksums, write_json
+from llava_cit.util.errors import UserError
+from llava_cit.util.text_files import read_utf8
 
 MANIFEST = "manifest.json"
 

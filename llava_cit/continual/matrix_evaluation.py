@@ -10,12 +10,12 @@ import torch
 
 from llava_cit.continual.stage_clock import PhaseTimer
 from llava_cit.data.example import Example
-from llava_cit.errors import UserError
-from llava_cit.progress_display import ItemProgress
-from llava_cit.routing import generate_routed, switch_problem
-from llava_cit.scoring import mean_defined, score_samples
+from llava_cit.evaluation.scoring import mean_defined, score_samples
+from llava_cit.serve.routing import generate_routed, switch_problem
 from llava_cit.tasks.spec import TaskSpec
-from llava_cit.training import add_adapter
+from llava_cit.train.trainer import add_adapter
+from llava_cit.util.errors import UserError
+from llava_cit.util.progress_display import ItemProgress
 from switch import SwitchNetwork
 from switch.retention import write_jsonl
 

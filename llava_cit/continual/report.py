@@ -10,8 +10,8 @@ from rich.table import Table
 
 from llava_cit.continual.manifest import Manifest, inside_run
 from llava_cit.continual.results import check_against_manifest
-from llava_cit.errors import UserError
-from llava_cit.text_files import read_utf8
+from llava_cit.util.errors import UserError
+from llava_cit.util.text_files import read_utf8
 
 
 def read_results(run_dir: str | Path) -> dict:

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from llava_cit.atomic import write_json
 from llava_cit.continual.metrics import (
     average,
     backward_transfer,
@@ -16,7 +15,8 @@ from llava_cit.continual.metrics import (
     mean_finetuned,
     relative_gain,
 )
-from llava_cit.errors import UserError
+from llava_cit.util.atomic import write_json
+from llava_cit.util.errors import UserError
 
 METRIC_DEFINITIONS = {
     "matrix": "a[i][j]: score on task j after stage i (null before task j is learned)",

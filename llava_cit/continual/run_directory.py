@@ -14,10 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from llava_cit.atomic import sha256_file, write_json, write_text
-from llava_cit.errors import UserError
-from llava_cit.run_lock import DirectoryLock
-from llava_cit.text_files import read_utf8
+from llava_cit.util.atomic import sha256_file, write_json, write_text
+from llava_cit.util.errors import UserError
+from llava_cit.util.run_lock import DirectoryLock
+from llava_cit.util.text_files import read_utf8
 
 TASK_FILES = "task_files.json"
 

@@ -8,7 +8,7 @@ command: from its newest complete Trainer checkpoint, or from its published adap
 
 Under `accelerate launch` (N processes) every rank trains, rank 0 alone writes the run directory (config,
 adapters, retained data, switch, predictions, manifest, results), and evaluation is sharded across the ranks
-and merged (llava_cit.distributed): the run directory is the one a single process writes.
+and merged (llava_cit.train.distributed): the run directory is the one a single process writes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 
-from llava_cit.collation import Encoder
 from llava_cit.config import RunConfig
 from llava_cit.continual.data_validation import validate_data
 from llava_cit.continual.loss_curves import draw_loss_curves
@@ -35,21 +34,22 @@ from llava_cit.continual.similarity_plot import draw_task_similarity
 from llava_cit.continual.stage_clock import PhaseTimer
 from llava_cit.continual.stage_training import StageTraining, remove_if_empty
 from llava_cit.continual.switch_fitting import SwitchFitting
+from llava_cit.data.collation import Encoder
 from llava_cit.data.example import Example
+from llava_cit.data.prompt_settings import PromptSettings
 from llava_cit.data.sources import load_source
-from llava_cit.distributed import Processes
-from llava_cit.errors import RunInterrupted, UserError
+from llava_cit.evaluation.scoring import check_metric
 from llava_cit.methods.base import StageContext
 from llava_cit.methods.registry import get_method
 from llava_cit.methods.task_similarity import similarity_to_earlier
 from llava_cit.models.loading import LoadedModel, load_model
-from llava_cit.pretraining import pretrained_base
-from llava_cit.prompt_settings import PromptSettings
-from llava_cit.run_log import SESSION_START, RunLog
-from llava_cit.scoring import check_metric
 from llava_cit.tasks.registry import resolve_task
 from llava_cit.tasks.spec import TaskSpec
-from llava_cit.training import TrainingDiverged, add_adapter, load_hooks_state
+from llava_cit.train.distributed import Processes
+from llava_cit.train.pretraining import pretrained_base
+from llava_cit.train.trainer import TrainingDiverged, add_adapter, load_hooks_state
+from llava_cit.util.errors import RunInterrupted, UserError
+from llava_cit.util.run_log import SESSION_START, RunLog
 from switch import retain
 from switch.errors import SwitchError
 from switch.retention import read_jsonl, write_jsonl

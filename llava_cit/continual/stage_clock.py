@@ -10,8 +10,8 @@ import json
 import time
 from pathlib import Path
 
-from llava_cit.atomic import write_json
-from llava_cit.distributed import is_main_process
+from llava_cit.train.distributed import is_main_process
+from llava_cit.util.atomic import write_json
 
 
 class PhaseTimer:

@@ -11,13 +11,13 @@ import torch
 from peft import PeftModel
 from transformers import TrainerCallback
 
-from llava_cit.atomic import publish_dir, staging_dir, writing
 from llava_cit.continual.stage_clock import PhaseTimer
 from llava_cit.continual.train_log import TRAIN_LOG, TrainLogCallback
 from llava_cit.data.example import Example
 from llava_cit.models.loading import load_model
 from llava_cit.tasks.spec import TaskSpec
-from llava_cit.training import last_complete_checkpoint, save_hooks_state, train_adapter, train_full
+from llava_cit.train.trainer import last_complete_checkpoint, save_hooks_state, train_adapter, train_full
+from llava_cit.util.atomic import publish_dir, staging_dir, writing
 
 
 class StepReached(TrainerCallback):

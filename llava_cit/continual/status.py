@@ -10,10 +10,10 @@ import yaml
 from llava_cit.continual.manifest import Manifest
 from llava_cit.continual.run_directory import read_run_config
 from llava_cit.continual.train_log import read_train_log
-from llava_cit.errors import UserError
-from llava_cit.run_lock import lock_holder
-from llava_cit.run_log import SESSION_START, RunLog
-from llava_cit.text_files import read_utf8
+from llava_cit.util.errors import UserError
+from llava_cit.util.run_lock import lock_holder
+from llava_cit.util.run_log import SESSION_START, RunLog
+from llava_cit.util.text_files import read_utf8
 
 
 def _eta(rows: list[dict]) -> tuple[float | None, float | None]:

@@ -12,8 +12,8 @@ import random
 
 import torch
 
-from llava_cit.atomic import write_json, writing
 from llava_cit.models.packaged import resolve_model_spec
+from llava_cit.util.atomic import write_json, writing
 from switch import FeatureExtractor, SwitchNetwork
 from switch.extractor import TINY_EXTRACTOR
 from switch.retention import read_jsonl

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from llava_cit.jsonl import append_rows, read_rows
+from llava_cit.util.jsonl import append_rows, read_rows
 
 TRAIN_LOG = "logs/train_log.jsonl"
 

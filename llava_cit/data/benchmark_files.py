@@ -21,7 +21,7 @@ from llava_cit.data.hf_datasets import load_hf_dataset
 from llava_cit.data.images import open_image
 from llava_cit.data.llava_format import conversation_turns, read_records
 from llava_cit.data.paths import refuse_system_root, resolve_under
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 
 @dataclass

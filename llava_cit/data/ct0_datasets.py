@@ -23,8 +23,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from llava_cit.data.example import Example
-from llava_cit.errors import UserError
 from llava_cit.tasks import ct0_prompts
+from llava_cit.util.errors import UserError
 
 ESNLI_LABELS = ("entailment", "neutral", "contradiction")  # the HF ClassLabel order
 

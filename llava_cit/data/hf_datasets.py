@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 
 def load_hf_dataset(path: str, name: str | None = None, split: str = "train", data_files=None):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 IMAGE_FAULTS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error,
                 Image.DecompressionBombError, Image.DecompressionBombWarning)

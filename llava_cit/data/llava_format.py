@@ -9,8 +9,8 @@ from pathlib import Path
 
 from llava_cit.data.example import Example
 from llava_cit.data.paths import refuse_system_root, resolve_under
-from llava_cit.errors import UserError
-from llava_cit.text_files import read_utf8
+from llava_cit.util.errors import UserError
+from llava_cit.util.text_files import read_utf8
 
 
 def read_records(path: str | Path) -> list[tuple[int, dict]]:

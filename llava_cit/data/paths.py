@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 
 def resolve_under(root: str | Path, relative: str, what: str = "path", root_name: str = "its data root") -> Path:

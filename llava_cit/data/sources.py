@@ -11,8 +11,8 @@ from llava_cit.data.example import Example
 from llava_cit.data.hf_datasets import load_hf_dataset
 from llava_cit.data.llava_format import load_llava, split_turns
 from llava_cit.data.paths import expand_data_root
-from llava_cit.errors import UserError
 from llava_cit.tasks import ct0_prompts
+from llava_cit.util.errors import UserError
 
 SOURCE_TYPES = ("synthetic", "llava", "hf", "jsonl", "ct0", "benchmark")
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 CHUNK = 1 << 20
 

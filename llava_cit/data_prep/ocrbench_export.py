@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llava_cit.atomic import write_text
 from llava_cit.data.paths import resolve_under
-from llava_cit.errors import UserError
+from llava_cit.util.atomic import write_text
+from llava_cit.util.errors import UserError
 
 HF_COLUMNS = ("dataset", "question", "question_type", "answer", "image")
 OFFICIAL_FIELDS = ("dataset_name", "id", "image_path", "question", "answers", "type")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llava_cit.atomic import write_text
-from llava_cit.errors import UserError
-from llava_cit.text_files import read_utf8
+from llava_cit.util.atomic import write_text
+from llava_cit.util.errors import UserError
+from llava_cit.util.text_files import read_utf8
 
 SPLITS = {"train": 1, "val": 2, "test": 3}
 IMAGE_FOLDER = "ocr_vqa/images"  # where LLaVA's mixture expects the images, relative to the data root

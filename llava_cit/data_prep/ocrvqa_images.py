@@ -130,7 +130,7 @@ def download_images(data: dict[str, dict], out: Path, workers: int = 16, retries
     if failures is not None:
         urls = dict(todo)
         lines = [json.dumps({"id": i, "url": urls[i], "reason": r}) for i, r in sorted(report.failed.items())]
-        from llava_cit.atomic import write_text
+        from llava_cit.util.atomic import write_text
 
         write_text(failures, "".join(line + "\n" for line in lines))
     return report

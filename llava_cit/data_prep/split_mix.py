@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 
 from llava_cit.data_prep.json_stream import CHUNK, iter_json_array
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 TEXT_ONLY = "text"
 

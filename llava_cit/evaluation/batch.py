@@ -13,11 +13,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from llava_cit.atomic import write_json
 from llava_cit.data.images import BadImage
-from llava_cit.errors import UserError
 from llava_cit.evaluation.items import Benchmark, EvalItem
-from llava_cit.jsonl import append_rows, parse_lines, read_rows
+from llava_cit.util.atomic import write_json
+from llava_cit.util.errors import UserError
+from llava_cit.util.jsonl import append_rows, parse_lines, read_rows
 
 PREDICTIONS, SCORES = "predictions.jsonl", "scores.json"
 WINDOW = 8  # batches routed and generated together (grouped by route) between two appends

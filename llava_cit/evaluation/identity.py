@@ -9,9 +9,9 @@ import json
 import time
 from pathlib import Path
 
-from llava_cit.atomic import write_json
 from llava_cit.continual.manifest import Manifest
-from llava_cit.errors import UserError
+from llava_cit.util.atomic import write_json
+from llava_cit.util.errors import UserError
 
 PRODUCER = "producer.json"
 

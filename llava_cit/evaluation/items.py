@@ -12,9 +12,9 @@ from benchmarks import gqa, ocrbench, ocrvqa
 from llava_cit.data.benchmark_files import EvalItem, read_benchmark
 from llava_cit.data.images import BadImage
 from llava_cit.data.sources import load_source
-from llava_cit.errors import UserError
-from llava_cit.scoring import mean_defined, score_samples, wrong_scores
+from llava_cit.evaluation.scoring import mean_defined, score_samples, wrong_scores
 from llava_cit.tasks.registry import resolve_task
+from llava_cit.util.errors import UserError
 
 
 @dataclass

@@ -57,7 +57,7 @@ class StageContext:
     state_dir: Path  # the method's own files for this run (written atomically, never rewritten per stage)
     replay: Mapping[str, list[Example]]  # retained examples of earlier tasks, by task
     retained: Callable[[], list[Example]]  # the retained examples of this stage's task (after training)
-    encoder: object  # llava_cit.collation.Encoder: batches for extra forward passes
+    encoder: object  # llava_cit.data.collation.Encoder: batches for extra forward passes
     settings: Any = field(default_factory=NoSettings)  # the run config's `method_args`, as the method's settings_type
     features: Callable[[list[str]], torch.Tensor] | None = None  # instruction features (the switch's extractor)
     say: Callable[[str], None] = lambda text: None

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 from safetensors.torch import load_file, save_file
 
-from llava_cit.atomic import publish_dir, staging_dir
-from llava_cit.errors import UserError
 from llava_cit.methods.base import Method, StageContext
 from llava_cit.methods.registry import register
+from llava_cit.util.atomic import publish_dir, staging_dir
+from llava_cit.util.errors import UserError
 
 WEIGHTS = "adapter_model.safetensors"
 

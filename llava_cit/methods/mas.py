@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llava_cit.collation import IGNORE_INDEX
+from llava_cit.data.collation import IGNORE_INDEX
 from llava_cit.methods.registry import register
 from llava_cit.methods.regularization import ImportanceRegularized, gradients_over
 

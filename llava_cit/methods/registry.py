@@ -10,8 +10,8 @@ import pkgutil
 from pathlib import Path
 
 from benchmarks.registry import DuplicateName, Registry
-from llava_cit.errors import UserError
 from llava_cit.methods.base import Method
+from llava_cit.util.errors import UserError
 
 METHODS: Registry[Method] = Registry("method")
 # modules of the package that define no method

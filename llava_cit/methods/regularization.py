@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from llava_cit.atomic import atomic_path
-from llava_cit.collation import TrainCollator
-from llava_cit.finite_weights import require_finite
+from llava_cit.data.collation import TrainCollator
 from llava_cit.methods.base import Method, StageContext, TrainingHooks, combine
 from llava_cit.methods.settings import setting
+from llava_cit.util.atomic import atomic_path
+from llava_cit.util.finite_weights import require_finite
 
 
 def adapter_parameters(model, adapter: str) -> dict[str, torch.nn.Parameter]:

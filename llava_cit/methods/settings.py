@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from llava_cit.config import typed_value
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ from transformers import (
 
 from benchmarks.registry import Registry
 from llava_cit.data.paths import expand_data_root
-from llava_cit.errors import UserError
 from llava_cit.models.packaged import PACKAGED, resolve_model_spec
 from llava_cit.models.smollm2_llava import SPEC as SMOLLM2_LLAVA
 from llava_cit.models.smollm2_llava import smollm2_llava
 from llava_cit.models.tiny import TINY_SPECS, build_tiny
+from llava_cit.util.errors import UserError
 
 # model specs built in code (name -> seed -> (model, processor)): the tiny specs and the LLaVA on the packaged SmolLM2
 MODEL_SPECS: Registry[Callable[[int], tuple[Any, Any]]] = Registry("model spec")

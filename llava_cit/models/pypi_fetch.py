@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 
 @dataclass(frozen=True)

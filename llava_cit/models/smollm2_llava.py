@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from llava_cit.data.prompts import IMAGE_TOKEN
 from llava_cit.models.tiny import IMAGE_SIZE, PATCH
-from llava_cit.prompts import IMAGE_TOKEN
 
 SPEC = "smollm2-llava"
 # SmolLM2-135M-Instruct's template (its default system turn, ChatML turns), a user turn's content may be a list of

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 PROJECTOR_KEYS = {"model.mm_projector.0.": "linear_1.", "model.mm_projector.2.": "linear_2."}
 
@@ -76,7 +76,7 @@ def assemble_stage1(vicuna: str, clip: str, projector: Path, out: Path, dtype: s
         LlavaProcessor,
     )
 
-    from llava_cit.atomic import publish_dir, staging_dir
+    from llava_cit.util.atomic import publish_dir, staging_dir
 
     if (out / "config.json").is_file():
         raise UserError(f"{out} already holds a model; choose another --out (finished artifacts are never overwritten)")

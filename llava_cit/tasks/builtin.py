@@ -3,7 +3,7 @@
 `gqa` and `ocrvqa` read what `llava-cit data` prepares under the data root `$LLAVA_CIT_DATA` (LLaVA's
 `playground/data`: the image folders coco/, gqa/, ocr_vqa/, ... and our llava_cit/ split files)."""
 
-from llava_cit.prompts import GQA_SUFFIX
+from llava_cit.data.prompts import GQA_SUFFIX
 from llava_cit.tasks.catalog import register
 from llava_cit.tasks.spec import TaskSpec
 

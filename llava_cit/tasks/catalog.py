@@ -4,8 +4,8 @@ a name registered twice is a one-line error. Finding a task by name or file: lla
 from __future__ import annotations
 
 from benchmarks.registry import DuplicateName, Registry
-from llava_cit.errors import UserError
 from llava_cit.tasks.spec import TaskSpec
+from llava_cit.util.errors import UserError
 
 TASKS: Registry[TaskSpec] = Registry("task")
 

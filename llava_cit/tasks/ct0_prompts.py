@@ -4,7 +4,7 @@ Continual Learners"), as published in their code (ThomasScialom/T0_continual_lea
 
 `[field]` placeholders are replaced by a record's fields, as CT0's `applyCustom` does; one prompt of
 a family is drawn per example. The filled prompt is the example's instruction; the text track wraps
-it in the general instruction preamble (`llava_cit.prompts.text_prompt`).
+it in the general instruction preamble (`llava_cit.data.prompts.text_prompt`).
 """
 
 from __future__ import annotations

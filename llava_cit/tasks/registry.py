@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 
 import llava_cit.tasks.builtin  # noqa: F401  (registers the built-in tasks)
-from llava_cit.errors import UserError
 from llava_cit.tasks.catalog import TASKS, register  # noqa: F401  (register: a task file's or a plugin's one line)
 from llava_cit.tasks.spec import TaskSpec
-from llava_cit.text_files import read_utf8
+from llava_cit.util.errors import UserError
+from llava_cit.util.text_files import read_utf8
 
 
 def known_tasks() -> list[str]:

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 
 @dataclass

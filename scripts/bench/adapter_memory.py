@@ -28,9 +28,9 @@ from peft import PeftModel
 # isort: on
 
 from llava_cit.config import LoraSettings
-from llava_cit.gathered_lora import GatheredLoRA
 from llava_cit.models.tiny import tiny_llava
-from llava_cit.training import add_adapter
+from llava_cit.serve.gathered_lora import GatheredLoRA
+from llava_cit.train.trainer import add_adapter
 
 
 def rss_bytes() -> int:

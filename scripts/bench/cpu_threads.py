@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from llava_cit.collation import Encoder, TrainCollator
+from llava_cit.data.collation import Encoder, TrainCollator
 from llava_cit.data.synthetic import generate
 from llava_cit.models.loading import load_model
 

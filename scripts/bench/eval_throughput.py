@@ -26,13 +26,13 @@ import llava_cit  # noqa: F401  (filters library messages a user cannot act on, 
 from peft import LoraConfig, get_peft_model
 # isort: on
 
-from llava_cit.collation import Encoder
 from llava_cit.data import synthetic
-from llava_cit.generation import generate_batch
+from llava_cit.data.collation import Encoder
 from llava_cit.models.loading import LoadedModel
 from llava_cit.models.tiny import llava_from_sizes
-from llava_cit.routing import gathered_for, generate_routed
-from llava_cit.training import language_model_target_regex
+from llava_cit.serve.generation import generate_batch
+from llava_cit.serve.routing import gathered_for, generate_routed
+from llava_cit.train.trainer import language_model_target_regex
 from scripts.bench.timing import clock
 from switch import FeatureExtractor, SwitchNetwork
 from switch.tiny import tiny_opt, words_of

@@ -4,7 +4,7 @@ peak memory next to `llava-cit plan`'s estimate for the same batch and sequence 
 
 The model is LLaVA-1.5-7B's published architecture (scripts/bench/llava-1.5-7b/config.json: Vicuna-7B + CLIP
 ViT-L/14-336 + the 2-layer projector, 7.06B parameters) with random weights, built directly on the GPU (the hub is
-unreachable). The adapter is the toolkit's own (`llava_cit.training.add_adapter`: LoRA r128 alpha 256 on every
+unreachable). The adapter is the toolkit's own (`llava_cit.train.trainer.add_adapter`: LoRA r128 alpha 256 on every
 linear layer of the language model, the projector trained through `modules_to_save`, kept in fp32), trained with
 the Trainer's recipe pieces: bf16 autocast, gradient checkpointing, AdamW (projector at its own lr). 4-bit: every
 linear layer of the language model replaced by bitsandbytes' NF4 `Linear4bit` with double quantisation and bf16
@@ -40,15 +40,15 @@ import llava_cit  # noqa: F401  (filters library messages a user cannot act on, 
 # isort: on
 from transformers import AutoConfig, LlavaForConditionalGeneration
 
-from llava_cit.collation import Encoder
 from llava_cit.config import LoraSettings, load_config
 from llava_cit.data import synthetic
-from llava_cit.generation import generate_batch
+from llava_cit.data.collation import Encoder
 from llava_cit.models.loading import LoadedModel
 from llava_cit.models.tiny import llava_from_sizes
-from llava_cit.planning import model_facts, peak_memory_gb
-from llava_cit.routing import gathered_for
-from llava_cit.training import add_adapter, keep_fp32_master_weights, projector_parameter_groups
+from llava_cit.serve.generation import generate_batch
+from llava_cit.serve.routing import gathered_for
+from llava_cit.train.planning import model_facts, peak_memory_gb
+from llava_cit.train.trainer import add_adapter, keep_fp32_master_weights, projector_parameter_groups
 from scripts.bench.timing import clock
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from llava_cit.collation import Encoder  # noqa: E402
 from llava_cit.config import load_config  # noqa: E402
+from llava_cit.continual.demo import demo_preset  # noqa: E402
 from llava_cit.data import synthetic  # noqa: E402
-from llava_cit.demo import demo_preset  # noqa: E402
-from llava_cit.generation import generate_batch  # noqa: E402
-from llava_cit.pretraining import pretrained_base  # noqa: E402
+from llava_cit.data.collation import Encoder  # noqa: E402
+from llava_cit.serve.generation import generate_batch  # noqa: E402
+from llava_cit.train.pretraining import pretrained_base  # noqa: E402
 
 
 def copy_accuracy(seed: int, overrides: list[str], count: int = 60) -> dict:

@@ -1,7 +1,7 @@
 """Serve inference from a bare model, a run's fixed adapter, or a run routed by its switch.
 
 Routed serving routes every query of a batch first, then generates route by route with one active
-adapter (llava_cit.routing, the same path as the runner's evaluation); `answer(..., together=True)` answers
+adapter (llava_cit.serve.routing, the same path as the runner's evaluation); `answer(..., together=True)` answers
 each batch in one generate call instead, every row through its own adapter (the gathered LoRA product), for
 callers whose queries must leave together. Adapters can be loaded lazily, on a route's first use. The prompt (system prompt,
 image preprocessing, each task's token budget) is the one the run stored when it trained.
@@ -20,12 +20,12 @@ from llava_cit.config import load_config
 from llava_cit.continual.manifest import Manifest, inside_run
 from llava_cit.continual.results import check_against_manifest
 from llava_cit.data.example import Example
-from llava_cit.errors import UserError
+from llava_cit.data.prompt_settings import PromptSettings
 from llava_cit.methods.registry import get_method
 from llava_cit.models.loading import LoadedModel, load_model
-from llava_cit.pretraining import pretrained_base
-from llava_cit.prompt_settings import PromptSettings
-from llava_cit.routing import generate_mixed, generate_routed, switch_problem
+from llava_cit.serve.routing import generate_mixed, generate_routed, switch_problem
+from llava_cit.train.pretraining import pretrained_base
+from llava_cit.util.errors import UserError
 from switch import SwitchNetwork
 
 Prediction = tuple[str | None, str | None, float | None, str | None]  # (answer, routed task, confidence, error)
@@ -83,7 +83,7 @@ class Server:
 
 def bare_server(spec: str, dtype: str | None = None, load_in_4bit: bool = False, trust_remote_code: bool = False,
                 system_prompt: str | None = "auto", image_aspect_ratio: str = "pad") -> Server:
-    from llava_cit.prompts import resolve_system_prompt
+    from llava_cit.data.prompts import resolve_system_prompt
 
     loaded = load_model(spec, dtype, load_in_4bit=load_in_4bit, trust_remote_code=trust_remote_code)
     prompt = PromptSettings(resolve_system_prompt(system_prompt, loaded.is_vision, spec), image_aspect_ratio)

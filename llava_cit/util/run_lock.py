@@ -11,7 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 LOCK_FILE = ".lock"
 

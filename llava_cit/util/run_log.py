@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from llava_cit.atomic import writing
+from llava_cit.util.atomic import writing
 
 SESSION_START = "session started by process"  # the line a run writes when a process starts (or resumes) it
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from llava_cit.collation import Encoder
+from llava_cit.data.collation import Encoder
 from llava_cit.data.example import Example
 from llava_cit.data.images import BadImage
 
@@ -40,7 +40,7 @@ def sample_problem(encoder: Encoder, example: Example, max_new_tokens: int) -> s
 def generate_batch(model, encoder: Encoder, examples: list[Example], max_new_tokens: int | list[int] = 16,
                    adapter_names: list[str] | None = None, gathered=None) -> list[str]:
     """Answers for one batch, decoded and stripped; `adapter_names[i]` serves example i (through PEFT's mixed
-    batch, or through `gathered`, a llava_cit.gathered_lora.GatheredLoRA, when given). `max_new_tokens` may
+    batch, or through `gathered`, a llava_cit.serve.gathered_lora.GatheredLoRA, when given). `max_new_tokens` may
     be one budget per example: the batch generates to the largest and each answer keeps its own budget's
     tokens (greedy decoding: the same tokens as generating that row alone to its budget)."""
     budgets = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(examples)

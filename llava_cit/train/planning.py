@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from llava_cit.config import RunConfig
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 GB = 1024 ** 3
 IMAGE_TOKENS = {"llava": 576}  # LLaVA-1.5 at 336 px, patch 14: 24 x 24 image tokens per image
@@ -53,7 +53,7 @@ def model_facts(config: RunConfig) -> ModelFacts:
     from llava_cit.data.paths import expand_data_root
     from llava_cit.models.loading import TINY_SPECS, build_tiny
     from llava_cit.models.packaged import resolve_model_spec
-    from llava_cit.training import lora_config
+    from llava_cit.train.trainer import lora_config
 
     if config.model in TINY_SPECS:
         model, _ = build_tiny(config.model)
@@ -109,7 +109,7 @@ def peak_memory_gb(facts: ModelFacts, config: RunConfig, gpus: int, zero: int, f
     else:
         activations = wide * b * s * 34 * h * layers + b * s * facts.vocab * 4
     peak = 1.1 * (weights + state + activations) + 1.5 * GB
-    if zero == 3:  # between stages every rank holds the whole model again (evaluation, saving; llava_cit/zero3_weights.py)
+    if zero == 3:  # between stages every rank holds the whole model again (evaluation, saving; llava_cit/train/zero3_weights.py)
         peak = max(peak, 1.1 * (whole + 4 * t) + 1.5 * GB)
     return peak / GB
 
@@ -142,7 +142,7 @@ def plan(config: RunConfig, gpus: int = 1, gpu_memory: float | None = None, toke
     """`config_dir`: the config file's folder, where its task files' relative paths start (as for `train`)."""
     from llava_cit.methods.registry import get_method
     from llava_cit.tasks.registry import resolve_task
-    from llava_cit.training import gradient_accumulation
+    from llava_cit.train.trainer import gradient_accumulation
 
     facts = model_facts(config)
     method = get_method(config.method)

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import yaml
 
-from llava_cit.atomic import write_json
 from llava_cit.config import load_config
 from llava_cit.continual.manifest import MANIFEST
 from llava_cit.continual.runner import ContinualRunner, Progress
-from llava_cit.errors import UserError
 from llava_cit.methods.base import Method
 from llava_cit.models.packaged import resolve_model_spec
+from llava_cit.util.atomic import write_json
+from llava_cit.util.errors import UserError
 
 DEMO_METHODS = ("switchcit", "seq-lora", "rehearsal")
 DEMO_TRACKS = ("vision", "text", "smollm2", "smollm2-llava")

@@ -4,7 +4,7 @@ every LoRA layer), each route with its task's own generation budget, answers put
 
 When a batch must be answered together (online serving: the queries arrive together and leave together),
 `generate_mixed` answers each batch in one generate call, every row through its own adapter, with the
-gathered low-rank product (llava_cit.gathered_lora) or, where that cannot serve the model, PEFT's
+gathered low-rank product (llava_cit.serve.gathered_lora) or, where that cannot serve the model, PEFT's
 `adapter_names` path.
 
 A route of None (the switch rejected the query as unlike every learned task) is served by the bare base.
@@ -18,10 +18,10 @@ from contextlib import contextmanager, nullcontext
 from peft import PeftModel
 from peft.utils.other import ModulesToSaveWrapper
 
-from llava_cit.collation import Encoder
+from llava_cit.data.collation import Encoder
 from llava_cit.data.example import Example
-from llava_cit.gathered_lora import GatheredLoRA
-from llava_cit.generation import Outcome, generate_safely
+from llava_cit.serve.gathered_lora import GatheredLoRA
+from llava_cit.serve.generation import Outcome, generate_safely
 from switch.errors import SwitchError
 from switch.instruction import switch_text
 

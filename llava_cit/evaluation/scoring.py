@@ -9,8 +9,8 @@ from benchmarks.metrics import METRICS, Sample
 from benchmarks.metrics import score as metric_score
 from benchmarks.text_metrics import MetricUnavailable
 from llava_cit.data.example import Example
-from llava_cit.errors import UserError
 from llava_cit.tasks.spec import TaskSpec
+from llava_cit.util.errors import UserError
 
 
 def references(example: Example) -> list[str]:

@@ -7,11 +7,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from llava_cit.atomic import write_json
-from llava_cit.collation import Encoder
-from llava_cit.errors import UserError
+from llava_cit.data.collation import Encoder
+from llava_cit.data.prompts import resolve_system_prompt
 from llava_cit.models.loading import LoadedModel
-from llava_cit.prompts import resolve_system_prompt
+from llava_cit.util.atomic import write_json
+from llava_cit.util.errors import UserError
 
 PROMPT_FILE = "prompt.json"
 
@@ -22,7 +22,7 @@ class PromptSettings:
     image_aspect_ratio: str = "pad"
     max_length: int = 2048
     max_new_tokens: dict[str, int] = field(default_factory=dict)  # each task's generation budget
-    prompt_format: str = "auto"  # auto | chat_template | builtin (llava_cit.collation.Encoder)
+    prompt_format: str = "auto"  # auto | chat_template | builtin (llava_cit.data.collation.Encoder)
 
     @classmethod
     def from_config(cls, config, is_vision: bool, budgets: dict[str, int]) -> PromptSettings:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 ADVICE = "training diverged: lower the learning rate (train.lr, pretrain.lr), keep train.max_grad_norm > 0, or train in float32"
 

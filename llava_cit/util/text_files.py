@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 
 def read_utf8(path: str | Path) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 DISK_FULL_ERRNOS = (errno.EFBIG, errno.ENOSPC, errno.EDQUOT)
 # how libraries that hide the OSError say it: safetensors ("os error 27"), torch.save (its stream writer's
@@ -82,8 +82,8 @@ def write_json(path: str | Path, data: Any) -> None:
 
 def publish_dir(tmp_dir: str | Path, final_dir: str | Path) -> None:
     """Move a fully written temporary directory into place; refuses to replace a finished one, and to publish
-    weights that are not finite (llava_cit.finite_weights)."""
-    from llava_cit.finite_weights import require_finite_files
+    weights that are not finite (llava_cit.util.finite_weights)."""
+    from llava_cit.util.finite_weights import require_finite_files
 
     tmp_dir, final_dir = Path(tmp_dir), Path(final_dir)
     if final_dir.exists():

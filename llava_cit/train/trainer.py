@@ -23,13 +23,13 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from llava_cit import zero3_weights
-from llava_cit.atomic import atomic_path, writing
-from llava_cit.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.config import LoraSettings, TrainSettings
+from llava_cit.data.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.data.example import Example
-from llava_cit.distributed import is_main_process
-from llava_cit.errors import UserError
+from llava_cit.train import zero3_weights
+from llava_cit.train.distributed import is_main_process
+from llava_cit.util.atomic import atomic_path, writing
+from llava_cit.util.errors import UserError
 
 PROJECTOR_MODULES = ["multi_modal_projector.linear_1", "multi_modal_projector.linear_2"]
 log = logging.getLogger(__name__)

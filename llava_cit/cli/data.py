@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 data_app = typer.Typer(help="Prepare data: split LLaVA-1.5's mixture, download OCR-VQA images, OCR-VQA's test "
                             "split, OCRBench from its Hugging Face copy.", no_args_is_help=True)
@@ -22,7 +22,7 @@ def split_mix_command(
 ) -> None:
     """Split LLaVA-1.5's instruction mixture into one LLaVA-format file per source, streaming."""
     from llava_cit.data_prep.split_mix import split_mix
-    from llava_cit.progress_display import ItemProgress
+    from llava_cit.util.progress_display import ItemProgress
 
     with ItemProgress(f"splitting {mix.name}", None, console) as bar:
         counts = split_mix(mix, out, progress=bar.advance)
@@ -48,7 +48,7 @@ def ocrvqa_images_command(
     """Download OCR-VQA's images (verified, converted to JPEG, resumable); dead URLs are listed, never fatal."""
     from llava_cit.data_prep.ocrvqa import SPLITS, read_dataset
     from llava_cit.data_prep.ocrvqa_images import download_images
-    from llava_cit.progress_display import ItemProgress
+    from llava_cit.util.progress_display import ItemProgress
 
     data = read_dataset(dataset)
     if split != "all":
@@ -82,7 +82,7 @@ def ocrbench_command(
 ) -> None:
     """OCRBench's 1,000 records and images from its Hugging Face copy, in the official layout."""
     from llava_cit.data_prep.ocrbench_export import export_ocrbench
-    from llava_cit.progress_display import ItemProgress
+    from llava_cit.util.progress_display import ItemProgress
 
     with ItemProgress("OCRBench", 1000, console) as bar:
         count = export_ocrbench(source, out, progress=bar.advance)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from transformers import TrainerCallback
 
-from llava_cit.progress_display import ItemProgress
+from llava_cit.util.progress_display import ItemProgress
 
 
 class TrainingBar(TrainerCallback):

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from llava_cit.errors import UserError
+from llava_cit.util.errors import UserError
 
 T = TypeVar("T")
 

@@ -16,14 +16,14 @@ import shutil
 
 from transformers import PrinterCallback, Trainer
 
-from llava_cit.atomic import own_staging_dir, publish_cache_entry
-from llava_cit.collation import Encoder, TrainCollator
 from llava_cit.config import RunConfig, TrainSettings
+from llava_cit.data.collation import Encoder, TrainCollator
 from llava_cit.data.sources import load_source
-from llava_cit.distributed import Processes
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.models.packaged import cache_root
-from llava_cit.training import ListDataset, training_arguments
+from llava_cit.train.distributed import Processes
+from llava_cit.train.trainer import ListDataset, training_arguments
+from llava_cit.util.atomic import own_staging_dir, publish_cache_entry
 
 CACHE_VERSION = 2  # 2: tiny-bloom vocabulary and the text template changed
 

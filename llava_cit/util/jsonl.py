@@ -8,8 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from llava_cit.atomic import writing
-from llava_cit.errors import UserError
+from llava_cit.util.atomic import writing
+from llava_cit.util.errors import UserError
 
 
 def heal(path: Path) -> int:

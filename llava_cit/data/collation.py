@@ -22,9 +22,9 @@ import torch
 
 from llava_cit.data.example import Example
 from llava_cit.data.image_preprocessing import prepare_image
-from llava_cit.errors import UserError
+from llava_cit.data.prompts import IMAGE_TOKEN, llava_segments, text_segments
 from llava_cit.models.loading import LoadedModel
-from llava_cit.prompts import IMAGE_TOKEN, llava_segments, text_segments
+from llava_cit.util.errors import UserError
 
 IGNORE_INDEX = -100
 PROMPT_FORMATS = ("auto", "chat_template", "builtin")

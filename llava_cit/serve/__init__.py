@@ -1,0 +1,1 @@
+"""Answering queries with a trained run: routing, batched generation through gathered LoRA, the run server."""
