@@ -28,6 +28,7 @@ from llava_cit.data.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.data.example import Example
 from llava_cit.train import zero3_weights
 from llava_cit.train.distributed import is_main_process
+from llava_cit.train.length_grouping import modality_length
 from llava_cit.util.atomic import atomic_path, writing
 from llava_cit.util.errors import UserError
 
@@ -107,16 +108,27 @@ def effective_max_grad_norm(settings: TrainSettings) -> float:
 
 
 class LoraTrainer(Trainer):
-    """The Trainer with three extras: the LLaVA projector gets its own learning rate, a method's extra loss
-    term (a regularizer: llava_cit.methods.base.TrainingHooks.loss) is added to the task loss, and a non-finite
-    loss or gradient norm stops training before the optimizer step that would apply it (TrainingDiverged)."""
+    """The Trainer with four extras: the LLaVA projector gets its own learning rate, a method's extra loss
+    term (a regularizer: llava_cit.methods.base.TrainingHooks.loss) is added to the task loss, a non-finite
+    loss or gradient norm stops training before the optimizer step that would apply it (TrainingDiverged), and
+    batches can be grouped by length within each modality (`lengths`: llava_cit.train.length_grouping)."""
 
-    def __init__(self, *args, projector_lr: float | None = None, hooks=None, advice: str = "", **kwargs):
+    def __init__(self, *args, projector_lr: float | None = None, hooks=None, advice: str = "",
+                 lengths: list[int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.projector_lr = projector_lr
         self.hooks = hooks
         self.advice = advice
+        self.lengths = lengths
         self._step_loss = None  # the losses of the micro-batches of the optimizer step in progress (a tensor)
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        from llava_cit.train.length_grouping import ModalityLengthGroupedSampler
+
+        return ModalityLengthGroupedSampler(self.lengths, self.args.train_batch_size,
+                                            self.args.world_size * self.args.gradient_accumulation_steps)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -430,6 +442,7 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
         hooks=hooks,
         callbacks=callbacks,
         advice=divergence_advice(settings, str(getattr(model, "dtype", "")).replace("torch.", "") or None),
+        lengths=[modality_length(example) for example in examples] if settings.group_by_length else None,
     )
     trainer.remove_callback(PrinterCallback)  # no raw log dicts on the terminal; they go to train_log.jsonl
     last = last_complete_checkpoint(checkpoint_dir)
