@@ -41,7 +41,7 @@ class TrainSettings:
     max_steps: int = -1
     max_length: int = 2048
     bf16: bool = False
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | str = "auto"  # auto: on only when the batch would not fit the GPU without it
     group_by_length: bool = False  # batches of similar length, image and text-only apart (LLaVA's group_by_modality_length)
     save_steps: int = 200
     optim: str = "adamw_torch"
@@ -198,6 +198,7 @@ RANGES: dict[str, tuple] = {
     "train.global_batch_size": (lambda v: v >= 1, ">= 1"),
     "train.warmup_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "train.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "train.gradient_checkpointing": (lambda v: v in (True, False, "auto"), "true, false or auto"),
     "train.max_grad_norm": (lambda v: v >= 0, ">= 0 (0: no clipping)"),
     "train.max_steps": (lambda v: v == -1 or v >= 1, "-1 (no limit) or >= 1"),
     "train.max_length": (lambda v: v >= 8, ">= 8"),

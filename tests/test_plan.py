@@ -19,7 +19,8 @@ MEASURED = ROOT / "docs" / "bench" / "llava7b_recipe_h200.json"  # scripts/bench
 
 
 def test_plan_of_the_paper_config_on_the_real_architecture():
-    config = load_config(CONFIGS / "llava15_paper_ret0.01pct.yaml", [f"model={LLAVA_15_7B}"])
+    config = load_config(CONFIGS / "llava15_paper_ret0.01pct.yaml", [f"model={LLAVA_15_7B}",
+                                                                     "train.gradient_checkpointing=true"])
     one = plan(config, gpus=1, gpu_memory=80)
     eight = plan(config, gpus=8, gpu_memory=80)
     assert 7.0e9 < one["parameters"]["base"] < 7.1e9  # LLaVA-1.5-7B: 7.06B
@@ -34,6 +35,21 @@ def test_plan_of_the_paper_config_on_the_real_architecture():
         memory["bf16 DDP"]
     assert [s["task"] for s in one["stages"]] == ["gqa", "ocrvqa-ocrbench"]
     assert one["stages"][0]["train_examples"] is None  # the data is not prepared here: said, not guessed
+
+
+def test_plan_with_auto_checkpointing_recomputes_only_where_the_batch_does_not_fit():
+    config = load_config(CONFIGS / "llava15_paper_ret0.01pct.yaml", [f"model={LLAVA_15_7B}"])
+    assert config.train.gradient_checkpointing == "auto"
+    pinned = {value: plan(load_config(CONFIGS / "llava15_paper_ret0.01pct.yaml", [
+        f"model={LLAVA_15_7B}", f"train.gradient_checkpointing={value}"]), gpus=1)["peak_memory_gb_per_gpu"]
+        for value in ("true", "false")}
+    for gpu_memory in (40, 80, 141):
+        result = plan(config, gpus=1, gpu_memory=gpu_memory)
+        for label, recompute in result["gradient_checkpointing"].items():
+            without = pinned["false"][label]
+            assert recompute == (without * 1.1 > gpu_memory), (gpu_memory, label)
+            assert result["peak_memory_gb_per_gpu"][label] == pinned["true" if recompute else "false"][label]
+    assert not all(plan(config, gpus=1, gpu_memory=141)["gradient_checkpointing"].values())  # an H200 has room
 
 
 def test_plan_counts_examples_steps_and_evaluation_and_warns_when_nothing_fits():
@@ -62,7 +78,8 @@ def test_plan_memory_estimate_is_within_15_percent_of_the_h200_measurement():
         for run in measured[section]["runs"]:
             config = load_config(CONFIGS / config_file, [f"model={LLAVA_15_7B}",
                                                          f"train.batch_size={run['per_device_batch']}",
-                                                         "train.global_batch_size=null"])
+                                                         "train.global_batch_size=null",
+                                                         "train.gradient_checkpointing=true"])  # as measured
             estimate = plan(config, gpus=1, tokens_per_sample=run["tokens_per_sample"])["peak_memory_gb_per_gpu"]
             label = "4-bit (QLoRA)" if four_bit else "bf16 DDP"
             assert 0.85 <= estimate[label] / run["peak_device_gb"] <= 1.15, (section, run["per_device_batch"])

@@ -49,10 +49,12 @@ def plan(
     memory = Table(title="estimated peak memory per GPU (a formula: llava_cit/train/planning.py)")
     memory.add_column("set-up")
     memory.add_column("GB", justify="right")
+    memory.add_column("gradient checkpointing", justify="center")
     memory.add_column("fits" if gpu_memory else "", justify="center")
     for label, gb in result["peak_memory_gb_per_gpu"].items():
         fit = result["fits"].get(label)
-        memory.add_row(label, f"{gb:.1f}", "" if fit is None else ("yes" if fit else "[red]no[/red]"))
+        memory.add_row(label, f"{gb:.1f}", "on" if result["gradient_checkpointing"][label] else "off",
+                       "" if fit is None else ("yes" if fit else "[red]no[/red]"))
     console.print(memory)
     stages = Table(title="stages")
     for column in ("stage", "task", "train examples", "tokens", "steps", "eval samples after", "train time"):

@@ -22,10 +22,30 @@ from llava_cit.util.text_files import read_utf8
 TASK_FILES = "task_files.json"
 
 
+# Settings that change how a run goes (memory, logging, checkpoint spacing), never what it learns: a run resumes
+# across a change of them.
+HOW_NOT_WHAT = {"train": ("gradient_checkpointing", "logging_steps", "report_to", "save_steps")}
+
+
 def _identity(data: dict) -> dict:
     data = json.loads(json.dumps(data))
     data.pop("tasks", None)
+    for section, keys in HOW_NOT_WHAT.items():
+        for key in keys:
+            (data.get(section) or {}).pop(key, None)
     return data
+
+
+def _added_since(previous: dict, current: dict, defaults: dict) -> dict:
+    """`previous` with the settings added to the config since it was written filled in at their defaults (a run
+    written before a setting existed ran as its default)."""
+    merged = dict(previous)
+    for key, value in current.items():
+        if key not in previous and key in defaults:
+            merged[key] = defaults[key]
+        elif isinstance(value, dict) and isinstance(previous.get(key), dict) and isinstance(defaults.get(key), dict):
+            merged[key] = _added_since(previous[key], value, defaults[key])
+    return merged
 
 
 def changed_keys(previous: dict, current: dict, prefix: str = "") -> list[str]:
@@ -90,6 +110,9 @@ def open_run_directory(run_dir: Path, current: dict, force: bool, say=lambda tex
         if config_path.is_file():
             previous = read_run_config(config_path)
             old_tasks, new_tasks = previous.get("tasks", []), current["tasks"]
+            from llava_cit.config import RunConfig
+
+            previous = _added_since(previous, current, RunConfig().to_dict())
             changed = changed_keys(_identity(previous), _identity(current))
             if new_tasks[: len(old_tasks)] != old_tasks:
                 changed.append("tasks")

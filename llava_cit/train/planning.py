@@ -24,6 +24,7 @@ docs/BENCHMARKS.md): within 15% of the measured peak at per-device batches 4, 8 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from llava_cit.config import RunConfig
 from llava_cit.util.errors import UserError
 
 GB = 1024 ** 3
+CHECKPOINTING_MARGIN = 0.10  # llava_cit/train/checkpointing.py's margin
 IMAGE_TOKENS = {"llava": 576}  # LLaVA-1.5 at 336 px, patch 14: 24 x 24 image tokens per image
 
 
@@ -91,8 +93,8 @@ def model_facts(config: RunConfig) -> ModelFacts:
                       image_tokens)
 
 
-def peak_memory_gb(facts: ModelFacts, config: RunConfig, gpus: int, zero: int, four_bit: bool,
-                   tokens_per_sample: int) -> float:
+def peak_memory_gb(facts: ModelFacts, batch_size: int, gpus: int, zero: int, four_bit: bool,
+                   tokens_per_sample: int, checkpointing: bool) -> float:
     if four_bit:
         weights = facts.quantizable * 0.5 * 1.04 + (facts.base - facts.quantizable) * 4
     else:
@@ -102,9 +104,9 @@ def peak_memory_gb(facts: ModelFacts, config: RunConfig, gpus: int, zero: int, f
         weights /= gpus
     t = facts.trainable
     state = {0: 16 * t, 2: 8 * t + 8 * t / gpus, 3: 16 * t / gpus}[zero]
-    b, s, h, layers = config.train.batch_size, tokens_per_sample, facts.hidden, facts.layers
+    b, s, h, layers = batch_size, tokens_per_sample, facts.hidden, facts.layers
     wide = 2 if four_bit else 1  # a 4-bit base keeps its activations in fp32 (twice bf16's bytes)
-    if config.train.gradient_checkpointing:
+    if checkpointing:
         activations = wide * (b * s * h * 2 * layers + b * s * 34 * h) + b * s * facts.vocab * 4
     else:
         activations = wide * b * s * 34 * h * layers + b * s * facts.vocab * 4
@@ -150,12 +152,18 @@ def plan(config: RunConfig, gpus: int = 1, gpu_memory: float | None = None, toke
     per_sample = tokens_per_sample or min(config.train.max_length, 256 + facts.image_tokens)
     accumulation = gradient_accumulation(config.train, gpus)
     global_batch = config.train.batch_size * accumulation * gpus
-    memory = {}
+    memory, recompute = {}, {}
+    setting = config.train.gradient_checkpointing
     for label, zero, four_bit in (("bf16 DDP", 0, False), ("bf16 ZeRO-2", 2, False), ("bf16 ZeRO-3", 3, False),
                                   ("4-bit (QLoRA)", 0, True)):
         if four_bit and method.full_finetune:
             continue
-        memory[label] = peak_memory_gb(facts, config, gpus, zero, four_bit, per_sample)
+        peak = functools.partial(peak_memory_gb, facts, config.train.batch_size, gpus, zero, four_bit, per_sample)
+        if setting == "auto":  # as the trainer decides (llava_cit/train/checkpointing.py): off when it fits
+            recompute[label] = gpu_memory is not None and peak(False) * (1 + CHECKPOINTING_MARGIN) > gpu_memory
+        else:
+            recompute[label] = bool(setting)
+        memory[label] = peak(recompute[label])
     stages, eval_samples, train_seconds = [], 0, 0.0
     tests = []  # each task's test examples (eval.limit applied), counted once: a LLaVA file is streamed to count
     for task in tasks:
@@ -186,7 +194,7 @@ def plan(config: RunConfig, gpus: int = 1, gpu_memory: float | None = None, toke
                        "saved_per_stage": "the whole model" if method.full_finetune else "one adapter"},
         "batch": {"per_device": config.train.batch_size, "gradient_accumulation": accumulation,
                   "global": global_batch, "tokens_per_sample": per_sample},
-        "peak_memory_gb_per_gpu": memory, "fits": fits, "stages": stages,
+        "peak_memory_gb_per_gpu": memory, "gradient_checkpointing": recompute, "fits": fits, "stages": stages,
         "evaluation": {"samples_generated": eval_samples or None,
                        "seconds": eval_samples / eval_samples_per_second if (eval_samples and eval_samples_per_second)
                        else None},

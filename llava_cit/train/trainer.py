@@ -8,6 +8,7 @@ and checkpoint resume all come from the Trainer.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -26,7 +27,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from llava_cit.config import LoraSettings, TrainSettings
 from llava_cit.data.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.data.example import Example
-from llava_cit.train import zero3_weights
+from llava_cit.train import checkpointing, zero3_weights
 from llava_cit.train.distributed import is_main_process
 from llava_cit.train.length_grouping import modality_length
 from llava_cit.util.atomic import atomic_path, writing
@@ -423,6 +424,10 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
     if not examples:
         raise ValueError("no training examples")
     _check_answers_fit(examples, encoder, settings.max_length)
+    recompute = checkpointing.choose(settings, model, examples, encoder, processes=world_size())
+    settings = dataclasses.replace(settings, gradient_checkpointing=recompute.on)
+    if not recompute.on and getattr(model, "is_gradient_checkpointing", False):
+        model.gradient_checkpointing_disable()  # an earlier stage turned it on; the Trainer only ever enables it
     model.train()
     args = training_arguments(settings, checkpoint_dir, seed, progress, run_name)
     callbacks = list(callbacks or [])
@@ -471,6 +476,7 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
         "train_seconds": float(result.metrics.get("train_runtime", 0.0)),
         "samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
         "resumed_from": last.name if last else None,
+        "gradient_checkpointing": recompute.record(),
     }
 
 

@@ -165,7 +165,8 @@ def measure_training(peft, batch: int, seq: int, answer: int, steps: int, image_
 
 def plan_estimate(config_path: Path, folder: Path, batch: int, seq: int, four_bit: bool) -> float:
     config = load_config(config_path, [f"model={folder}", f"train.batch_size={batch}", "train.global_batch_size=null"])
-    return peak_memory_gb(model_facts(config), config, gpus=1, zero=0, four_bit=four_bit, tokens_per_sample=seq)
+    return peak_memory_gb(model_facts(config), batch, gpus=1, zero=0, four_bit=four_bit, tokens_per_sample=seq,
+                          checkpointing=True)  # the recipe's (the script measures with gradient checkpointing on)
 
 
 def quantize_language_model(model) -> int:
