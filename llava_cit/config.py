@@ -42,6 +42,7 @@ class TrainSettings:
     max_length: int = 2048
     bf16: bool = False
     gradient_checkpointing: bool | str = "auto"  # auto: on only when the batch would not fit the GPU without it
+    liger_kernel: bool = False  # Liger's fused GPU kernels for the families it supports (pip install -e ".[liger]")
     group_by_length: bool = False  # batches of similar length, image and text-only apart (LLaVA's group_by_modality_length)
     save_steps: int = 200
     optim: str = "adamw_torch"

@@ -30,6 +30,7 @@ from llava_cit.data.example import Example
 from llava_cit.train import checkpointing, zero3_weights
 from llava_cit.train.distributed import is_main_process
 from llava_cit.train.length_grouping import modality_length
+from llava_cit.train.liger import apply_liger
 from llava_cit.util.atomic import atomic_path, writing
 from llava_cit.util.errors import UserError
 
@@ -424,6 +425,7 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
     if not examples:
         raise ValueError("no training examples")
     _check_answers_fit(examples, encoder, settings.max_length)
+    kernels = apply_liger(model) if settings.liger_kernel else None
     recompute = checkpointing.choose(settings, model, examples, encoder, processes=world_size())
     settings = dataclasses.replace(settings, gradient_checkpointing=recompute.on)
     if not recompute.on and getattr(model, "is_gradient_checkpointing", False):
@@ -477,6 +479,7 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
         "samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
         "resumed_from": last.name if last else None,
         "gradient_checkpointing": recompute.record(),
+        **({"liger_kernel": kernels} if kernels else {}),
     }
 
 
