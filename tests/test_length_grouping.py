@@ -3,6 +3,7 @@ padding than random batches."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -72,3 +73,27 @@ def test_sampler_draws_its_order_from_the_global_generator():
     torch.manual_seed(3)
     assert list(sampler) == first
     assert list(sampler) != first  # the next epoch draws a new order
+
+
+def test_padding_bench_on_a_llava_format_file(tmp_path):
+    """scripts/bench/padding_fraction.py on a small LLaVA-format file: short image Q&A, long conversations, text-only
+    chats; grouping pads less than random order and than LLaVA's dealt order."""
+    from scripts.bench.padding_fraction import measure, record_lengths
+
+    rng = random.Random(0)
+    records = []
+    for k in range(600):
+        turns = rng.choice([1, 1, 1, 3, 8])
+        text_only = rng.random() < 0.15
+        conversations = []
+        for _ in range(turns):
+            conversations += [{"from": "human", "value": "word " * rng.randint(5, 40)},
+                              {"from": "gpt", "value": "word " * (rng.randint(1, 3) if turns == 1 else rng.randint(20, 200))}]
+        records.append({"id": str(k), "conversations": conversations, **({} if text_only else {"image": f"{k}.jpg"})})
+    path = tmp_path / "mix.json"
+    path.write_text(json.dumps(records))
+    signed, tokens = record_lengths(path, 576, 1.3)
+    assert len(tokens) == 600 and sum(s < 0 for s in signed) == sum(not r.get("image") for r in records)
+    result = measure(signed, tokens, 16, 8, seed=0)
+    assert result["llava_cit_group_by_length"] < result["llava_group_by_modality_length"] <= result["random"] + 0.05
+    assert result["tokens_computed_random_over_grouped"] > 1
