@@ -7,7 +7,7 @@ most of a random batch's tokens are padding. LLaVA's trainer therefore groups by
        processes x accumulation); each megabatch is sorted longest first and cut into its micro-batches in that
        order, so a micro-batch holds examples of similar length and the processes of one accumulation step get
        neighbouring micro-batches (similar work). LLaVA instead deals a sorted megabatch out to balance each
-       micro-batch's total length, which puts long and short examples together and pads more (measured:
+       micro-batch's total length, which puts long and short examples together and pads more (compared by
        scripts/bench/padding_fraction.py); transformers' LengthGroupedSampler cuts in order, as here;
     2. the megabatches of both modalities are shuffled together; each modality's last megabatch is held back, and
        the two go together at the end (the first megabatch's worth of them, if they make one, at the start).
