@@ -29,11 +29,11 @@ def export(
 ) -> None:
     """Write a run for vLLM's multi-LoRA serving: per task a PEFT adapter vLLM loads, the switch, and a routing
     manifest (llava-cit-vllm.json)."""
-    from llava_cit.serve.vllm_export import MANIFEST, export_vllm
-
-    quiet_libraries()
     if format != "vllm":
         raise UserError(f"--format must be vllm, got '{format}'")
+    quiet_libraries()
+    from llava_cit.serve.vllm_export import MANIFEST, export_vllm
+
     manifest = export_vllm(run, out, force=force, say=say)
     settings = manifest["vllm"]
     say(f"exported {len(manifest['adapters'])} adapter(s) of {run} into {out} ({MANIFEST}); vLLM settings: "

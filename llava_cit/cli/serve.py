@@ -60,15 +60,19 @@ def serve(
 
     POST /v1/chat/completions (model "<run>", or "<run>/<task>" to pin a task's adapter), GET /v1/models,
     GET /health. Ctrl-C (or SIGTERM) stops taking requests and answers those in flight first."""
-    from llava_cit.serve.chat_request import RequestLimits
-    from llava_cit.serve.request_images import ImagePolicy
-
-    quiet_libraries()
-    _serving_extra()
     if engine not in ("transformers", "vllm"):
         raise UserError(f"--engine must be transformers or vllm, got '{engine}'")
     if images_root is not None and not images_root.is_dir():
         raise UserError(f"--images-root {images_root}: not a folder")
+    _serving_extra()
+    if engine == "vllm":
+        from llava_cit.serve.vllm_engine import import_vllm
+
+        import_vllm()  # refused at once where vLLM is missing, before any export or model load
+    quiet_libraries()
+    from llava_cit.serve.chat_request import RequestLimits
+    from llava_cit.serve.request_images import ImagePolicy
+
     policy = ImagePolicy(images_root, allow_remote_images, max_image_bytes, max_image_pixels)
     limits = RequestLimits(max_tokens, max_request_bytes, policy)
     with tempfile.TemporaryDirectory(prefix="llava-cit-vllm-") as scratch:
@@ -82,10 +86,9 @@ def _engine(run: Path, engine: str, name: str | None, trust_remote_code: bool, e
 
         say(f"loading {run}")
         return ServedRun(run, trust_remote_code=trust_remote_code, name=name)
-    from llava_cit.serve.vllm_engine import VllmEngine, import_vllm
+    from llava_cit.serve.vllm_engine import VllmEngine
     from llava_cit.serve.vllm_export import MANIFEST, export_vllm
 
-    import_vllm()  # before exporting: refuse at once where vLLM is missing
     target = export_dir or scratch / "export"
     if not (target / MANIFEST).is_file():
         export_vllm(run, target, say=say)

@@ -4,7 +4,8 @@ Every refusal is a RequestError carrying the HTTP status and OpenAI's error fiel
 malformed JSON, a field of the wrong type, an unknown model, a budget over the server's limit, an image that is
 remote, outside the images root, too large or a decompression bomb, settings this server does not honour (sampling,
 several choices, tools). Served: `messages` of user and assistant turns (the last a user turn) whose first user turn
-may carry one image; `max_tokens` (or `max_completion_tokens`); `temperature` 0 or absent (greedy, as the run
+may carry one image (a text model: the first user message's second text part is the task input);
+`max_tokens` (or `max_completion_tokens`); `temperature` 0 or absent (greedy, as the run
 was evaluated); `stop`; `stream` with `stream_options.include_usage`.
 """
 
@@ -133,10 +134,12 @@ def _unsupported(body: _Body) -> None:
         raise RequestError(400, "tools are not served", param="tools", code="unsupported_value")
 
 
-def _turns(messages: list[_Message], policy: ImagePolicy, vision: bool) -> tuple[list[tuple[str, str]], Any]:
-    """(question, answer) turns, the last answer empty, and the first user turn's image (or None)."""
+def _turns(messages: list[_Message], policy: ImagePolicy, vision: bool) -> tuple[list[tuple[str, str]], Any, str]:
+    """(question, answer) turns, the last answer empty; the first user turn's image (or None); and, for a text
+    model, the task input: the first user message's text parts after its first (the text track's instruction and
+    input, as the run trained on them)."""
     turns: list[tuple[str, str]] = []
-    image = None
+    image, task_input = None, ""
     expect = "user"
     for index, message in enumerate(messages):
         where = f"messages.{index}"
@@ -167,8 +170,10 @@ def _turns(messages: list[_Message], policy: ImagePolicy, vision: bool) -> tuple
             except BadImage as err:
                 raise RequestError(400, f"{where}.content.{k}: {err}", param=f"{where}.content",
                                    code="invalid_image") from None
+        if message.role == "user" and not turns and not vision and len(texts) > 1:
+            texts, task_input = texts[:1], "\n".join(texts[1:]).strip()
         text = "\n".join(texts).strip()
-        if IMAGE_TOKEN in text:
+        if IMAGE_TOKEN in text or IMAGE_TOKEN in task_input:
             raise RequestError(400, f"{where}: the text may not contain '{IMAGE_TOKEN}' (send the image as an image_url "
                                     "part)", param=f"{where}.content")
         if message.role == "user":
@@ -179,7 +184,7 @@ def _turns(messages: list[_Message], policy: ImagePolicy, vision: bool) -> tuple
             expect = "user"
     if expect != "assistant":
         raise RequestError(400, "the last message must come from the user", param="messages")
-    return turns, image
+    return turns, image, task_input
 
 
 def parse_chat_request(body: dict, run: str, tasks: list[str], vision: bool, limits: RequestLimits,
@@ -192,13 +197,13 @@ def parse_chat_request(body: dict, run: str, tasks: list[str], vision: bool, lim
     if budget is not None and budget > limits.max_tokens:
         raise RequestError(400, f"max_tokens {budget} is over this server's limit of {limits.max_tokens}",
                            param="max_tokens", code="max_tokens_exceeded")
-    turns, image = _turns(parsed.messages, limits.images, vision)
+    turns, image, task_input = _turns(parsed.messages, limits.images, vision)
     if len(turns) > 1 and not multi_turn:
         raise RequestError(400, "this run's prompt format reads one question: send a single user message",
                            param="messages", code="unsupported_value")
     if image is not None:
         turns[0] = (f"{IMAGE_TOKEN}\n{turns[0][0]}", turns[0][1])
-    example = Example(id="request", turns=turns, image=image)
+    example = Example(id="request", turns=turns, image=image, input=task_input)
     stop = [parsed.stop] if isinstance(parsed.stop, str) else list(parsed.stop or [])
     include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
     return ChatRequest(parsed.model, Query(example, task, budget), parsed.stream, include_usage,

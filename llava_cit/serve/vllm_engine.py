@@ -13,7 +13,6 @@ from types import SimpleNamespace
 
 from llava_cit.data.example import Example
 from llava_cit.serve.served_run import DEFAULT_BUDGET, Query, Reply
-from llava_cit.serve.vllm_export import read_export
 from llava_cit.util.errors import UserError
 
 
@@ -35,6 +34,7 @@ class VllmEngine:
 
         from llava_cit.data.prompt_settings import PromptSettings
         from llava_cit.models.loading import LoadedModel
+        from llava_cit.serve.vllm_export import read_export
         from switch import SwitchNetwork
 
         self.export_dir = Path(export_dir)
