@@ -145,3 +145,35 @@ def test_export_command_and_vllm_engine_without_vllm(exported, tmp_path):
         assert isinstance(refused.exception, UserError) and "--engine vllm needs vLLM" in str(refused.exception)
         with pytest.raises(UserError, match="pip install vllm"):
             import_vllm()
+
+
+def test_a_llama_text_run_exports_for_vllms_own_llama(tmp_path):
+    """The text track on a Llama (SmolLM2's architecture): a tiny random Llama with the tiny word tokenizer, saved
+    as a model directory, which the export names instead of copying."""
+    from test_text_runner import TEXT_TRAIN, write_task
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llava_cit.models.tiny import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer("tiny-bloom")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "tiny-llama")
+    tokenizer.save_pretrained(tmp_path / "tiny-llama")
+    words = ["red", "blue", "green", "yellow"]
+    tasks = [write_task(tmp_path, "colour", "What color is the shape on the left?",
+                        [(f"the {w} circle left", w) for w in words] * 4, "rouge1"),
+             write_task(tmp_path, "simp", "Describe the image briefly.",
+                        [(f"the big {w} square", f"{w} square") for w in words] * 4, "sari")]
+    run = _train(tmp_path, tmp_path / "cache", "run", model=str(tmp_path / "tiny-llama"), tasks=tasks,
+                 lora={"r": 4, "alpha": 8, "dropout": 0.0}, train=TEXT_TRAIN)
+    manifest = export_vllm(run, tmp_path / "out")
+    assert manifest["architecture"] == "LlamaForCausalLM" and manifest["vllm"]["model_impl"] == "auto"
+    assert manifest["base_model"] == str((tmp_path / "tiny-llama").resolve()) and not (tmp_path / "out/base").exists()
+    with safe_open(str(tmp_path / "out/adapters/colour/adapter_model.safetensors"), framework="pt") as f:
+        modules = {vllm_module(key, FAMILIES["LlamaForCausalLM"])[0] for key in f.keys()}
+    assert all(m.startswith("model.layers.") for m in modules)
+    assert {m.rsplit(".", 1)[1] for m in modules} == FAMILIES["LlamaForCausalLM"].lora_modules

@@ -246,10 +246,14 @@ def test_an_internal_error_fails_only_its_own_request():
 
         with ThreadPoolExecutor(4) as pool:
             results = list(pool.map(post, questions))
+        status, cut = request(f"{running.url}/v1/chat/completions", {
+            "model": "fake", "stop": ["GAMMA"], "messages": [{"role": "user", "content": "alpha beta gamma delta"}]})
     statuses = [status for status, _ in results]
     assert statuses == [200, 500, 200, 200]
     assert results[1][1]["error"]["type"] == "server_error"
     assert [r["choices"][0]["message"]["content"] for s, r in results if s == 200] == ["ONE", "TWO", "THREE"]
+    assert status == 200 and cut["choices"][0]["message"]["content"] == "ALPHA BETA "  # cut at the stop string
+    assert cut["choices"][0]["finish_reason"] == "stop"
 
 
 def test_closing_the_queue_answers_what_is_queued_and_refuses_more():
