@@ -2,6 +2,8 @@
 loopback. One tiny run (switch with rejection) and one server serve the whole module."""
 
 import base64
+import http.client
+import json
 import os
 import signal
 import socket
@@ -71,7 +73,7 @@ def server(served, images_root):
     limits = RequestLimits(max_tokens=64, max_request_bytes=2_000_000,
                            images=ImagePolicy(images_root, allow_remote=False, max_bytes=300_000, max_pixels=500_000))
     # a window long enough that requests sent together are answered together on a slow, shared CPU
-    settings = ServeSettings(api_key=KEY, limits=limits, batch_window_s=0.3, max_batch=32)
+    settings = ServeSettings(api_key=KEY, limits=limits, batch_window_s=0.5, max_batch=32)
     with ThreadedServer(create_app(served, settings)) as running:
         yield running
 
@@ -193,7 +195,6 @@ def test_bad_requests_get_openai_errors_and_the_server_stays_up(server, images_r
         "absolute path outside": (body(image(str(images_root.parent / "secret.png"))), 400, "invalid_image"),
         "file URL outside": (body(image((images_root.parent / "secret.png").as_uri())), 400, "invalid_image"),
         "missing file": (body(image("none.png")), 400, "invalid_image"),
-        "body too large": (b'{"model": "' + b"x" * 2_100_000 + b'"}', 413, "request_too_large"),
     }
     for name, (payload, status, code) in cases.items():
         got, answer = request(url, payload, auth)
@@ -201,6 +202,15 @@ def test_bad_requests_get_openai_errors_and_the_server_stays_up(server, images_r
         assert set(answer["error"]) == {"message", "type", "param", "code"} and answer["error"]["message"], name
     assert "decompression bomb" in request(url, cases["decompression bomb"][0], auth)[1]["error"]["message"]
     assert "--allow-remote-images" in request(url, cases["remote image"][0], auth)[1]["error"]["message"]
+    # a body declared larger than --max-request-bytes: refused from its headers, before any of it is read
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    connection.putrequest("POST", "/v1/chat/completions")
+    for header, value in {**auth, "Content-Type": "application/json", "Content-Length": "2100000"}.items():
+        connection.putheader(header, value)
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413 and json.loads(response.read())["error"]["code"] == "request_too_large"
+    connection.close()
     status, answer = request(f"{server.url}/v1/nowhere", None, auth)
     assert status == 404 and answer["error"]["code"] == "not_found"
     # after all that: still up, and a file under the images root is served
