@@ -51,7 +51,7 @@ def serve(
                                                             "together."),
     max_batch: int = typer.Option(16, min=1, help="The most requests answered in one generation."),
     api_key: str | None = typer.Option(None, envvar="LLAVA_CIT_API_KEY", help="Require `Authorization: Bearer "
-                                                                              "<key>` on /v1/ (env LLAVA_CIT_API_KEY)."),
+                                                                              "<key>` on /v1/."),
     export_dir: Path | None = typer.Option(None, help="--engine vllm: where the run is exported (default: a "
                                                       "temporary folder), or an existing export of it."),
     trust_remote_code: bool = typer.Option(False, help="Allow the run's model code from the Hub."),
