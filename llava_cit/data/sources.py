@@ -121,6 +121,8 @@ def load_source(source: dict[str, Any], task: str, split: str, limit: int | None
                 suffix: str = "", keep_bad: bool = False) -> list[Example]:
     """A task's examples from its declared source. `keep_bad` (evaluation): records that cannot be served are
     kept, their reason in `meta["error"]`, to be counted as bad samples."""
+    if not source:
+        raise UserError(f"task '{task}' declares no {split} data (e.g. a benchmark that is for evaluation only)")
     kind = source.get("type", "llava")
     if source.get("max_records") is not None:  # the source's own cap (the paper trains on 100,000 per task)
         limit = source["max_records"] if limit is None else min(limit, source["max_records"])
