@@ -14,6 +14,7 @@ import yaml
 
 from llava_cit.util.errors import UserError
 from llava_cit.util.text_files import read_utf8
+from switch.defaults import SWITCH_DEFAULTS
 
 
 @dataclass
@@ -59,20 +60,22 @@ class RetentionSettings:
 
 @dataclass
 class SwitchSettings:
-    extractor: str = "facebook/opt-125m"
-    layer: int = -1
-    pooling: str = "last"
-    hidden: int = 200
-    epochs: int = 200
-    lr: float = 1e-3
-    reject: bool = False  # unknown-task rejection (off, as in the paper); when on, results.json reports false rejections
-    # the rejection rule (switch/network.py): radius = reject_quantile of the retained instructions' leave-one-out
+    """Defaults from switch.defaults, which SwitchNetwork's arguments share."""
+    extractor: str = SWITCH_DEFAULTS.extractor
+    layer: int = SWITCH_DEFAULTS.layer
+    pooling: str = SWITCH_DEFAULTS.pooling
+    hidden: int = SWITCH_DEFAULTS.hidden
+    epochs: int = SWITCH_DEFAULTS.epochs
+    lr: float = SWITCH_DEFAULTS.lr
+    # unknown-task rejection (off, as in the paper); when on, results.json reports false rejections
+    reject: bool = SWITCH_DEFAULTS.reject
+    # the rejection rule (switch/rejection.py): radius = reject_quantile of the retained instructions' leave-one-out
     # nearest-neighbour distances x (1 + reject_margin), at reject_layer/reject_pooling (null: the routing features')
     reject_layer: int | None = None
     reject_pooling: str | None = None
-    reject_metric: str = "euclidean"
-    reject_quantile: float = 0.95
-    reject_margin: float = 0.1
+    reject_metric: str = SWITCH_DEFAULTS.reject_metric
+    reject_quantile: float = SWITCH_DEFAULTS.reject_quantile
+    reject_margin: float = SWITCH_DEFAULTS.reject_margin
     # calibrated rejection (reject_metric cosine): at each task's stage, up to this many of its training instructions
     # that were not retained give each retained instruction a radius of its own (the distances of those nearest to
     # it; only distances and which retained instruction is nearest are kept, in retained/<task>.calibration.json).

@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from switch.defaults import SWITCH_DEFAULTS
+
 
 class SwitchClassifier(nn.Module):
-    def __init__(self, feature_dim: int, num_classes: int, hidden: int = 200, seed: int = 0):
+    def __init__(self, feature_dim: int, num_classes: int, hidden: int = SWITCH_DEFAULTS.hidden, seed: int = 0):
         """Initial weights from `seed` alone, never from whatever the process drew before (a resumed run fits the
         switch its uninterrupted twin fitted); the process's own random state is left as it was."""
         super().__init__()
@@ -27,8 +29,8 @@ def train_classifier(
     classifier: SwitchClassifier,
     features: torch.Tensor,
     labels: torch.Tensor,
-    epochs: int = 200,
-    lr: float = 1e-3,
+    epochs: int = SWITCH_DEFAULTS.epochs,
+    lr: float = SWITCH_DEFAULTS.lr,
     weight_decay: float = 1e-4,
     seed: int = 0,
 ) -> float:

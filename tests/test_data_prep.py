@@ -265,7 +265,7 @@ def test_ocrbench_export_writes_the_official_layout(tmp_path):
     ours = load_benchmark("ocrbench", str(tmp_path / "OCRBench" / "OCRBench.json"),
                           str(tmp_path / "OCRBench" / "OCRBench_Images"))
     theirs = load_benchmark("ocrbench", str(OCRBENCH_JSON), None)
-    assert [i.key for i in ours.items] == [i.key for i in theirs.items[: len(official)]]
+    assert [i.id for i in ours.items] == [i.id for i in theirs.items[: len(official)]]
 
 
 @pytest.mark.skipif(OCRBENCH_JSON is None, reason="../shared/data/ocrbench/OCRBench.json not present")

@@ -20,7 +20,7 @@ def test_real_ocrbench_keys_are_unique_and_external_predictions_find_their_sampl
     records = json.loads(OCRBENCH_JSON.read_text())
     assert len({r["id"] for r in records}) == 857  # the trap: ids repeat
     bench = load_benchmark("ocrbench", str(OCRBENCH_JSON), str(tmp_path))
-    assert len({item.key for item in bench.items}) == 1000
+    assert len({item.id for item in bench.items}) == 1000
 
     # every record answered with its own gold answer: the official score is 1000/1000 ...
     by_index = tmp_path / "by_index.jsonl"
@@ -65,8 +65,8 @@ def test_multi_turn_test_records_score_every_turn(tmp_path):
             {"from": "human", "value": "What genre?"}, {"from": "gpt", "value": "Novel"}]
     (tmp_path / "t.json").write_text(json.dumps([{"id": "b1", "image": "a.png", "conversations": conv}]))
     bench = load_benchmark("ocrvqa", str(tmp_path / "t.json"), str(tmp_path))
-    assert [i.key for i in bench.items] == ["b1#1", "b1#2"]
-    second = bench.items[1].example()
+    assert [i.id for i in bench.items] == ["b1#1", "b1#2"]
+    second = bench.items[1]
     assert second.turns == [("<image>\nWho wrote it?", "Austen"), ("What genre?", "Novel")]  # gold history first
     from llava_cit.data.sources import load_source
 

@@ -75,7 +75,7 @@ def fitted(classes=("colour", "title")):
     for c in classes:
         texts += family(fns[c], 16, 1)
         labels += [c] * 16
-    return SwitchNetwork(extractor(), hidden=200, epochs=300).fit(texts, labels)
+    return SwitchNetwork(extractor(), hidden=200, epochs=300, reject=True).fit(texts, labels)
 
 
 def test_fit_predict_separable_families_heldout_accuracy():
@@ -179,10 +179,11 @@ def test_repeated_instructions_do_not_collapse_the_rejection_radius():
     # Templated tasks retain the same instruction many times; the radius must come from distinct ones,
     # or float noise (e.g. GPU vs CPU features) would reject the very instructions that were retained.
     texts = ["What is written on the sign?"] * 8 + ["What color is the shape on the left?"] * 8
-    switch = SwitchNetwork(extractor(), epochs=100).fit(texts, ["ocr"] * 8 + ["shapes"] * 8)
-    assert switch.threshold > 0
-    z = switch._standardise(switch.features(texts[:1]))
-    assert [p for p, _ in switch._predict_z(z + 1e-4 * torch.randn_like(z), reject=True)] == ["ocr"]
+    switch = SwitchNetwork(extractor(), epochs=100, reject=True).fit(texts, ["ocr"] * 8 + ["shapes"] * 8)
+    assert switch.rejection.views[0].threshold > 0
+    features = switch.features(texts[:1])
+    noisy = features + 1e-4 * switch.std * torch.randn_like(features)  # 1e-4 in standardised features
+    assert [p for p, _ in switch.route(noisy, [noisy])] == ["ocr"]
     assert [p for p, _ in switch.predict(["What color is the shape on the left?"])] == ["shapes"]
 
 
@@ -200,12 +201,12 @@ def test_rejection_reads_a_view_of_its_own_from_the_routing_forward_pass(tmp_pat
     ext = extractor()
     texts = family(colour_q, 40, 1) + family(title_q, 40, 1)
     labels = ["colour"] * 40 + ["title"] * 40
-    switch = SwitchNetwork(ext, epochs=100, reject_layer=1, reject_pooling="mean", reject_metric="cosine",
+    switch = SwitchNetwork(ext, epochs=100, reject=True, reject_layer=1, reject_pooling="mean", reject_metric="cosine",
                            reject_quantile=1.0, margin=0.3).fit(texts, labels)
     assert switch.views == ((-1, "last"), (1, "mean"))
     distinct = sorted({t: i for i, t in enumerate(texts)}.values())
     expected = torch.nn.functional.normalize(ext.features_at([texts[i] for i in distinct], [(1, "mean")])[0], dim=1)
-    torch.testing.assert_close(switch.reject_bank, expected)
+    torch.testing.assert_close(switch.rejection.views[0].bank, expected)
     queries = family(colour_q, 20, 7) + family(title_q, 20, 7) + OUT_OF_FAMILY
     calls = []
     hook = ext.model.register_forward_hook(lambda *args: calls.append(1))
@@ -216,7 +217,7 @@ def test_rejection_reads_a_view_of_its_own_from_the_routing_forward_pass(tmp_pat
     assert len(calls) == 1  # both views from one forward pass (one batch)
     # the rejection decision is the cosine nearest-neighbour rule in that view
     nearest = (1 - expected_queries(ext, queries) @ expected.T).clamp(min=0).min(1).values
-    assert [label is None for label, _ in routes] == (nearest > switch.threshold).tolist()
+    assert [label is None for label, _ in routes] == (nearest > switch.rejection.views[0].threshold).tolist()
     switch.save(tmp_path / "sw")
     meta = json.loads((tmp_path / "sw/switch.json").read_text())
     assert (meta["reject_layer"], meta["reject_pooling"], meta["reject_metric"]) == (1, "mean", "cosine")
@@ -259,7 +260,7 @@ def test_a_switch_saved_before_rejection_views_existed_loads_and_rejects_as_it_d
 def test_calibrated_rejection_gives_each_retained_instruction_its_own_radius(tmp_path):
     ext = extractor()
     colour, title = family(colour_q, 60, 1), family(title_q, 60, 1)
-    switch = SwitchNetwork(ext, epochs=100, reject_layer=1, reject_pooling="mean", reject_metric="cosine",
+    switch = SwitchNetwork(ext, epochs=100, reject=True, reject_layer=1, reject_pooling="mean", reject_metric="cosine",
                            reject_quantile=0.9, margin=0.2)
     # calibration: each non-retained instruction's cosine distance to its task's nearest retained one, and which
     calibration = {"colour": switch.calibration_distances(colour[:16], colour[16:]),
@@ -281,8 +282,9 @@ def test_calibrated_rejection_gives_each_retained_instruction_its_own_radius(tmp
             radii.append(max(float(torch.quantile(torch.tensor(mine), 0.9)) * 1.2, 1e-5) if mine else 1e-5)
     by_text = dict(zip(texts, radii))
     distinct = sorted({t: n for n, t in enumerate(colour[:16] + title[:16])}.values())
-    assert switch.radii.tolist() == pytest.approx([by_text[(colour[:16] + title[:16])[n]] for n in distinct])
-    assert len(set(switch.radii.tolist())) > 2  # not one radius per task
+    radii_found = switch.rejection.views[0].radii
+    assert radii_found.tolist() == pytest.approx([by_text[(colour[:16] + title[:16])[n]] for n in distinct])
+    assert len(set(radii_found.tolist())) > 2  # not one radius per task
     # a query is known when it lies within some retained instruction's radius
     queries = family(colour_q, 20, 7) + family(title_q, 20, 7) + OUT_OF_FAMILY
     inside = ((1 - expected_queries(ext, queries) @ expected_queries(ext, texts).T).clamp(min=0)
@@ -293,18 +295,19 @@ def test_calibrated_rejection_gives_each_retained_instruction_its_own_radius(tmp
     switch.save(tmp_path / "sw")
     assert json.loads((tmp_path / "sw/switch.json").read_text())["calibrated"] is True
     loaded = SwitchNetwork.load(tmp_path / "sw", extractor=ext)
-    assert torch.equal(loaded.radii, switch.radii) and loaded.predict(queries) == routes
+    assert torch.equal(loaded.rejection.views[0].radii, radii_found) and loaded.predict(queries) == routes
 
 
 def test_a_task_without_calibration_keeps_the_leave_one_out_radius():
     ext = extractor()
     colour, title = family(colour_q, 40, 1), family(title_q, 40, 1)
-    switch = SwitchNetwork(ext, epochs=50, reject_metric="cosine", reject_quantile=1.0, margin=0.0)
+    switch = SwitchNetwork(ext, epochs=50, reject=True, reject_metric="cosine", reject_quantile=1.0, margin=0.0)
     calibration = {"colour": switch.calibration_distances(colour[:16], colour[16:]), "title": []}
     switch.fit(colour[:16] + title[:16], ["colour"] * 16 + ["title"] * 16, calibration=calibration)
     title_rows = switch.bank_labels == 1
-    assert (switch.radii[title_rows] == torch.tensor(switch.threshold)).all()
-    assert switch.radii[~title_rows].max() == pytest.approx(max(d for d, _ in calibration["colour"]))
+    view = switch.rejection.views[0]
+    assert (view.radii[title_rows] == torch.tensor(view.threshold)).all()
+    assert view.radii[~title_rows].max() == pytest.approx(max(d for d, _ in calibration["colour"]))
 
 
 def test_calibrated_rejection_refuses_what_it_cannot_honour():
@@ -325,7 +328,7 @@ def test_further_rejection_views_each_get_their_radii_and_a_query_must_be_known_
     ext = extractor()
     colour, title = family(colour_q, 60, 1), family(title_q, 60, 1)
     views = [(1, "mean"), (2, "last")]
-    switch = SwitchNetwork(ext, epochs=100, reject_layer=1, reject_pooling="mean", reject_metric="cosine",
+    switch = SwitchNetwork(ext, epochs=100, reject=True, reject_layer=1, reject_pooling="mean", reject_metric="cosine",
                            reject_also=[[2, "last"]], reject_quantile=0.9, margin=0.2)
     assert switch.rejection_views == views
     retained = {"colour": colour[:16], "title": title[:16]}
@@ -346,7 +349,7 @@ def test_further_rejection_views_each_get_their_radii_and_a_query_must_be_known_
     texts = [shown[n] for n in sorted({t: n for n, t in enumerate(shown)}.values())]  # the bank's rows
     queries = family(colour_q, 20, 7) + family(title_q, 20, 7) + OUT_OF_FAMILY
     inside = []
-    for k, (view, radii) in enumerate(zip(views, [switch.radii, *switch.also_radii])):
+    for k, (view, radii) in enumerate(zip(views, [v.radii for v in switch.rejection.views])):
         expected = []
         for text in texts:
             name = "colour" if text in retained["colour"] else "title"
@@ -359,7 +362,7 @@ def test_further_rejection_views_each_get_their_radii_and_a_query_must_be_known_
     assert [label is None for label, _ in routes] == (~(inside[0] & inside[1])).tolist()
     switch.save(tmp_path / "sw")
     loaded = SwitchNetwork.load(tmp_path / "sw", extractor=ext)
-    assert loaded.rejection_views == views and torch.equal(loaded.also_radii[0], switch.also_radii[0])
+    assert loaded.rejection_views == views and torch.equal(loaded.rejection.views[1].radii, switch.rejection.views[1].radii)
     assert loaded.predict(queries) == routes
 
 
@@ -373,3 +376,29 @@ def test_further_rejection_views_refuse_what_they_cannot_honour():
     switch = SwitchNetwork(ext, epochs=5, reject_metric="cosine", reject_also=[[2, "last"]])
     with pytest.raises(SwitchError, match="one list of \\(distance, index\\) pairs per rejection view \\(2\\)"):
         switch.fit(texts, labels, calibration={"colour": [(0.1, 0), (0.2, 1)]})
+
+
+def test_the_run_config_and_the_switch_share_their_defaults():
+    """One place (switch.defaults): SwitchNetwork's arguments and the config's `switch:` section agree."""
+    import dataclasses
+    import inspect
+
+    from llava_cit.config import SwitchSettings
+    from switch import SWITCH_DEFAULTS
+    from switch.classifier import train_classifier
+
+    settings, arguments = SwitchSettings(), inspect.signature(SwitchNetwork).parameters
+    named = {"reject_margin": "margin"}  # the config's name -> SwitchNetwork's
+    for field in dataclasses.fields(SWITCH_DEFAULTS):
+        default = getattr(SWITCH_DEFAULTS, field.name)
+        assert getattr(settings, field.name) == default
+        assert arguments[named.get(field.name, field.name)].default == default
+    assert (SWITCH_DEFAULTS.reject, SWITCH_DEFAULTS.epochs) == (False, 200)  # as the README documents
+    assert inspect.signature(train_classifier).parameters["epochs"].default == SWITCH_DEFAULTS.epochs
+    assert not SwitchNetwork(extractor()).reject
+
+
+def test_rejection_views_are_one_list_view_0_first():
+    switch = SwitchNetwork(extractor(), reject_metric="cosine", reject_layer=1, reject_also=[[2, "mean"], [0, "last"]])
+    assert switch.rejection_views == [(1, "last"), (2, "mean"), (0, "last")] == switch.rejection.places
+    assert switch.views == ((-1, "last"), (1, "last")) and switch.reject_also == [(2, "mean"), (0, "last")]

@@ -1,4 +1,5 @@
-"""The in-memory form of one instruction example, whatever its source."""
+"""One instruction example, whatever its source: what training reads, what evaluation asks, serves and scores (one
+type from reading a file to scoring it)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,22 @@ from pathlib import Path
 
 from PIL import Image
 
+from llava_cit.data.prompts import without_image_token
+
 
 @dataclass
 class Example:
-    """One conversation: `turns` are (instruction, answer) pairs, the first may hold `<image>`.
+    """One conversation: `turns` are (instruction, answer) pairs. A vision example's first instruction holds
+    `<image>` where the image goes, put there once by its reader (llava_cit.data.prompts.with_image_token).
 
     An image comes either in memory (`image`, e.g. synthetic or Hugging Face rows) or as a file
     (`image_path`), opened only when a batch needs it (`load_image`), so a 100,000-record set never
     holds its images in memory.
+
+    `meta` is what the reader knows about the record beyond the conversation: every acceptable answer to the last
+    turn (`answers`), why it cannot be served (`error`: a bad record kept for evaluation, counted as a bad sample),
+    and what metrics and reports read (a benchmark's `dataset_name`/`type`, SARI's `source`, CT0's `constraint`).
+    In evaluation, `id` is the sample's unique key.
     """
 
     id: str
@@ -32,6 +41,23 @@ class Example:
     @property
     def answer(self) -> str:
         return self.turns[-1][1]
+
+    @property
+    def question(self) -> str:
+        """The last turn's question in words (no `<image>`): what a prediction row shows."""
+        return without_image_token(self.turns[-1][0])
+
+    @property
+    def references(self) -> list[str]:
+        """Every acceptable answer to the last turn: the reader's `answers` (none: a bad sample), else the turn's
+        own answer."""
+        answers = self.meta.get("answers")
+        return [str(a) for a in answers] if answers is not None else [self.answer]
+
+    @property
+    def error(self) -> str | None:
+        """Why the sample cannot be served (None: it can)."""
+        return self.meta.get("error")
 
     @property
     def has_image(self) -> bool:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-IMAGE_TOKEN = "<image>"
+IMAGE_TOKEN = "<image>"  # where the image goes in the first question of a vision example
 GQA_SUFFIX = "Answer the question using a single word or phrase."
 TEXT_PREAMBLE = (
     "Below is an instruction that describes a task, paired with an input that provides further "
     "context. Write a response that appropriately completes the request."
 )
+
+
+def with_image_token(question: str) -> str:
+    """A vision example's first question as its reader stores it: the text as it is where it already places
+    `<image>`, else `<image>` first on a line of its own (LLaVA's place for it)."""
+    return question if IMAGE_TOKEN in question else f"{IMAGE_TOKEN}\n{question}"
+
+
+def without_image_token(question: str) -> str:
+    """The question as asked in words: `<image>` removed, surrounding whitespace stripped."""
+    return question.replace(IMAGE_TOKEN, "").strip()
 
 
 def llava_segments(turns: list[tuple[str, str]], system: str | None = None) -> list[tuple[str, str]]:

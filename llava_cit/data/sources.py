@@ -11,6 +11,7 @@ from llava_cit.data.example import Example
 from llava_cit.data.hf_datasets import load_hf_dataset
 from llava_cit.data.llava_format import load_llava, split_turns
 from llava_cit.data.paths import expand_data_root
+from llava_cit.data.prompts import with_image_token, without_image_token
 from llava_cit.tasks import ct0_prompts
 from llava_cit.util.errors import UserError
 
@@ -31,7 +32,7 @@ def _hf_examples(source: dict[str, Any], limit: int | None, task: str) -> list[E
         if limit is not None and index >= limit:
             break
         image = images[row[source.get("image_id_field", "imageId")]] if images is not None else row.get(image_field)
-        question = row[q] if image is None or "<image>" in row[q] else f"<image>\n{row[q]}"
+        question = row[q] if image is None else with_image_token(row[q])
         answer = row[a] if isinstance(row[a], str) else row[a][0]
         examples.append(Example(id=str(row.get(id_field, index)), turns=[(question, answer)],
                                 image=image.convert("RGB") if image is not None else None, task=task,
@@ -41,29 +42,21 @@ def _hf_examples(source: dict[str, Any], limit: int | None, task: str) -> list[E
 
 
 def _benchmark_examples(source: dict[str, Any], limit: int | None, task: str, split: str) -> list[Example]:
-    """A slice of a benchmark as a task's test set, keyed and described as `llava-cit eval` does (the
-    benchmark's own scoring goes with `metric`, e.g. ocrbench): {"type": "benchmark", "benchmark": "ocrbench",
-    "path": "OCRBench.json", "images": "OCRBench_Images", "types": ["Scene Text-centric VQA"]}."""
+    """A benchmark's file read by its own reader (llava_cit.data.benchmark_files: keyed and described as the
+    benchmark does; its scoring goes with the task's `metric`, e.g. ocrbench), optionally only some of its types:
+    {"type": "benchmark", "benchmark": "ocrbench", "path": "OCRBench.json", "images": "OCRBench_Images",
+    "types": ["Scene Text-centric VQA"]}."""
     where = f"task '{task}': the {split} data"
     if "benchmark" not in source or "path" not in source:
         raise UserError(f"{where}: a source of type benchmark needs 'benchmark' and 'path'")
     every = read_benchmark(source["benchmark"], expand_data_root(source["path"], where),
                            expand_data_root(source.get("images"), where))
     types = source.get("types")
-    items = [i for i in every if not types or i.meta.get("type") in types]
-    if types and not items:
-        known = sorted({i.meta.get("type") for i in every})
+    examples = [ex for ex in every if not types or ex.meta.get("type") in types]
+    if types and not examples:
+        known = sorted({ex.meta.get("type") for ex in every})
         raise UserError(f"{where}: no sample of type {types} in {source['path']} (types: {', '.join(map(str, known))})")
-    examples = []
-    for item in items[:limit] if limit is not None else items:
-        question = item.question if item.image_path is None or "<image>" in item.question else \
-            f"<image>\n{item.question}"
-        meta = {"answers": item.answers, **item.meta}
-        if item.error:
-            meta["error"] = item.error
-        examples.append(Example(id=item.key, turns=[(question, item.answers[0] if item.answers else "")],
-                                image=item.image, task=task, meta=meta, image_path=item.image_path))
-    return examples
+    return examples[:limit] if limit is not None else examples
 
 
 def _jsonl_text_examples(source: dict[str, Any], limit: int | None, task: str, keep_bad: bool = False) -> list[Example]:
@@ -128,6 +121,8 @@ def load_source(source: dict[str, Any], task: str, split: str, limit: int | None
                 suffix: str = "", keep_bad: bool = False) -> list[Example]:
     """A task's examples from its declared source. `keep_bad` (evaluation): records that cannot be served are
     kept, their reason in `meta["error"]`, to be counted as bad samples."""
+    if not source:
+        raise UserError(f"task '{task}' declares no {split} data (e.g. a benchmark that is for evaluation only)")
     kind = source.get("type", "llava")
     if source.get("max_records") is not None:  # the source's own cap (the paper trains on 100,000 per task)
         limit = source["max_records"] if limit is None else min(limit, source["max_records"])
@@ -155,11 +150,12 @@ def load_source(source: dict[str, Any], task: str, split: str, limit: int | None
         raise UserError(f"task '{task}': unknown source type '{kind}' (known: {', '.join(SOURCE_TYPES)})")
     if not examples:
         raise UserError(f"task '{task}': the {split} dataset is empty")
-    if split == "test":
+    if split == "test" and kind != "benchmark":  # a benchmark's reader gives one sample per answer already
         examples = split_turns(examples)
     check_unique_ids(examples, f"task '{task}': {split} source {source_name(source)}")
     for example in examples:
         example.task = task
         if suffix:  # every question carries the answer-format line, as in LLaVA-1.5's data
-            example.turns = [(f"{q}\n{suffix}" if q.strip() and suffix not in q else q, a) for q, a in example.turns]
+            example.turns = [(f"{q}\n{suffix}" if without_image_token(q) and suffix not in q else q, a)
+                             for q, a in example.turns]
     return examples

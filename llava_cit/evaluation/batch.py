@@ -8,13 +8,15 @@ answer) is counted and listed (scored as wrong, or excluded with skip_bad); it n
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
 
+from llava_cit.data.example import Example
 from llava_cit.data.images import BadImage
-from llava_cit.evaluation.items import Benchmark, EvalItem
+from llava_cit.evaluation.items import EvalSet
 from llava_cit.util.atomic import write_json
 from llava_cit.util.errors import UserError
 from llava_cit.util.jsonl import append_rows, parse_lines, read_rows
@@ -28,12 +30,24 @@ def read_predictions(path: Path) -> dict[str, dict]:
     return {str(row["key"]): row for row in read_rows(path) if "key" in row}
 
 
-def _row(item: EvalItem, prediction: str | None, routed=None, confidence=None, error=None) -> dict:
-    return {"key": item.key, **item.meta, "question": item.question, "prediction": prediction, "gold": item.answers,
-            "routed_task": routed, "confidence": confidence, "error": error}
+ROW_LEAVES_OUT = ("answers", "error", "where")  # in a row's own columns (gold, error), or the error's own words
 
 
-def require_images(benchmark: Benchmark, images: str | None, limit: int | None = None) -> None:
+def described(item: Example) -> dict:
+    """What a prediction row and a scored row say about their sample: its id, the reader's fields (a benchmark's
+    `id`, `dataset_name`, `type`, ...; a text task's `source`, `constraint`) and its task."""
+    fields = {k: v for k, v in item.meta.items() if k not in ROW_LEAVES_OUT}
+    if "id" not in fields:  # a benchmark's record id, where its reader keeps one (OCRBench's repeats: key != id)
+        fields = {"id": item.id, **fields}
+    return {**fields, "task": item.task} if item.task else fields
+
+
+def _row(item: Example, prediction: str | None, routed=None, confidence=None, error=None) -> dict:
+    return {"key": item.id, **described(item), "question": item.question, "prediction": prediction,
+            "gold": item.references, "routed_task": routed, "confidence": confidence, "error": error}
+
+
+def require_images(benchmark: EvalSet, images: str | None, limit: int | None = None) -> None:
     """Before generating: where the samples name image files and not one of them exists, a one-line error (every
     sample would be a bad one, scored wrong): the images folder was guessed wrong or not given."""
     items = benchmark.items[:limit] if limit else benchmark.items
@@ -43,7 +57,7 @@ def require_images(benchmark: Benchmark, images: str | None, limit: int | None =
         raise UserError(f"none of the {len(paths)} images of {benchmark.name} exists (the first: {paths[0]}): {hint}")
 
 
-def run_predictions(benchmark: Benchmark, server, out_dir: Path, batch_size: int = 16, max_new_tokens: int | None = None,
+def run_predictions(benchmark: EvalSet, server, out_dir: Path, batch_size: int = 16, max_new_tokens: int | None = None,
                     limit: int | None = None, advance: Callable[[int], None] | None = None,
                     window: int = WINDOW) -> dict[str, dict]:
     """Answer every sample not yet in `out_dir`/predictions.jsonl; returns the rows of the selected samples.
@@ -52,7 +66,7 @@ def run_predictions(benchmark: Benchmark, server, out_dir: Path, batch_size: int
     path = out_dir / PREDICTIONS
     done = read_predictions(path)
     items = benchmark.items[:limit] if limit else benchmark.items
-    todo = [item for item in items if item.key not in done]
+    todo = [item for item in items if item.id not in done]
     if advance:
         advance(len(items) - len(todo))
     step = batch_size * window
@@ -62,26 +76,23 @@ def run_predictions(benchmark: Benchmark, server, out_dir: Path, batch_size: int
             if item.error:
                 rows.append(_row(item, None, error=item.error))
                 continue
-            if not item.answers:
-                rows.append(_row(item, None, error="missing answer field"))
-                continue
-            try:
-                ready.append((item, item.example()))
+            try:  # opened now: an unreadable image is this sample's error, before it is routed
+                ready.append(dataclasses.replace(item, image=item.load_image()))
             except BadImage as err:
                 rows.append(_row(item, None, error=str(err)))
         if advance and rows:
             advance(len(rows))
         if ready:
-            answers = server.answer([example for _, example in ready], max_new_tokens, batch_size, progress=advance,
-                                    default_budget=ready[0][0].max_new_tokens or benchmark.max_new_tokens)
-            rows += [_row(item, answer, routed, confidence, error) for (item, _), (answer, routed, confidence, error)
+            answers = server.answer(ready, max_new_tokens, batch_size, progress=advance,
+                                    default_budget=benchmark.max_new_tokens)
+            rows += [_row(item, answer, routed, confidence, error) for item, (answer, routed, confidence, error)
                      in zip(ready, answers)]
         append_rows(path, rows)
         done.update({row["key"]: row for row in rows})
-    return {item.key: done[item.key] for item in items if item.key in done}
+    return {item.id: done[item.id] for item in items if item.id in done}
 
 
-def score_predictions(benchmark: Benchmark, rows: dict[str, dict], out_dir: Path | None, skip_bad: bool = False,
+def score_predictions(benchmark: EvalSet, rows: dict[str, dict], out_dir: Path | None, skip_bad: bool = False,
                       limit: int | None = None, bad_lines: list[dict] | None = None) -> dict:
     """Score rows by sample key (ours, or another tool's: see load_external_predictions). A sample without a
     prediction counts as wrong in every denominator; a bad sample (unreadable image, ...) too, unless `skip_bad`
@@ -89,24 +100,21 @@ def score_predictions(benchmark: Benchmark, rows: dict[str, dict], out_dir: Path
     items = benchmark.items[:limit] if limit else benchmark.items
     scored, bad, missing, answered = [], [], [], []
     for item in items:
-        row = rows.get(item.key)
-        error = (row or {}).get("error") or item.error or (None if item.answers else "missing answer field")
+        row = rows.get(item.id)
+        error = (row or {}).get("error") or item.error
         if error:
-            bad.append({"key": item.key, **item.meta, "error": error})
+            bad.append({"key": item.id, **described(item), "error": error})
             if not skip_bad:
-                scored.append({**item.meta, "key": item.key, **benchmark.wrong(item)})
+                scored.append({**described(item), "key": item.id, **benchmark.wrong(item)})
             continue
         if row is None or row.get("prediction") is None:
-            missing.append(item.key)
-            scored.append({**item.meta, "key": item.key, **benchmark.wrong(item)})
+            missing.append(item.id)
+            scored.append({**described(item), "key": item.id, **benchmark.wrong(item)})
             continue
         answered.append((item, str(row["prediction"])))
-    if benchmark.score_batch is not None and answered:
-        values = benchmark.score_batch([p for _, p in answered], [item for item, _ in answered])
-    else:
-        values = [{"score": benchmark.score(prediction, item)} for item, prediction in answered]
-    scored += [{**item.meta, "key": item.key, **value} for (item, _), value in zip(answered, values)]
-    order = {item.key: index for index, item in enumerate(items)}
+    values = benchmark.score([p for _, p in answered], [item for item, _ in answered]) if answered else []
+    scored += [{**described(item), "key": item.id, **value} for (item, _), value in zip(answered, values)]
+    order = {item.id: index for index, item in enumerate(items)}
     scored.sort(key=lambda row: order[row["key"]])
     scores = {
         "benchmark": benchmark.name,
@@ -131,7 +139,7 @@ class MalformedLine(Exception):
     """Why one line of an external predictions file cannot be used."""
 
 
-def _external_row(row: dict, benchmark: Benchmark, where: str) -> tuple[str, str | None]:
+def _external_row(row: dict, benchmark: EvalSet, where: str) -> tuple[str, str | None]:
     """(sample key, prediction or None) of one external row; raises MalformedLine saying what is wrong with it."""
     if row.get("index") is not None:
         index = row["index"]
@@ -154,7 +162,7 @@ def _external_row(row: dict, benchmark: Benchmark, where: str) -> tuple[str, str
     return key, None if prediction is None else str(prediction)
 
 
-def load_external_predictions(path: str | Path, benchmark: Benchmark, bad_lines: list[dict] | None = None
+def load_external_predictions(path: str | Path, benchmark: EvalSet, bad_lines: list[dict] | None = None
                               ) -> dict[str, dict]:
     """Another tool's predictions (JSONL): rows keyed by `index` (position in the file, as VLMEvalKit), by
     `dataset_name` + `id`, by our `key`, or by `id` alone where ids are unique in the benchmark's file; the

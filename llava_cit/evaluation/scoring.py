@@ -1,5 +1,6 @@
 """Score a task's predictions with the metrics it names (benchmarks.metrics, found by name), a whole list at a time
-(BERTScore batches)."""
+(BERTScore batches). A sample is the Example its reader gave: its references, SARI's source and the reader's fields
+(`meta`) are what a metric reads."""
 
 from __future__ import annotations
 
@@ -7,14 +8,11 @@ from collections.abc import Sequence
 
 from benchmarks.metrics import METRICS, Sample
 from benchmarks.metrics import score as metric_score
+from benchmarks.reports import mean_defined
 from benchmarks.text_metrics import MetricUnavailable
 from llava_cit.data.example import Example
 from llava_cit.tasks.spec import TaskSpec
 from llava_cit.util.errors import UserError
-
-
-def references(example: Example) -> list[str]:
-    return list(example.meta.get("answers") or [example.answer])
 
 
 def source(example: Example) -> str:
@@ -23,7 +21,7 @@ def source(example: Example) -> str:
 
 
 def as_sample(prediction: str, example: Example) -> Sample:
-    return Sample(prediction, references(example), source(example), example.meta)
+    return Sample(prediction, example.references, source(example), example.meta)
 
 
 def score_all(task: TaskSpec, predictions: Sequence[str], examples: Sequence[Example]) -> list[float]:
@@ -53,11 +51,6 @@ def score_samples(task: TaskSpec, predictions: Sequence[str], examples: Sequence
             for i, value in enumerate(score_all(task, predictions, examples))]
 
 
-def mean_defined(values: Sequence[float | None]) -> float | None:
-    defined = [v for v in values if v is not None]
-    return sum(defined) / len(defined) if defined else None
-
-
 def metric_args(args: dict) -> dict:
     """`model_type` may name a model packaged on PyPI (e.g. `minilm-l6`): it is read from the installed package."""
     from llava_cit.models.packaged import PACKAGED, packaged_path
@@ -79,3 +72,7 @@ def check_metric(task: TaskSpec) -> None:
         except MetricUnavailable as err:
             raise UserError(f"task '{task.name}': {err} (set metric_args.model_type to a local model, or "
                             f"evaluate elsewhere)") from None
+
+
+__all__ = ["as_sample", "check_metric", "extra_scores", "mean_defined", "metric_args", "score_all",
+           "score_samples", "source", "wrong_scores"]

@@ -1,7 +1,9 @@
 """The built-in tasks, one registration each.
 
 `gqa` and `ocrvqa` read what `llava-cit data` prepares under the data root `$LLAVA_CIT_DATA` (LLaVA's
-`playground/data`: the image folders coco/, gqa/, ocr_vqa/, ... and our llava_cit/ split files)."""
+`playground/data`: the image folders coco/, gqa/, ocr_vqa/, ... and our llava_cit/ split files). The LLaVA
+benchmarks that `llava-cit eval --benchmark` names (gqa, ocrbench, ocrvqa) are tasks like these: each declares the
+reader of its official file (`data_reader`, for `--data`), its prompt, its metric, its report and its budget."""
 
 from llava_cit.data.prompts import GQA_SUFFIX
 from llava_cit.tasks.catalog import register
@@ -22,13 +24,21 @@ register(TaskSpec(
     train={"type": "llava", "path": "$LLAVA_CIT_DATA/llava_cit/gqa.json", "image_folder": "$LLAVA_CIT_DATA"},
     test={"type": "hf", "path": "lmms-lab/GQA", "name": "testdev_balanced_instructions", "split": "testdev",
           "images": {"path": "lmms-lab/GQA", "name": "testdev_balanced_images", "split": "testdev"}},
-    suffix=GQA_SUFFIX, normalizer="gqa", max_new_tokens=16,
+    suffix=GQA_SUFFIX, normalizer="gqa", metric="gqa", report="gqa", data_reader="gqa", max_new_tokens=16,
 ))
 register(TaskSpec(
     name="ocrvqa", description="OCR-VQA (Mishra et al. 2019) in LLaVA format; lower-case exact match",
     train={"type": "llava", "path": "$LLAVA_CIT_DATA/llava_cit/ocr_vqa.json", "image_folder": "$LLAVA_CIT_DATA"},
     test={"type": "llava", "path": "$LLAVA_CIT_DATA/llava_cit/ocr_vqa_test.json", "image_folder": "$LLAVA_CIT_DATA"},
-    suffix=GQA_SUFFIX, normalizer="lower", max_new_tokens=128,  # book titles: LLaVA evaluates with 128
+    suffix=GQA_SUFFIX, normalizer="lower", report="accuracy", data_reader="ocrvqa",
+    max_new_tokens=128,  # book titles: LLaVA evaluates with 128
+))
+register(TaskSpec(
+    name="ocrbench", description="OCRBench (Liu et al. 2023): its 1,000 questions (evaluation only), the official "
+                                 "containment rule and report",
+    test={"type": "benchmark", "benchmark": "ocrbench", "path": "$LLAVA_CIT_DATA/OCRBench/OCRBench.json",
+          "images": "$LLAVA_CIT_DATA/OCRBench/OCRBench_Images"},
+    metric="ocrbench", report="ocrbench", data_reader="ocrbench", max_new_tokens=128,
 ))
 register(TaskSpec(
     name="ocrvqa-ocrbench", description="the paper's OCR task: trained on OCR-VQA, evaluated on OCRBench's Scene "

@@ -21,12 +21,13 @@ def known_tasks() -> list[str]:
 
 
 def _absolutise(source: dict, base: Path) -> dict:
-    """Relative local paths in a task file are relative to the file's folder (Hub ids stay as they are)."""
+    """Relative local paths in a task file are relative to the file's folder (Hub ids, and a benchmark file's
+    hf:<id>, stay as they are)."""
     source = dict(source)
     hub = source.get("type", "llava") in ("hf", "ct0")
     for key in ("data_files",) if hub else ("path", "image_folder", "images"):
         value = source.get(key)
-        if isinstance(value, str) and not Path(value).is_absolute():
+        if isinstance(value, str) and not Path(value).is_absolute() and not value.startswith("hf:"):
             source[key] = str((base / value).resolve())
         elif isinstance(value, list):
             source[key] = [v if Path(v).is_absolute() else str((base / v).resolve()) for v in value]

@@ -1,5 +1,5 @@
 """No non-finite weight is ever published: every tensor of an artifact is checked for NaN and infinity before the
-artifact is put in place (adapters, models, method state; the switch checks its own in switch/network.py)."""
+artifact is put in place (adapters, models, method state; the switch checks its own in switch/storage.py)."""
 
 from __future__ import annotations
 

@@ -86,7 +86,7 @@ def main() -> None:
     retained = [ex.instruction for ex in synthetic.generate("synth-shapes", 16)] + \
         [ex.instruction for ex in synthetic.generate("synth-ocr", 16)]
     model_, tok = tiny_opt(words_of(retained))
-    switch = SwitchNetwork(FeatureExtractor.from_model(model_, tok, "tiny-opt"), epochs=200).fit(
+    switch = SwitchNetwork(FeatureExtractor.from_model(model_, tok, "tiny-opt"), epochs=200, reject=True).fit(
         retained, ["task0"] * 16 + ["task1"] * 16)
 
     def force_length(model):

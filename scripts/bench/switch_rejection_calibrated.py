@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from llava_cit.data import synthetic  # noqa: E402
 from scripts.bench.switch_pretrained import ct0_families  # noqa: E402
 from scripts.bench.switch_rejection_layers import GOAL_KNOWN, GOAL_UNKNOWN, features_by_layer, meets, slack  # noqa: E402
-from switch.network import COSINE_FLOOR  # noqa: E402
+from switch.rejection import COSINE_FLOOR  # noqa: E402
 
 QUANTILES, MARGINS = (0.95, 0.99, 0.995, 1.0), (0.0, 0.1, 0.2, 0.3)
 LAYERS, POOLINGS = tuple(range(12, 31, 2)), ("last", "mean")

@@ -76,7 +76,7 @@ def accuracy_vs_retention(families: dict[str, list[str]], extractor: FeatureExtr
             kept = pool[: min(count, len(pool))]
             train_texts += kept
             train_labels += [task] * len(kept)
-        switch = SwitchNetwork(extractor, hidden=200, epochs=300, seed=seed).fit(train_texts, train_labels)
+        switch = SwitchNetwork(extractor, hidden=200, epochs=300, reject=True, seed=seed).fit(train_texts, train_labels)
         held = [(t, task) for task, (_, test) in split.items() for t in test]
         predictions = switch.predict([t for t, _ in held])
         per_task = defaultdict(list)
