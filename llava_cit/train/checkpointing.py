@@ -19,9 +19,8 @@ import torch
 from llava_cit.config import TrainSettings
 from llava_cit.data.collation import Encoder
 from llava_cit.data.example import Example
-from llava_cit.train.planning import CHECKPOINTING_MARGIN as MARGIN
-
-GB = 1024 ** 3
+from llava_cit.train.memory_formula import CHECKPOINTING_MARGIN as MARGIN
+from llava_cit.train.memory_formula import GB, ModelFacts, peak_memory_gb
 
 
 @dataclass
@@ -49,8 +48,6 @@ def zero_stage() -> int:
 def estimated_peak_gb(model: torch.nn.Module, settings: TrainSettings, tokens: int, checkpointing: bool,
                       processes: int = 1) -> float:
     """The plan's peak-memory formula for this in-memory model (its trainable parameters as they are now)."""
-    from llava_cit.train.planning import ModelFacts, peak_memory_gb
-
     text = model.config.get_text_config()
     quantizable = sum(m.weight.numel() for n, m in model.named_modules()
                       if isinstance(m, torch.nn.Linear) and "lm_head" not in n and "vision" not in n
