@@ -13,9 +13,11 @@ punctuation PTBTokenizer drops, for plain captions where both agree (the miniatu
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from benchmarks.text_metrics import MetricUnavailable
 
@@ -43,6 +45,19 @@ def simple_tokenize(caption: str) -> str:
     return " ".join(piece for piece in pieces if piece not in PTB_PUNCTUATION)
 
 
+@contextlib.contextmanager
+def _java_quiet() -> Iterator[None]:
+    """The PTB tokenizer's Java process reports its speed on the inherited stderr: silence that, for its run only."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _tokenized(predictions: Sequence[str], references: Sequence[Sequence[str]], tokenizer: str):
     gts = {i: [{"caption": str(r)} for r in refs] for i, refs in enumerate(references)}
     res = {i: [{"caption": str(p)}] for i, p in enumerate(predictions)}
@@ -50,7 +65,12 @@ def _tokenized(predictions: Sequence[str], references: Sequence[Sequence[str]], 
         from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
         ptb = PTBTokenizer()
-        return ptb.tokenize(gts), ptb.tokenize(res)
+        with _java_quiet():
+            tokenized = ptb.tokenize(gts), ptb.tokenize(res)
+        if len(tokenized[0]) != len(gts) or any(len(tokenized[0][i]) != len(gts[i]) for i in tokenized[0]):
+            raise MetricUnavailable("cider: pycocoevalcap's PTB tokenizer (Java) returned fewer captions than it "
+                                    "was given")
+        return tokenized
     return ({i: [simple_tokenize(c["caption"]) for c in caps] for i, caps in gts.items()},
             {i: [simple_tokenize(c["caption"]) for c in caps] for i, caps in res.items()})
 
