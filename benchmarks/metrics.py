@@ -116,6 +116,3 @@ def constraint_rate_metric(samples, **_):
     """CT0's keyword constraint met (HGen: the title starts with / contains / ends with the word)."""
     return [float(text_metrics.constraint_met(s.prediction, s.meta["constraint"]["type"], s.meta["constraint"]["word"]))
             if "constraint" in s.meta else None for s in samples]
-
-
-import benchmarks.sequence_metrics  # noqa: E402, F401  (registers the task sequences' metrics: UCIT, MLLM-DCL, CoIN)

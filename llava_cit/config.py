@@ -276,6 +276,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
     config = _build(RunConfig, data, "")
     if not config.tasks:
         raise UserError("the config lists no tasks (key 'tasks')")
+    import llava_cit.tasks.registry  # noqa: F401  (loads the shipped sequences)
     from llava_cit.tasks.sequences import expand_sequences  # `tasks: [ucit]`: the sequence's tasks, in order
 
     config.tasks = expand_sequences(config.tasks)

@@ -33,7 +33,8 @@ from llava_cit.util.atomic import write_json
 from llava_cit.util.errors import UserError
 
 DEMO_METHODS = ("switchcit", "seq-lora", "rehearsal")
-DEMO_TRACKS = ("vision", "text", "smollm2", "smollm2-llava", "sequence")
+DEMO_TRACKS = ("vision", "text", "smollm2", "smollm2-llava")
+SEQUENCE_TRACK = "sequence"  # the task sequences' miniatures (`--sequence ucit-mini`): scripts/configs/demo/sequence.yaml
 # each track's settings: a run config in YAML (scripts/configs/demo/<track>.yaml), plus `tiny_switch_fallback`: the
 # tiny tracks' switch settings before SmolLM2 became their extractor, used with a warning where SmolLM2 can be neither
 # found nor fetched (the SmolLM2 tracks have none: their model is SmolLM2)
@@ -41,8 +42,8 @@ PRESETS = Path(__file__).resolve().parents[2] / "scripts" / "configs" / "demo"
 
 
 def _preset_file(track: str) -> dict:
-    if track not in DEMO_TRACKS:
-        raise UserError(f"unknown demo track '{track}' (known: {', '.join(DEMO_TRACKS)})")
+    if track not in (*DEMO_TRACKS, SEQUENCE_TRACK):
+        raise UserError(f"unknown demo track '{track}' (known: {', '.join((*DEMO_TRACKS, SEQUENCE_TRACK))})")
     path = PRESETS / f"{track}.yaml"
     if not path.is_file():
         raise UserError(f"demo preset not found: {path} (the presets ship with the repository: install it with "

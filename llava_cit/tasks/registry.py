@@ -99,4 +99,6 @@ def resolve_task(entry: Any, base_dir: Path | None = None) -> TaskSpec:
     return spec.with_overrides(overrides).validate() if overrides else spec
 
 
-import llava_cit.tasks.sequences  # noqa: E402, F401  (registers the task sequences' task files: UCIT, CoIN, MLLM-DCL)
+from llava_cit.tasks.sequences import load_shipped  # noqa: E402  (the task sequences' task files: UCIT, CoIN, MLLM-DCL)
+
+load_shipped(load_task_file)

@@ -3,12 +3,14 @@
 
 Each sequence is a `<name>.sequence.yaml` in a folder of this package, listing its task files (ordinary task files,
 `llava-cit` reads them like a researcher's) with the source of the order and the layout of its released files under
-`$LLAVA_CIT_DATA/<data>/`. Every task file is registered by its name on import, so `ucit-flickr30k` can also be named
-on its own; the miniatures' synthetic generators register with them (llava_cit.data.synthetic_sequences).
+`$LLAVA_CIT_DATA/<data>/`. The task registry (llava_cit.tasks.registry) loads them when it is imported, handing in its
+task-file reader: every task file is registered by its name, so `ucit-flickr30k` can also be named on its own; the
+miniatures' synthetic generators register with them (llava_cit.data.synthetic_sequences).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,11 +40,12 @@ class TaskSequence:
 SEQUENCES: Registry[TaskSequence] = Registry("task sequence")
 
 
-def _task(path: Path) -> str:
-    """Register the task file at `path` (once) and return its name."""
-    from llava_cit.tasks.registry import load_task_file
+ReadTaskFile = Callable[[Path], TaskSpec]
 
-    spec: TaskSpec = load_task_file(path)
+
+def _task(path: Path, read_task_file: ReadTaskFile) -> str:
+    """Register the task file at `path` (once) and return its name."""
+    spec = read_task_file(path)
     if spec.name in TASKS:
         held = TASKS.get(spec.name)
         if held.source_file != spec.source_file:
@@ -52,21 +55,23 @@ def _task(path: Path) -> str:
     return spec.name
 
 
-def load_sequence_file(path: Path) -> TaskSequence:
+def load_sequence_file(path: Path, read_task_file: ReadTaskFile) -> TaskSequence:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("tasks"), list):
         raise UserError(f"{path}: a sequence file is a mapping with 'name' and a 'tasks' list of task files")
     files = tuple(path.parent / entry for entry in data["tasks"])
-    return TaskSequence(name=data["name"], tasks=tuple(_task(f) for f in files),
+    return TaskSequence(name=data["name"], tasks=tuple(_task(f, read_task_file) for f in files),
                         description=data.get("description", ""), source=data.get("source", ""),
                         data=data.get("data"), expected_test_records=data.get("expected_test_records"),
                         task_files=files)
 
 
-def _load_shipped() -> None:
+def load_shipped(read_task_file: ReadTaskFile) -> None:
+    """Register the shipped sequences and their task files (again: a no-op)."""
     for path in sorted(FOLDER.glob("*/*.sequence.yaml")):
-        sequence = load_sequence_file(path)
-        SEQUENCES.add(sequence.name, sequence)
+        sequence = load_sequence_file(path, read_task_file)
+        if sequence.name not in SEQUENCES:
+            SEQUENCES.add(sequence.name, sequence)
 
 
 def known_sequences() -> list[str]:
@@ -86,5 +91,3 @@ def expand_sequences(entries: list[Any]) -> list[Any]:
             expanded.append(entry)
     return expanded
 
-
-_load_shipped()
