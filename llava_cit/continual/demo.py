@@ -43,7 +43,7 @@ PRESETS = Path(__file__).resolve().parents[2] / "scripts" / "configs" / "demo"
 
 def _preset_file(track: str) -> dict:
     if track not in (*DEMO_TRACKS, SEQUENCE_TRACK):
-        raise UserError(f"unknown demo track '{track}' (known: {', '.join((*DEMO_TRACKS, SEQUENCE_TRACK))})")
+        raise UserError(f"unknown demo track '{track}' (known: {', '.join(DEMO_TRACKS)})")  # `sequence`: --sequence
     path = PRESETS / f"{track}.yaml"
     if not path.is_file():
         raise UserError(f"demo preset not found: {path} (the presets ship with the repository: install it with "
