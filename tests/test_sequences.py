@@ -162,3 +162,15 @@ def test_data_check_cli(data_root):
                           ("cifar", "unknown benchmark 'cifar' (known: coin, mllm-dcl, ucit)")):
         result = CliRunner().invoke(app, ["data", "check", name])
         assert isinstance(result.exception, UserError) and message in str(result.exception)
+
+
+def test_sequences_command_lists_them():
+    from typer.testing import CliRunner
+
+    from llava_cit.cli import app
+
+    listing = CliRunner().invoke(app, ["sequences"]).output
+    assert "ucit           6 tasks, $LLAVA_CIT_DATA/ucit" in listing and "coin-mini      4 tasks, synthetic" in listing
+    detail = CliRunner().invoke(app, ["sequences", "ucit"]).output.splitlines()
+    assert [line.split()[1] for line in detail[1:]] == UCIT
+    assert isinstance(CliRunner().invoke(app, ["sequences", "nope"]).exception, UserError)
