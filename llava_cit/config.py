@@ -282,6 +282,10 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
     config = _build(RunConfig, data, "")
     if not config.tasks:
         raise UserError("the config lists no tasks (key 'tasks')")
+    import llava_cit.tasks.registry  # noqa: F401  (loads the shipped sequences)
+    from llava_cit.tasks.sequences import expand_sequences  # `tasks: [ucit]`: the sequence's tasks, in order
+
+    config.tasks = expand_sequences(config.tasks)
     cosine_only = [key for key in ("reject_calibration", "reject_also") if getattr(config.switch, key)]
     if cosine_only and config.switch.reject_metric != "cosine":
         raise UserError(f"switch.{cosine_only[0]} needs switch.reject_metric: cosine (standardised euclidean "

@@ -14,22 +14,26 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from transformers import OPTConfig, OPTForCausalLM, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
-_WORD = re.compile(r"\w+|[^\w\s]")
+WORD_PATTERN = r"\w+|[^\w\s]"  # a word or one punctuation mark
+DECIMAL_WORD_PATTERN = r"\d+\.\d+|\w+|[^\w\s]"  # also a decimal number as one piece ("0.44": box coordinates)
 
 
-def words_of(texts: Iterable[str]) -> list[str]:
+def words_of(texts: Iterable[str], pattern: str = WORD_PATTERN) -> list[str]:
     """Lower-cased word and punctuation pieces, in first-seen order (the tokenizer's split)."""
+    split = re.compile(pattern)
     seen: dict[str, None] = {}
     for text in texts:
         for special in SPECIAL_TOKENS:
             text = text.replace(special, " ")
-        for piece in _WORD.findall(text.lower()):
+        for piece in split.findall(text.lower()):
             seen.setdefault(piece, None)
     return list(seen)
 
 
-def build_word_tokenizer(words: Iterable[str], model_max_length: int = 512) -> PreTrainedTokenizerFast:
-    """A WordLevel tokenizer over `words` (lower-cased), specials first, unknown words -> <unk>."""
+def build_word_tokenizer(words: Iterable[str], model_max_length: int = 512,
+                         pattern: str = WORD_PATTERN) -> PreTrainedTokenizerFast:
+    """A WordLevel tokenizer over `words` (lower-cased), specials first, unknown words -> <unk>; `pattern` splits
+    the text into pieces (words_of must split the vocabulary with the same one)."""
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for word in words:
         word = word.lower()
@@ -38,7 +42,7 @@ def build_word_tokenizer(words: Iterable[str], model_max_length: int = 512) -> P
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"\w+|[^\w\s]"), behavior="isolated")]
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(pattern), behavior="isolated")]
     )
     core.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     tokenizer = PreTrainedTokenizerFast(

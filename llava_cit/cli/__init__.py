@@ -11,7 +11,8 @@ from llava_cit.util.errors import UserError
 from switch.errors import SwitchError
 
 app.add_typer(data_app, name="data")
-_HELP_ORDER = ["demo", "train", "eval", "serve", "export", "plan", "status", "report", "route", "methods", "vocab"]
+_HELP_ORDER = ["demo", "train", "eval", "serve", "export", "plan", "status", "report", "route", "methods", "sequences",
+               "vocab"]
 app.registered_commands.sort(key=lambda command: _HELP_ORDER.index(command.name or command.callback.__name__))
 
 __all__ = ["app", "main"]

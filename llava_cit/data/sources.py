@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llava_cit.data import synthetic
+from llava_cit.data import released, synthetic
 from llava_cit.data.benchmark_files import read_benchmark
 from llava_cit.data.ct0_datasets import READERS, read_ct0
 from llava_cit.data.example import Example
@@ -15,7 +15,7 @@ from llava_cit.data.prompts import with_image_token, without_image_token
 from llava_cit.tasks import ct0_prompts
 from llava_cit.util.errors import UserError
 
-SOURCE_TYPES = ("synthetic", "llava", "hf", "jsonl", "ct0", "benchmark")
+SOURCE_TYPES = ("synthetic", "llava", "hf", "jsonl", "ct0", "benchmark", *released.SOURCE_TYPES)
 
 
 def _hf_examples(source: dict[str, Any], limit: int | None, task: str) -> list[Example]:
@@ -146,6 +146,8 @@ def load_source(source: dict[str, Any], task: str, split: str, limit: int | None
         examples = _benchmark_examples(source, limit, task, split)
     elif kind == "ct0":
         examples = _ct0_examples(source, limit, task, seed, split)
+    elif kind in released.SOURCE_TYPES:  # a task sequence's released files (UCIT, MLLM-DCL, CoIN)
+        examples = released.load_released(source, task, split, limit, keep_bad)
     else:
         raise UserError(f"task '{task}': unknown source type '{kind}' (known: {', '.join(SOURCE_TYPES)})")
     if not examples:

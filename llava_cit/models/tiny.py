@@ -18,10 +18,10 @@ from transformers import (
     LlavaProcessor,
 )
 
-from llava_cit.data import synthetic, synthetic_text
-from switch.tiny import build_word_tokenizer, tiny_opt, words_of
+from llava_cit.data import synthetic, synthetic_sequences, synthetic_text
+from switch.tiny import DECIMAL_WORD_PATTERN, build_word_tokenizer, tiny_opt, words_of
 
-TINY_SPECS = ("tiny-llava", "tiny-bloom", "tiny-opt")
+TINY_SPECS = ("tiny-llava", "tiny-bloom", "tiny-opt", "tiny-llava-seq")
 IMAGE_SIZE, PATCH = synthetic.IMAGE_SIZE, 8
 PROMPT_WORDS = ["USER: ASSISTANT: Below is an instruction that describes a task . Input Response Instruction ###"]
 
@@ -35,11 +35,21 @@ def text_words() -> list[str]:
     return words_of(PROMPT_WORDS + synthetic.vocabulary() + synthetic_text.vocabulary())
 
 
+def sequence_words() -> list[str]:
+    """The miniature sequences' LLaVA vocabulary: the vision words (first, unchanged) plus the miniatures' words, a
+    decimal number one word (box coordinates)."""
+    return words_of(PROMPT_WORDS + synthetic.vocabulary() + synthetic_sequences.vocabulary(), DECIMAL_WORD_PATTERN)
+
+
+def sequence_tokenizer():
+    return build_word_tokenizer(sequence_words(), pattern=DECIMAL_WORD_PATTERN)
+
+
 def llava_from_sizes(vision_hidden: int = 64, vision_layers: int = 2, image_size: int = IMAGE_SIZE, patch: int = PATCH,
                      text_hidden: int = 128, text_layers: int = 2, text_intermediate: int = 256,
-                     vocab_size: int | None = None, seed: int = 0):
+                     vocab_size: int | None = None, seed: int = 0, tokenizer=None):
     """A LLaVA (CLIP vision + Llama text) of the given sizes, random weights, word tokenizer built in code."""
-    tokenizer = build_word_tokenizer(default_words())
+    tokenizer = tokenizer or build_word_tokenizer(default_words())
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
@@ -83,6 +93,11 @@ def tiny_llava(seed: int = 0):
     return llava_from_sizes(seed=seed)
 
 
+def tiny_llava_seq(seed: int = 0):
+    """`tiny-llava-seq`: `tiny-llava` with the miniature sequences' words (ucit-mini, coin-mini, mllm-dcl-mini)."""
+    return llava_from_sizes(seed=seed, tokenizer=sequence_tokenizer())
+
+
 def tiny_bloom(seed: int = 0, hidden: int = 256, layers: int = 2):
     """`tiny-bloom`: BLOOM 256x2 (ALiBi, as BLOOMZ), word tokenizer over the text tasks' vocabulary."""
     tokenizer = build_word_tokenizer(text_words())
@@ -100,12 +115,16 @@ def tiny_bloom(seed: int = 0, hidden: int = 256, layers: int = 2):
 
 def tiny_tokenizer(spec: str):
     """The word tokenizer of a tiny spec, built without building (or seeding) the model."""
+    if spec == "tiny-llava-seq":
+        return sequence_tokenizer()
     return build_word_tokenizer(text_words() if spec == "tiny-bloom" else default_words())
 
 
 def build_tiny(spec: str, seed: int = 0):
     if spec == "tiny-llava":
         return tiny_llava(seed)
+    if spec == "tiny-llava-seq":
+        return tiny_llava_seq(seed)
     if spec == "tiny-bloom":
         return tiny_bloom(seed)
     return tiny_opt(default_words(), seed=seed)

@@ -20,17 +20,23 @@ def known_tasks() -> list[str]:
     return TASKS.names()
 
 
+def _relative(value: str) -> bool:
+    """A path to resolve against the task file's folder: neither absolute, nor under $LLAVA_CIT_DATA, nor a benchmark
+    file's hf:<id>."""
+    return not Path(value).is_absolute() and not value.startswith(("$", "hf:"))
+
+
 def _absolutise(source: dict, base: Path) -> dict:
-    """Relative local paths in a task file are relative to the file's folder (Hub ids, and a benchmark file's
-    hf:<id>, stay as they are)."""
+    """Relative local paths in a task file are relative to the file's folder (Hub ids and hf:<id> stay as they are;
+    paths under $LLAVA_CIT_DATA are expanded when the data is read)."""
     source = dict(source)
     hub = source.get("type", "llava") in ("hf", "ct0")
-    for key in ("data_files",) if hub else ("path", "image_folder", "images"):
+    for key in ("data_files",) if hub else ("path", "image_folder", "images", "captions"):
         value = source.get(key)
-        if isinstance(value, str) and not Path(value).is_absolute() and not value.startswith("hf:"):
+        if isinstance(value, str) and _relative(value):
             source[key] = str((base / value).resolve())
         elif isinstance(value, list):
-            source[key] = [v if Path(v).is_absolute() else str((base / v).resolve()) for v in value]
+            source[key] = [str((base / v).resolve()) if isinstance(v, str) and _relative(v) else v for v in value]
     return source
 
 
@@ -92,3 +98,8 @@ def resolve_task(entry: Any, base_dir: Path | None = None) -> TaskSpec:
     else:
         raise UserError(f"unknown task '{reference}' (known: {', '.join(known)}; or a task file path)")
     return spec.with_overrides(overrides).validate() if overrides else spec
+
+
+from llava_cit.tasks.sequences import load_shipped  # noqa: E402  (the task sequences' task files: UCIT, CoIN, MLLM-DCL)
+
+load_shipped(load_task_file)
