@@ -114,7 +114,9 @@ class RunConfig:
     train_limit: int | None = None
     seed: int = 0
     system_prompt: str | None = "auto"  # auto: LLaVA-1.5's vicuna_v1 for LLaVA models; vicuna_v1; none; or the text
-    image_aspect_ratio: str = "pad"  # pad (LLaVA-1.5: pad to a square with the mean colour) or crop (the processor's)
+    # auto: pad for LLaVA-1.5 processors, the processor's own for other families; pad (LLaVA-1.5: pad to a square
+    # with the mean colour); crop (the processor's own preprocessing)
+    image_aspect_ratio: str = "auto"
     # auto: a text model with a chat template uses it, LLaVA models LLaVA-1.5's conversation; chat_template: the
     # model's (or its processor's) chat template, also for a vision model; builtin: never the chat template
     prompt_format: str = "auto"
@@ -229,7 +231,7 @@ RANGES: dict[str, tuple] = {
     "pretrain.batch_size": (lambda v: v >= 1, ">= 1"),
     "pretrain.train": (lambda v: v in ("all", "vision"), "all or vision"),
     "train_limit": (lambda v: v >= 1, ">= 1"),
-    "image_aspect_ratio": (lambda v: v in ("pad", "crop"), "pad or crop"),
+    "image_aspect_ratio": (lambda v: v in ("auto", "pad", "crop"), "auto, pad or crop"),
     "prompt_format": (lambda v: v in ("auto", "chat_template", "builtin"), "auto, chat_template or builtin"),
     "dtype": (lambda v: v in ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),
               "auto, float32, bfloat16 or float16"),

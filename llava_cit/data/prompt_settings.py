@@ -19,7 +19,7 @@ PROMPT_FILE = "prompt.json"
 @dataclass
 class PromptSettings:
     system: str | None = None
-    image_aspect_ratio: str = "pad"
+    image_aspect_ratio: str = "auto"  # auto: pad for LLaVA-1.5 processors, the processor's own otherwise
     max_length: int = 2048
     max_new_tokens: dict[str, int] = field(default_factory=dict)  # each task's generation budget
     prompt_format: str = "auto"  # auto | chat_template | builtin (llava_cit.data.collation.Encoder)
