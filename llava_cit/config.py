@@ -22,8 +22,13 @@ class LoraSettings:
     alpha: int = 256
     dropout: float = 0.05
     bias: str = "none"
-    target_modules: str = "auto"  # "auto": every linear layer of the language model
-    train_projector: bool = True  # LLaVA only: the projector is trained and saved with the adapter
+    target_modules: str = "auto"  # "auto": the linear layers `targets` names; or a PEFT regex / module name
+    # what LoRA covers (vision models): language (every linear of the language model), language+projector (and the
+    # projector's linears: train_projector lora), all (and the vision encoder's linears)
+    targets: str = "language"
+    # how a vision model's projector (merger, connector) trains: full (a copy per adapter, saved with it: LLaVA's
+    # recipe), lora, false (frozen); auto: lora with targets language+projector, full otherwise. true = full
+    train_projector: bool | str = "auto"
     projector_lr: float | None = 2e-5
 
 
@@ -209,6 +214,9 @@ RANGES: dict[str, tuple] = {
     "lora.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "lora.projector_lr": (lambda v: v > 0, "> 0"),
     "lora.bias": (lambda v: v in ("none", "all", "lora_only"), "none, all or lora_only"),
+    "lora.targets": (lambda v: v in ("language", "language+projector", "all"), "language, language+projector or all"),
+    "lora.train_projector": (lambda v: v in (True, False, "auto", "full", "lora", "false"),
+                             "auto, full, lora or false"),
     "retention.fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "retention.min_count": (lambda v: v >= 1, ">= 1"),
     "switch.pooling": (lambda v: v in ("last", "mean"), "last or mean"),

@@ -21,10 +21,10 @@ from transformers import (
 
 from benchmarks.registry import Registry
 from llava_cit.data.paths import expand_data_root
+from llava_cit.models.image_text_processors import load_processor
 from llava_cit.models.packaged import PACKAGED, resolve_model_spec
 from llava_cit.models.smollm2_llava import SPEC as SMOLLM2_LLAVA
 from llava_cit.models.smollm2_llava import smollm2_llava
-from llava_cit.models.image_text_processors import load_processor
 from llava_cit.models.tiny import TINY_SPECS, build_tiny
 from llava_cit.models.tiny_vlm import TINY_FAMILIES
 from llava_cit.util.errors import UserError

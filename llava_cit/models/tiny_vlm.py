@@ -122,8 +122,7 @@ def _finish(model, tokenizer, stops: list[str]):
 
 
 def tiny_qwen25_vl(seed: int = 0):
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, \
-        Qwen2VLImageProcessorPil
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil
 
     named = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"}
     tokenizer = family_tokenizer("system You are a helpful assistant. user assistant Picture Video :",
@@ -135,8 +134,9 @@ def tiny_qwen25_vl(seed: int = 0):
                                                 chat_template=QWEN2_VL_TEMPLATE)
     ids = tokenizer.convert_tokens_to_ids
     config = Qwen2_5_VLConfig(
-        text_config=dict(TEXT, vocab_size=len(tokenizer), rope_parameters={"rope_type": "default", "rope_theta": 1e4,
-                                                                           "mrope_section": [2, 3, 3]}),
+        text_config=dict(TEXT, vocab_size=len(tokenizer), bos_token_id=None, eos_token_id=ids("<|im_end|>"),
+                         pad_token_id=tokenizer.pad_token_id,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]}),
         vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
                            patch_size=PATCH, spatial_merge_size=2, temporal_patch_size=2, window_size=2 * PATCH,
                            fullatt_block_indexes=[1]),
@@ -149,8 +149,7 @@ def tiny_qwen25_vl(seed: int = 0):
 
 
 def tiny_smolvlm(seed: int = 0):
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil, \
-        Idefics3Processor
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil, Idefics3Processor
 
     tiles = [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
     tokenizer = family_tokenizer("User Assistant :", ["<|im_start|>", "<fake_token_around_image>", "<image>",
@@ -175,8 +174,7 @@ def tiny_smolvlm(seed: int = 0):
 
 
 def tiny_internvl(seed: int = 0):
-    from transformers import GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration, \
-        InternVLProcessor
+    from transformers import GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor
 
     named = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
              "video_token": "<video>"}
@@ -199,8 +197,12 @@ def tiny_internvl(seed: int = 0):
 
 
 def tiny_llava_onevision(seed: int = 0):
-    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, \
-        LlavaOnevisionImageProcessorPil, LlavaOnevisionProcessor
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessorPil,
+        LlavaOnevisionProcessor,
+    )
 
     named = {"image_token": "<image>", "video_token": "<video>"}
     tokenizer = family_tokenizer("user assistant", ["<|im_start|>", "<|im_end|>", "<|endoftext|>"], named, None,
