@@ -80,6 +80,7 @@ def projector_modules_to_save(model: torch.nn.Module, parts: VisionParts) -> lis
     entries = []
     for path in parts.projector:
         module = model.get_submodule(path)
+        module = getattr(module, "original_module", module)  # already wrapped by an earlier adapter
         if any(True for _ in module.parameters(recurse=False)):
             entries.append(parts.short(path))
             continue

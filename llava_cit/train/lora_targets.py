@@ -77,7 +77,7 @@ def target_regex(model: torch.nn.Module, settings: LoraSettings) -> str:
         if not layers:
             raise UserError(f"lora.train_projector lora: {type(model).__name__}'s projector "
                             f"({', '.join(parts.projector)}) has no linear layer for LoRA: use full or false")
-        alternatives.append("|".join(re.escape(name) for name in layers))
+        alternatives.append(_path_patterns(layers))
     if "vision" in TARGETS[settings.targets]:
         alternatives.append(_vision_regex(model, parts))
     return alternatives[0] if len(alternatives) == 1 else "|".join(f"(?:{a})" for a in alternatives)
@@ -87,9 +87,15 @@ def _vision_regex(model: torch.nn.Module, parts: VisionParts) -> str:
     layers = linear_layers(model, "vision", parts)
     if not layers:
         raise UserError(f"lora.targets all: {type(model).__name__}'s vision encoder has no linear layer for LoRA")
-    inside = [p for p in parts.projector if p.startswith(parts.vision + ".")]
-    exclude = "".join(rf"(?!{re.escape(p)}\.)" for p in inside)
-    return rf"{exclude}{re.escape(parts.vision)}\.(?:.*\.)?(?:{'|'.join(_leaf_names(layers))})$"
+    return _path_patterns(layers)
+
+
+def _path_patterns(names: list[str]) -> str:
+    """Module paths as one regex, layer numbers generalised (`blocks.0.attn.qkv` -> `blocks\\.\\d+\\.attn\\.qkv`): exactly
+    these layers, never another module of the same leaf name (e.g. a patch embedding's Conv `proj`)."""
+    patterns = dict.fromkeys(r"\.".join(r"\d+" if piece.isdigit() else re.escape(piece) for piece in name.split("."))
+                             for name in names)
+    return "|".join(patterns)
 
 
 def lora_config(model: torch.nn.Module, settings: LoraSettings, is_vision: bool) -> LoraConfig:
