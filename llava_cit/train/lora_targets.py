@@ -77,7 +77,7 @@ def target_regex(model: torch.nn.Module, settings: LoraSettings) -> str:
         if not layers:
             raise UserError(f"lora.train_projector lora: {type(model).__name__}'s projector "
                             f"({', '.join(parts.projector)}) has no linear layer for LoRA: use full or false")
-        alternatives.append(_path_patterns(layers))
+        alternatives.append(_path_patterns(model, layers))
     if "vision" in TARGETS[settings.targets]:
         alternatives.append(_vision_regex(model, parts))
     return alternatives[0] if len(alternatives) == 1 else "|".join(f"(?:{a})" for a in alternatives)
@@ -87,14 +87,19 @@ def _vision_regex(model: torch.nn.Module, parts: VisionParts) -> str:
     layers = linear_layers(model, "vision", parts)
     if not layers:
         raise UserError(f"lora.targets all: {type(model).__name__}'s vision encoder has no linear layer for LoRA")
-    return _path_patterns(layers)
+    return _path_patterns(model, layers)
 
 
-def _path_patterns(names: list[str]) -> str:
-    """Module paths as one regex, layer numbers generalised (`blocks.0.attn.qkv` -> `blocks\\.\\d+\\.attn\\.qkv`): exactly
-    these layers, never another module of the same leaf name (e.g. a patch embedding's Conv `proj`)."""
-    patterns = dict.fromkeys(r"\.".join(r"\d+" if piece.isdigit() else re.escape(piece) for piece in name.split("."))
-                             for name in names)
+def _path_patterns(model: torch.nn.Module, names: list[str]) -> str:
+    """Module paths as one regex, layer numbers generalised (`blocks.0.attn.qkv` -> `blocks\\.\\d+\\.attn\\.qkv`) where
+    the generalised path names only these layers (never a Sequential's activation, nor a patch embedding's Conv)."""
+    wanted, every = set(names), [n for n, _ in model.named_modules()]
+    patterns: dict[str, None] = {}
+    for name in names:
+        general = r"\.".join(r"\d+" if piece.isdigit() else re.escape(piece) for piece in name.split("."))
+        compiled = re.compile(general)
+        exact = all(n in wanted for n in every if compiled.fullmatch(n))
+        patterns.setdefault(general if exact else re.escape(name), None)
     return "|".join(patterns)
 
 
