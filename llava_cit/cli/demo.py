@@ -13,7 +13,9 @@ from llava_cit.cli.app import app, console, quiet_libraries, say
 @app.command(epilog="Examples:\n\n  llava-cit demo\n\n  llava-cit demo --track text\n\n"
                     "  llava-cit demo --track text --method switchcit --method full-sft --out runs/text\n\n"
                     "  llava-cit demo --method all --seeds 3\n\n  llava-cit demo --track smollm2   # a real pretrained LM\n\n"
-                    "  llava-cit demo --track smollm2-llava --method switchcit --method seq-lora   # LLaVA on SmolLM2")
+                    "  llava-cit demo --track smollm2-llava --method switchcit --method seq-lora   # LLaVA on SmolLM2\n\n"
+                    "  llava-cit demo --model tiny-qwen2.5-vl   # the vision demo on a tiny Qwen2.5-VL (tiny-smolvlm, "
+                    "tiny-internvl, tiny-llava-onevision, tiny-gemma3)")
 def demo(
     track: str = typer.Option("vision", help="vision: tiny LLaVA, two image tasks; text: tiny BLOOM, three CT0-style "
                                              "text tasks; smollm2: the text tasks on the pretrained SmolLM2-135M; "
@@ -26,15 +28,20 @@ def demo(
     force: bool = typer.Option(False, help="Move an existing run of a different config aside and start over."),
     seeds: int = typer.Option(1, min=1, help="Run the whole demo with seeds 0..N-1 (data, pre-training, adapters) "
                                              "and report the forgetting and retention as mean ± sd."),
+    model: str | None = typer.Option(None, help="The vision track on another model: a tiny image-text-to-text family "
+                                                "(tiny-qwen2.5-vl, tiny-smolvlm, tiny-internvl, tiny-llava-onevision, "
+                                                "tiny-gemma3) or any model spec."),
 ) -> None:
     """Tiny model, synthetic tasks, several methods: forgetting vs. SwitchCIT, offline on a CPU."""
-    from llava_cit.continual.demo import demo_preset, run_demo
+    from llava_cit.continual.demo import demo_preset, model_overrides, run_demo
     from llava_cit.continual.report import print_report
 
     demo_preset(track)  # an unknown track is a one-line error before anything starts
+    set_ = [*model_overrides(track, model), *set_]
     quiet_libraries()
     started = time.perf_counter()
-    out = out or Path({"vision": "runs/demo", "text": "runs/demo-text"}.get(track, f"runs/demo-{track}"))
+    default_out = {"vision": "runs/demo", "text": "runs/demo-text"}.get(track, f"runs/demo-{track}")
+    out = out or Path(f"runs/demo-{model}" if model else default_out)
     if "all" in method:
         from llava_cit.continual.demo import all_methods
 

@@ -92,6 +92,11 @@ class GatheredLoRA:
                     return f"{name}: fan_in_fan_out layers are not gathered"
                 if getattr(module, "merged_adapters", None):
                     return f"{name}: adapters are merged into the base weights"
+        parts = vision_parts(model)
+        deepstack = [p for p in parts.projector if p.endswith("deepstack_merger_list")] if parts else []
+        if deepstack and any(name.startswith(deepstack[0]) for name, m in model.get_base_model().named_modules()
+                             if isinstance(m, (LoraLayer, ModulesToSaveWrapper))):
+            return f"{deepstack[0]}: adapters on deepstack mergers (Qwen3-VL) are not gathered per row"
         return None
 
     def _stack(self, layer: LoraLinear):
