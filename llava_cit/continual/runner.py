@@ -46,6 +46,7 @@ from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.tasks.registry import resolve_task
 from llava_cit.tasks.spec import TaskSpec
 from llava_cit.train.distributed import Processes
+from llava_cit.train.lora_targets import describe_trainable
 from llava_cit.train.pretraining import pretrained_base
 from llava_cit.train.trainer import TrainingDiverged, add_adapter, load_hooks_state
 from llava_cit.util.errors import RunInterrupted, UserError
@@ -290,6 +291,7 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
             else:
                 torch.manual_seed(c.seed + stage)  # a fresh adapter's initial weights depend on the seed and stage only
                 model = self._peft = add_adapter(self._peft or self.loaded.model, adapter, c.lora, self.loaded.is_vision)
+                self.say(f"stage {stage} ({task.name}): {describe_trainable(model, adapter, c.lora)}")
                 self.method.before_training(ctx, model)
             hooks = self.method.training_hooks(ctx)
             train_info = self._train_lora(model, adapter, stage, task, examples, rel, clock, hooks=hooks)

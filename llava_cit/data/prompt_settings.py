@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from llava_cit.data.collation import Encoder
-from llava_cit.data.prompts import resolve_system_prompt
+from llava_cit.data.image_preprocessing import resolve_aspect_ratio
+from llava_cit.data.prompts import is_llava_model, resolve_system_prompt
 from llava_cit.models.loading import LoadedModel
 from llava_cit.util.atomic import write_json
 from llava_cit.util.errors import UserError
@@ -19,14 +20,19 @@ PROMPT_FILE = "prompt.json"
 @dataclass
 class PromptSettings:
     system: str | None = None
-    image_aspect_ratio: str = "pad"
+    image_aspect_ratio: str = "auto"  # auto: pad for LLaVA-1.5 processors, the processor's own otherwise
     max_length: int = 2048
     max_new_tokens: dict[str, int] = field(default_factory=dict)  # each task's generation budget
     prompt_format: str = "auto"  # auto | chat_template | builtin (llava_cit.data.collation.Encoder)
 
     @classmethod
     def from_config(cls, config, is_vision: bool, budgets: dict[str, int]) -> PromptSettings:
-        return cls(resolve_system_prompt(config.system_prompt, is_vision, config.model), config.image_aspect_ratio,
+        """The run's prompt, `auto` resolved as stored in prompt.json (a LLaVA's images padded, as they always were;
+        another family's left to its processor; a text model keeps the old default)."""
+        aspect = config.image_aspect_ratio
+        if aspect == "auto":
+            aspect = resolve_aspect_ratio(aspect, llava_processor=not is_vision or is_llava_model(config.model))
+        return cls(resolve_system_prompt(config.system_prompt, is_vision, config.model), aspect,
                    config.train.max_length, dict(budgets), config.prompt_format)
 
     def encoder(self, loaded: LoadedModel) -> Encoder:

@@ -1,4 +1,9 @@
-"""Prompt formats: the LLaVA-1.5 conversation and the text track's instruction template."""
+"""Prompt formats: the LLaVA-1.5 conversation and the text track's instruction template.
+
+The LLaVA-1.5 conversation (vicuna_v1, its system prompt, `<image>` expanded to a fixed number of tokens) is
+LLaVA's own: every other image-text-to-text family is prompted through its processor's chat template
+(llava_cit.data.chat_encoding). What makes a model "LLaVA-1.5" is decided here and only here.
+"""
 
 from __future__ import annotations
 
@@ -56,13 +61,42 @@ LLAVA_SYSTEM = (
 NAMED_SYSTEM_PROMPTS = {"vicuna_v1": LLAVA_SYSTEM, "none": None}
 
 
+def speaks_llava_conversation(processor) -> bool:
+    """A LLaVA-1.5 processor (a fixed number of `<image>` tokens per image): its model is prompted with LLaVA-1.5's
+    conversation (unless asked for its chat template) and its images are padded to a square, as LLaVA-1.5 does."""
+    from transformers import LlavaProcessor
+
+    return isinstance(processor, LlavaProcessor)
+
+
+def is_llava_model(spec: str) -> bool:
+    """Whether model `spec` is a LLaVA (config model_type `llava`); a configuration that cannot be read here (a Hub id
+    offline) counts as one, as every vision model did before other families were supported."""
+    from llava_cit.models.loading import MODEL_SPECS
+    from llava_cit.models.tiny_vlm import TINY_FAMILIES
+
+    if spec in TINY_FAMILIES:
+        return False
+    if spec in MODEL_SPECS:
+        return True  # tiny-llava, smollm2-llava
+    try:
+        from transformers import AutoConfig
+
+        from llava_cit.models.packaged import resolve_model_spec
+
+        return AutoConfig.from_pretrained(resolve_model_spec(spec)).model_type == "llava"
+    except Exception:  # noqa: BLE001 - any unreadable configuration: the LLaVA default
+        return True
+
+
 def resolve_system_prompt(value: str | None, is_vision: bool, spec: str) -> str | None:
-    """`auto` (the default): LLaVA-1.5's vicuna_v1 system prompt for a LLaVA model, none for a text model or
-    the built-in tiny specs (their word vocabulary has no system prompt); a named template; or the text itself."""
+    """`auto` (the default): LLaVA-1.5's vicuna_v1 system prompt for a LLaVA model, none for a text model, another
+    image-text-to-text family (its chat template has its own default) or the built-in tiny specs (their word
+    vocabulary has no system prompt); a named template; or the text itself."""
     if value is None:
         return None
     if value == "auto":
-        return LLAVA_SYSTEM if (is_vision and not spec.startswith("tiny-")) else None
+        return LLAVA_SYSTEM if (is_vision and not spec.startswith("tiny-") and is_llava_model(spec)) else None
     if value in NAMED_SYSTEM_PROMPTS:
         return NAMED_SYSTEM_PROMPTS[value]
     return value

@@ -1,5 +1,6 @@
 """EProj: one language-model LoRA shared by every task and continued from stage to stage, with a new
-projector per task (LLaVA only): each stage starts from the previous adapter but resets the projector copy
+projector per task (any vision model whose projector trains fully, `lora.train_projector: full`): each stage
+starts from the previous adapter but resets the projector copy
 to the base projector, and trains both. At inference the switch picks the task; the task is answered by the
 latest shared LoRA with that task's own projector (composite adapters written after each stage under
 `method_state/eproj/stage-NN/<task>`, the run's earlier files untouched).
@@ -15,14 +16,15 @@ from safetensors.torch import load_file, save_file
 
 from llava_cit.methods.base import Method, StageContext
 from llava_cit.methods.registry import register
+from llava_cit.train.lora_targets import in_projector, projector_markers
 from llava_cit.util.atomic import publish_dir, staging_dir
 from llava_cit.util.errors import UserError
 
 WEIGHTS = "adapter_model.safetensors"
 
 
-def _projector_keys(tensors: dict) -> list[str]:
-    return [k for k in tensors if "multi_modal_projector" in k]
+def _projector_keys(tensors: dict, markers: list[str]) -> list[str]:
+    return [k for k in tensors if in_projector(k, markers)]
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,12 @@ class EProj(Method):
     multi_process: bool = False  # per-stage state one process computes and saves
 
     def before_training(self, ctx: StageContext, model) -> None:
-        wrappers = [m for n, m in model.named_modules() if n.endswith(("linear_1", "linear_2"))
-                    and "multi_modal_projector" in n and hasattr(m, "modules_to_save")]
+        markers = projector_markers(model.get_base_model())
+        wrappers = [m for n, m in model.named_modules() if in_projector(n + ".", markers)
+                    and hasattr(m, "modules_to_save") and hasattr(m, "original_module")]
         if not wrappers:
-            raise UserError("eproj needs a LLaVA model whose projector is trained with the adapter "
-                            "(lora.train_projector: true)")
+            raise UserError("eproj needs a vision model whose projector is trained with the adapter "
+                            "(lora.train_projector: full)")
         if ctx.stage == 0:
             return
         with torch.no_grad():  # a new projector for the new task, starting from the base projector
@@ -47,6 +50,7 @@ class EProj(Method):
         """Every seen task: the latest LoRA with the projector its own stage trained."""
         run_dir = ctx.state_dir.parent
         shared = load_file(str(run_dir / own / WEIGHTS))
+        markers = projector_markers(ctx.encoder.loaded.model)
         serving = {}
         for task in ctx.tasks[: ctx.stage + 1]:
             if task == ctx.task:
@@ -57,7 +61,7 @@ class EProj(Method):
             if not target.is_dir():  # written once; a resumed stage finds it
                 source = previous[task]  # the task's composite from the previous stage: its projector is the same
                 projector = {k: v for k, v in load_file(str(run_dir / source / WEIGHTS)).items()
-                             if k in _projector_keys(shared)}
+                             if k in _projector_keys(shared, markers)}
                 staging = staging_dir(target)
                 shutil.copytree(run_dir / own, staging, dirs_exist_ok=True)
                 save_file({**shared, **projector}, str(staging / WEIGHTS))

@@ -14,24 +14,28 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
-    AutoProcessor,
+    AutoModelForImageTextToText,
     AutoTokenizer,
     BitsAndBytesConfig,
-    LlavaForConditionalGeneration,
 )
 
 from benchmarks.registry import Registry
 from llava_cit.data.paths import expand_data_root
+from llava_cit.models.image_text_processors import load_processor
 from llava_cit.models.packaged import PACKAGED, resolve_model_spec
 from llava_cit.models.smollm2_llava import SPEC as SMOLLM2_LLAVA
 from llava_cit.models.smollm2_llava import smollm2_llava
 from llava_cit.models.tiny import TINY_SPECS, build_tiny
+from llava_cit.models.tiny_vlm import TINY_FAMILIES
 from llava_cit.util.errors import UserError
 
-# model specs built in code (name -> seed -> (model, processor)): the tiny specs and the LLaVA on the packaged SmolLM2
+# model specs built in code (name -> seed -> (model, processor)): the tiny specs, the tiny image-text-to-text
+# families and the LLaVA on the packaged SmolLM2
 MODEL_SPECS: Registry[Callable[[int], tuple[Any, Any]]] = Registry("model spec")
 for _name in TINY_SPECS:
     MODEL_SPECS.add(_name, functools.partial(build_tiny, _name))
+for _name, _family in TINY_FAMILIES.items():
+    MODEL_SPECS.add(_name, _family.build)
 MODEL_SPECS.add(SMOLLM2_LLAVA, smollm2_llava)
 DTYPES = {"auto": "auto", "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -40,7 +44,7 @@ DTYPES = {"auto": "auto", "float32": torch.float32, "fp32": torch.float32, "bflo
 @dataclass
 class LoadedModel:
     model: Any
-    processor: Any  # a LlavaProcessor for vision models, a tokenizer for causal LMs
+    processor: Any  # the family's processor for vision models (AutoProcessor), a tokenizer for causal LMs
     is_vision: bool
     spec: str
 
@@ -82,8 +86,10 @@ def load_model(
     trust_remote_code: bool = False,
     seed: int = 0,
 ) -> LoadedModel:
-    """Load `spec`: `tiny-llava`/`tiny-bloom`/`tiny-opt`, a packaged model (`smollm2-135m`), `smollm2-llava` (a small
-    LLaVA on the packaged SmolLM2), a `.gguf` file, a local directory, or a Hub id."""
+    """Load `spec`: `tiny-llava`/`tiny-bloom`/`tiny-opt`, a tiny image-text-to-text family (`tiny-qwen2.5-vl`, ...),
+    a packaged model (`smollm2-135m`), `smollm2-llava` (a small LLaVA on the packaged SmolLM2), a `.gguf` file, a
+    local directory, or a Hub id. A model whose configuration has a vision part loads as an image-text-to-text model
+    (AutoModelForImageTextToText, its AutoProcessor), any other as a causal LM."""
     quant = quantization_config(load_in_4bit)
     torch_dtype = _resolve_dtype(dtype)
     if spec in MODEL_SPECS:
@@ -104,7 +110,7 @@ def load_model(
     except (OSError, ValueError) as err:
         kind = "local directory" if Path(spec).exists() else "model spec"
         raise UserError(
-            f"unknown {kind} '{named}': not a built-in tiny spec ({', '.join(TINY_SPECS)}), a packaged model "
+            f"unknown {kind} '{named}': not a built-in tiny spec ({', '.join([*TINY_SPECS, *TINY_FAMILIES])}), a packaged model "
             f"({', '.join(PACKAGED)}, {SMOLLM2_LLAVA}), a .gguf file, a model directory, or a reachable Hugging Face id "
             f"({str(err).splitlines()[0][:120]})"
         ) from None
@@ -113,10 +119,10 @@ def load_model(
     kwargs = dict(trust_remote_code=trust_remote_code, quantization_config=quant, device_map=device_map)
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
-    is_vision = config.model_type in ("llava", "llava_next", "llava_onevision") or hasattr(config, "vision_config")
+    is_vision = hasattr(config, "vision_config")
     if is_vision:
-        model = LlavaForConditionalGeneration.from_pretrained(spec, **kwargs)
-        processor = AutoProcessor.from_pretrained(spec, trust_remote_code=trust_remote_code)
+        model = _image_text_to_text(spec, named, config, kwargs)
+        processor = load_processor(spec, trust_remote_code)
     else:
         model = AutoModelForCausalLM.from_pretrained(spec, **kwargs)
         processor = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
@@ -126,3 +132,16 @@ def load_model(
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(model, processor, is_vision, named)
+
+
+def _image_text_to_text(spec: str, named: str, config, kwargs: dict):
+    try:
+        return AutoModelForImageTextToText.from_pretrained(spec, **kwargs)
+    except ValueError as err:
+        if "Unrecognized configuration class" not in str(err):
+            raise
+        import transformers
+
+        raise UserError(f"model '{named}' ({config.model_type}) has a vision part but no image-text-to-text class in "
+                        f"transformers {transformers.__version__} (AutoModelForImageTextToText); set "
+                        "trust_remote_code: true if the model ships its own code") from None

@@ -14,6 +14,10 @@ model id is accepted.
 
 Not `llava-hf/llava-1.5-7b-hf`: that model was already instruction-tuned on the 665K mixture, which contains
 GQA and OCR-VQA, so a sequence started there shows neither learning nor forgetting of them.
+
+This assembly is LLaVA-1.5-specific (its three published parts, its wiring, LlavaProcessor) and stays so: the
+other image-text-to-text families publish no stage-1 checkpoint and start from their released models, loaded
+like any model (llava_cit.models.loading; README, "Other vision-language families").
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def generate_batch(model, encoder: Encoder, examples: list[Example], max_new_tok
     with rows:
         output = model.generate(**batch, max_new_tokens=max(budgets), do_sample=False,
                                 pad_token_id=encoder.tokenizer.pad_token_id,
-                                eos_token_id=encoder.tokenizer.eos_token_id, synced_gpus=False, **kwargs)
+                                eos_token_id=encoder.stop_token_ids, synced_gpus=False, **kwargs)
     new_tokens = output[:, batch["input_ids"].shape[1]:]
     return [encoder.tokenizer.decode(row[:budget], skip_special_tokens=True).strip()
             for row, budget in zip(new_tokens, budgets)]

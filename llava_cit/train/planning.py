@@ -5,6 +5,9 @@ Per stage: parameters (base, trainable, adapter size on disk), an estimate of th
 evaluation work; with times when throughputs are given. The model is built from its configuration on the
 meta device (no weights are loaded or downloaded beyond config.json).
 
+Image tokens per example follow the family and, for dynamic-resolution families, the images' size
+(llava_cit.train.image_tokens; `--image-size`).
+
 The memory estimate is a formula, stated here so it can be checked against a measurement:
     base weights     2 bytes/parameter (bf16); 4-bit: the language model's linear layers at 0.5 bytes
                      + 4% (block scales), everything else fp32 (PEFT's prepare_model_for_kbit_training upcasts
@@ -33,38 +36,39 @@ from llava_cit.config import RunConfig
 from llava_cit.train.memory_formula import CHECKPOINTING_MARGIN, GB, ModelFacts, peak_memory_gb  # noqa: F401
 from llava_cit.util.errors import UserError
 
-IMAGE_TOKENS = {"llava": 576}  # LLaVA-1.5 at 336 px, patch 14: 24 x 24 image tokens per image
 
-
-def model_facts(config: RunConfig) -> ModelFacts:
-    from transformers import AutoConfig, AutoModelForCausalLM, LlavaForConditionalGeneration
+def model_facts(config: RunConfig, image_size: tuple[int, int] | None = None) -> ModelFacts:
+    """The model built from its configuration on the meta device; `image_size` (height, width): the images' size,
+    for families whose image tokens depend on it (llava_cit.train.image_tokens)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
     from llava_cit.data.paths import expand_data_root
-    from llava_cit.models.loading import TINY_SPECS, build_tiny
+    from llava_cit.models.loading import MODEL_SPECS
     from llava_cit.models.packaged import resolve_model_spec
+    from llava_cit.models.vision_parts import vision_parts
+    from llava_cit.train.image_tokens import image_tokens
     from llava_cit.train.trainer import lora_config
 
-    if config.model in TINY_SPECS:
-        model, _ = build_tiny(config.model)
+    if config.model in MODEL_SPECS:
+        model, _ = MODEL_SPECS.get(config.model)(0)
     else:
         spec = resolve_model_spec(expand_data_root(config.model, f"model '{config.model}'"))
         try:
             model_config = AutoConfig.from_pretrained(spec, trust_remote_code=config.trust_remote_code)
         except (OSError, ValueError) as err:
             raise UserError(f"cannot read the configuration of model '{config.model}' ({err})") from None
+        auto = AutoModelForImageTextToText if hasattr(model_config, "vision_config") else AutoModelForCausalLM
         with torch.device("meta"):
-            if model_config.model_type == "llava":
-                model = LlavaForConditionalGeneration(model_config)
-            else:
-                model = AutoModelForCausalLM.from_config(model_config, trust_remote_code=config.trust_remote_code)
-    is_vision = hasattr(model.config, "vision_config")
+            model = auto.from_config(model_config, trust_remote_code=config.trust_remote_code)
+    parts = vision_parts(model)
+    is_vision = parts is not None
     text = model.config.get_text_config()
     base = sum(p.numel() for p in model.parameters())
     quantizable = sum(m.weight.numel() for n, m in model.named_modules()
-                      if isinstance(m, torch.nn.Linear) and "lm_head" not in n and "vision" not in n
-                      and "projector" not in n)
+                      if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head")
+                      and (parts is None or parts.part_of(n) == "language"))
     if config.method in ("full-sft",):
-        trainable = sum(p.numel() for n, p in model.named_parameters() if "vision" not in n)
+        trainable = sum(p.numel() for n, p in model.named_parameters() if parts is None or parts.part_of(n) != "vision")
     else:
         from peft import get_peft_model
 
@@ -72,12 +76,8 @@ def model_facts(config: RunConfig) -> ModelFacts:
         with torch.device("meta"):
             peft = get_peft_model(model, peft_config)
         trainable = sum(p.numel() for n, p in peft.named_parameters() if "lora_" in n or "modules_to_save" in n)
-    image_tokens = 0
-    if is_vision:
-        vision = model.config.vision_config
-        image_tokens = (vision.image_size // vision.patch_size) ** 2
     return ModelFacts(base, trainable, quantizable, text.hidden_size, text.num_hidden_layers, text.vocab_size,
-                      image_tokens)
+                      image_tokens(model.config, image_size) if is_vision else 0)
 
 
 def count_records(source: dict) -> int | None:
@@ -104,13 +104,14 @@ def count_records(source: dict) -> int | None:
 
 def plan(config: RunConfig, gpus: int = 1, gpu_memory: float | None = None, tokens_per_second: float | None = None,
          eval_samples_per_second: float | None = None, tokens_per_sample: int | None = None,
-         config_dir=None) -> dict:
-    """`config_dir`: the config file's folder, where its task files' relative paths start (as for `train`)."""
+         config_dir=None, image_size: tuple[int, int] | None = None) -> dict:
+    """`config_dir`: the config file's folder, where its task files' relative paths start (as for `train`);
+    `image_size` (height, width): the images' size where a family's image tokens depend on it."""
     from llava_cit.methods.registry import get_method
     from llava_cit.tasks.registry import resolve_task
     from llava_cit.train.trainer import gradient_accumulation
 
-    facts = model_facts(config)
+    facts = model_facts(config, image_size)
     method = get_method(config.method)
     tasks = [resolve_task(entry, config_dir) for entry in config.tasks]
     per_sample = tokens_per_sample or min(config.train.max_length, 256 + facts.image_tokens)
@@ -158,6 +159,7 @@ def plan(config: RunConfig, gpus: int = 1, gpu_memory: float | None = None, toke
                        "saved_per_stage": "the whole model" if method.full_finetune else "one adapter"},
         "batch": {"per_device": config.train.batch_size, "gradient_accumulation": accumulation,
                   "global": global_batch, "tokens_per_sample": per_sample},
+        "image_tokens": facts.image_tokens,
         "peak_memory_gb_per_gpu": memory, "gradient_checkpointing": recompute, "fits": fits, "stages": stages,
         "evaluation": {"samples_generated": eval_samples or None,
                        "seconds": eval_samples / eval_samples_per_second if (eval_samples and eval_samples_per_second)

@@ -21,6 +21,7 @@ from llava_cit.data.collation import Encoder, TrainCollator
 from llava_cit.data.sources import load_source
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.models.packaged import cache_root
+from llava_cit.models.vision_parts import vision_parts
 from llava_cit.train.distributed import Processes
 from llava_cit.train.trainer import ListDataset, training_arguments
 from llava_cit.util.atomic import own_staging_dir, publish_cache_entry
@@ -45,8 +46,9 @@ def pretrained_base(config: RunConfig, say=lambda text: None) -> LoadedModel:
                            seed=config.seed)
     encoder = Encoder(loaded, max_length=config.train.max_length, prompt_format=config.prompt_format)
     if p.train == "vision":
+        parts = vision_parts(loaded.model)
         for name, param in loaded.model.named_parameters():
-            param.requires_grad = "vision_tower" in name or "multi_modal_projector" in name
+            param.requires_grad = parts is not None and parts.part_of(name) in ("vision", "projector")
     settings = TrainSettings(epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, scheduler="cosine",
                              warmup_ratio=0.05, save_steps=10**9)
     processes = Processes()  # under accelerate launch: every rank trains, rank 0 writes

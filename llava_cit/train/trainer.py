@@ -1,9 +1,9 @@
 """Train one LoRA adapter on one task's examples through the transformers Trainer.
 
-LoRA goes on the language model's linear layers only (never the vision tower); for
-LLaVA the projector can be trained too, at its own learning rate, and is saved with
-the adapter (`modules_to_save`). Accelerate, DeepSpeed, bf16, gradient checkpointing
-and checkpoint resume all come from the Trainer.
+What an adapter covers is llava_cit.train.lora_targets: LoRA on the language model's linear layers (and, as asked,
+the projector's and the vision encoder's), the projector trained fully at its own learning rate and saved with
+the adapter (`modules_to_save`), as LoRA, or frozen. Accelerate, DeepSpeed, bf16, gradient checkpointing and
+checkpoint resume all come from the Trainer.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
@@ -27,45 +27,22 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from llava_cit.config import LoraSettings, TrainSettings
 from llava_cit.data.collation import IGNORE_INDEX, Encoder, TrainCollator
 from llava_cit.data.example import Example
+from llava_cit.models.vision_parts import vision_parts
 from llava_cit.train import checkpointing, zero3_weights
 from llava_cit.train.distributed import is_main_process
 from llava_cit.train.length_grouping import modality_length
 from llava_cit.train.liger import apply_liger
+from llava_cit.train.lora_targets import (  # noqa: F401 - language_model_target_regex: the trainer's API
+    in_projector,
+    language_model_target_regex,
+    lora_config,
+    projector_markers,
+    projector_mode,
+)
 from llava_cit.util.atomic import atomic_path, writing
 from llava_cit.util.errors import UserError
 
-PROJECTOR_MODULES = ["multi_modal_projector.linear_1", "multi_modal_projector.linear_2"]
 log = logging.getLogger(__name__)
-
-
-def language_model_target_regex(model: torch.nn.Module) -> str:
-    """A PEFT `target_modules` regex naming every linear layer of the language model."""
-    names = set()
-    for name, module in model.named_modules():
-        if any(part in name for part in ("lora_", "base_layer", "modules_to_save", "original_module")):
-            continue  # PEFT's own wrappers, when the model already carries adapters
-        linear = getattr(module, "base_layer", module)
-        if not isinstance(linear, torch.nn.Linear) and type(linear).__name__ not in ("Linear4bit", "Linear8bitLt"):
-            continue
-        if "vision_tower" in name or "multi_modal_projector" in name or name.endswith("lm_head"):
-            continue
-        names.add(name.split(".")[-1])
-    if not names:
-        raise ValueError("no linear layers found in the language model")
-    is_vision = any("vision_tower" in name for name, _ in model.named_modules())
-    prefix = r".*language_model.*\." if is_vision else r".*\."
-    return prefix + "(" + "|".join(sorted(names)) + ")$"
-
-
-def lora_config(model: torch.nn.Module, settings: LoraSettings, is_vision: bool) -> LoraConfig:
-    target = settings.target_modules
-    if target == "auto":
-        target = language_model_target_regex(model)
-    return LoraConfig(
-        r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, bias=settings.bias,
-        target_modules=target, task_type="CAUSAL_LM",
-        modules_to_save=PROJECTOR_MODULES if (is_vision and settings.train_projector) else None,
-    )
 
 
 def add_adapter(model, name: str, settings: LoraSettings, is_vision: bool) -> PeftModel:
@@ -203,10 +180,12 @@ def projector_parameter_groups(model: torch.nn.Module, projector_lr: float, weig
     """Optimizer parameter groups: the trainable projector at its own learning rate (no weight decay), every other
     trainable parameter in the first group; None when nothing of the projector trains."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    projector = [p for n, p in named if "multi_modal_projector" in n]
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    markers = projector_markers(base)
+    projector = [p for n, p in named if in_projector(n, markers)]
     if not projector:
         return None
-    rest = [p for n, p in named if "multi_modal_projector" not in n]
+    rest = [p for n, p in named if not in_projector(n, markers)]
     return [{"params": rest, "weight_decay": weight_decay},
             {"params": projector, "lr": projector_lr, "weight_decay": 0.0}]
 
@@ -403,7 +382,7 @@ def train_adapter(
     for name, param in model.named_parameters():  # only this adapter's LoRA (and projector copy) learns
         param.requires_grad = f".{adapter}." in name and ("lora_" in name or "modules_to_save" in name)
     keep_fp32_master_weights(model)
-    projector_lr = lora.projector_lr if (encoder.loaded.is_vision and lora.train_projector) else None
+    projector_lr = lora.projector_lr if (encoder.loaded.is_vision and projector_mode(lora) != "false") else None
     return _fit(model, examples, encoder, settings, checkpoint_dir, seed, progress, callbacks, projector_lr, log_dir,
                 run_name, hooks)
 
@@ -411,10 +390,11 @@ def train_adapter(
 def train_full(model: torch.nn.Module, examples: list[Example], encoder: Encoder, settings: TrainSettings,
                checkpoint_dir: Path, seed: int = 0, progress: bool = True, callbacks: list | None = None,
                log_dir: Path | None = None, run_name: str | None = None) -> dict:
-    """Full fine-tuning (`full-sft`): every weight learns (float32 master weights), except a vision tower's
-    (kept frozen, as in LLaVA)."""
+    """Full fine-tuning (`full-sft`): every weight learns (float32 master weights), except a vision encoder's
+    (kept frozen, as in LLaVA; a projector inside it, e.g. Qwen's merger, learns)."""
+    parts = vision_parts(model)
     for name, param in model.named_parameters():
-        param.requires_grad = "vision_tower" not in name
+        param.requires_grad = parts is None or parts.part_of(name) != "vision"
     keep_fp32_master_weights(model)
     return _fit(model, examples, encoder, settings, checkpoint_dir, seed, progress, callbacks, None, log_dir, run_name)
 
