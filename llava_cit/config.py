@@ -118,6 +118,7 @@ class RunConfig:
     device_map: str | None = None
     load_in_4bit: bool = False
     trust_remote_code: bool = False
+    attn_implementation: str = "auto"  # auto: flash_attention_2 where a GPU and flash-attn are, else sdpa; or as given
     method: str = "switchcit"  # a registered method (`llava-cit methods`) or a method file (my_method.py)
     method_args: dict[str, Any] = field(default_factory=dict)  # the method's own settings (e.g. strength)
     tasks: list[Any] = field(default_factory=list)
@@ -245,6 +246,8 @@ RANGES: dict[str, tuple] = {
     "pretrain.batch_size": (lambda v: v >= 1, ">= 1"),
     "pretrain.train": (lambda v: v in ("all", "vision"), "all or vision"),
     "train_limit": (lambda v: v >= 1, ">= 1"),
+    "attn_implementation": (lambda v: v in ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3",
+                                            "flex_attention"), "auto, sdpa, eager, flash_attention_2/3 or flex_attention"),
     "image_aspect_ratio": (lambda v: v in ("auto", "pad", "crop"), "auto, pad or crop"),
     "prompt_format": (lambda v: v in ("auto", "chat_template", "builtin"), "auto, chat_template or builtin"),
     "dtype": (lambda v: v in ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),

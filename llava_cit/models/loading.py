@@ -21,6 +21,7 @@ from transformers import (
 
 from benchmarks.registry import Registry
 from llava_cit.data.paths import expand_data_root
+from llava_cit.models.attention import attention_implementation
 from llava_cit.models.image_text_processors import load_processor
 from llava_cit.models.packaged import PACKAGED, resolve_model_spec
 from llava_cit.models.smollm2_llava import SPEC as SMOLLM2_LLAVA
@@ -85,11 +86,13 @@ def load_model(
     load_in_4bit: bool = False,
     trust_remote_code: bool = False,
     seed: int = 0,
+    attn_implementation: str = "auto",
 ) -> LoadedModel:
     """Load `spec`: `tiny-llava`/`tiny-bloom`/`tiny-opt`, a tiny image-text-to-text family (`tiny-qwen2.5-vl`, ...),
     a packaged model (`smollm2-135m`), `smollm2-llava` (a small LLaVA on the packaged SmolLM2), a `.gguf` file, a
     local directory, or a Hub id. A model whose configuration has a vision part loads as an image-text-to-text model
-    (AutoModelForImageTextToText, its AutoProcessor), any other as a causal LM."""
+    (AutoModelForImageTextToText, its AutoProcessor), any other as a causal LM. Loaded weights use
+    `attn_implementation` (auto: FlashAttention-2 where it can run, else SDPA; llava_cit.models.attention)."""
     quant = quantization_config(load_in_4bit)
     torch_dtype = _resolve_dtype(dtype)
     if spec in MODEL_SPECS:
@@ -116,7 +119,8 @@ def load_model(
         ) from None
     if quant is not None and device_map is None:
         device_map = {"": torch.cuda.current_device()}
-    kwargs = dict(trust_remote_code=trust_remote_code, quantization_config=quant, device_map=device_map)
+    kwargs = dict(trust_remote_code=trust_remote_code, quantization_config=quant, device_map=device_map,
+                  attn_implementation=attention_implementation(attn_implementation)[0])
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
     is_vision = hasattr(config, "vision_config")
