@@ -2,7 +2,8 @@
 
 features = frozen LM's last-token hidden state of the instruction (switch.extractor)
 classifier = 2-layer MLP over standardised features (switch.classifier); or, router "nearest", no
-             classifier: the task of the nearest retained instruction
+             classifier: the task of the nearest retained instruction; or, router "key", no classifier: the task
+             whose key (the mean of its retained instructions' standardised features) is most cosine-similar
 rejection = a query farther from every retained example than the retained examples are from
             each other (the `quantile` of their leave-one-out nearest-neighbour distances, times
             1 + margin) is unlike every learned task: it gets None and the caller serves it with the
@@ -41,6 +42,7 @@ FORMAT_VERSION = 1
 NUMERICAL_FLOOR = 1e-3  # per-dimension distance treated as identical (CPU vs GPU float noise)
 COSINE_FLOOR = 1e-5  # cosine distance treated as identical
 REJECT_METRICS = ("euclidean", "cosine")
+ROUTERS = ("mlp", "nearest", "key")
 WEIGHTS, META, EXTRACTOR_DIR = "switch.safetensors", "switch.json", "extractor"
 THRESHOLD_RULE = (
     "quantile `reject_quantile` over the distinct retained instructions of their leave-one-out nearest-neighbour "
@@ -83,8 +85,8 @@ class SwitchNetwork:
                  cache_dir: str | None = None, router: str = "mlp", reject_layer: int | None = None,
                  reject_pooling: str | None = None, reject_metric: str = "euclidean",
                  reject_also: Sequence[Sequence] = ()):
-        if router not in ("mlp", "nearest"):
-            raise SwitchError(f"router must be 'mlp' or 'nearest', got {router!r}")
+        if router not in ROUTERS:
+            raise SwitchError(f"router must be one of {', '.join(ROUTERS)}, got {router!r}")
         if reject_metric not in REJECT_METRICS:
             raise SwitchError(f"reject_metric must be one of {', '.join(REJECT_METRICS)}, got {reject_metric!r}")
         if reject_pooling is not None and reject_pooling not in POOLING:
@@ -235,6 +237,11 @@ class SwitchNetwork:
             self.fit_info["calibration_counts"] = {c: len(by_view[c][0]) if c in by_view else 0 for c in self.labels}
         return self
 
+    @property
+    def keys(self) -> torch.Tensor:
+        """Per task, the mean of its distinct retained instructions' standardised features (router "key")."""
+        return torch.stack([self.bank[self.bank_labels == k].mean(0) for k in range(len(self.labels))])
+
     def _calibrate(self, z: torch.Tensor) -> float | None:
         """Leave-one-out nearest-neighbour distances of the retained examples set the rejection radius."""
         if len(z) < 2:
@@ -307,10 +314,12 @@ class SwitchNetwork:
 
     # -- routing -------------------------------------------------------------------------
     def _scores(self, z: torch.Tensor) -> torch.Tensor:
-        """Per-task probabilities: the MLP's, or (router "nearest") a softmax over minus each task's nearest
-        retained instruction's distance."""
+        """Per-task probabilities: the MLP's, (router "nearest") a softmax over minus each task's nearest retained
+        instruction's distance, or (router "key") a softmax over the cosine similarity to each task's key."""
         if self.router == "mlp":
             return torch.softmax(self.classifier(z), dim=1)
+        if self.router == "key":
+            return torch.softmax(self._unit(z) @ self._unit(self.keys).T, dim=1)
         distances = torch.cdist(z, self.bank, compute_mode="donot_use_mm_for_euclid_dist")
         per_task = torch.stack([distances[:, self.bank_labels == k].min(1).values if (self.bank_labels == k).any()
                                 else torch.full((len(z),), float("inf")) for k in range(len(self.labels))], 1)

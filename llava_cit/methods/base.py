@@ -16,9 +16,11 @@ Stage plan
     training_examples(ctx, train, replay)   the stage's training data (default: the task's own)
 
 Training hooks (`training_hooks(ctx)` returns a TrainingHooks or None; default None)
-    loss(model)                a term added to the Trainer's loss (regularizers)
-    before_step(model)         after backward, before the optimizer step (gradient surgery)
+    loss(model)                a term added to the Trainer's loss (regularizers), once per optimizer step
+    before_step(model)         after backward, before the Trainer clips the gradient and the optimizer steps
+                               (gradient surgery: A-GEM; SI reads the task loss's gradient here)
     after_step(model)          after the optimizer step (path-integral importance)
+    trainable(name)            which of the adapter's parameters train (default all; EProj: the projector)
 
 Before training, after a stage, serving
     before_training(ctx, model)  the stage's adapter is loaded (e.g. re-initialise part of it)
@@ -69,9 +71,15 @@ class StageContext:
 
 class TrainingHooks:
     """Per-step hooks of one stage's training; each default does nothing. `global_step` is the number of updates
-    done before the one about to happen, counted across a resume (what a per-step random draw is seeded from)."""
+    done before the one about to happen, counted across a resume (what a per-step random draw is seeded from);
+    `gradient_scale` is what the gradients `before_step` sees are multiplied by (fp16 loss scaling; else 1)."""
 
     global_step: int = 0
+    gradient_scale: float = 1.0
+
+    def trainable(self, name: str) -> bool:
+        """Whether the adapter's parameter `name` (a full parameter name of the model) trains this stage."""
+        return True
 
     def loss(self, model) -> torch.Tensor | None:
         return None
@@ -113,6 +121,18 @@ def combine(*hooks: TrainingHooks | None) -> TrainingHooks | None:
         def global_step(self, value: int) -> None:  # every part sees the step (A-GEM seeds its draws from it)
             for h in given:
                 h.global_step = value
+
+        @property
+        def gradient_scale(self) -> float:
+            return given[0].gradient_scale
+
+        @gradient_scale.setter
+        def gradient_scale(self, value: float) -> None:
+            for h in given:
+                h.gradient_scale = value
+
+        def trainable(self, name):
+            return all(h.trainable(name) for h in given)
 
         def loss(self, model):
             terms = [t for t in (h.loss(model) for h in given) if t is not None]
