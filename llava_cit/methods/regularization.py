@@ -77,7 +77,7 @@ def save_state(ctx: StageContext, anchor: dict[str, torch.Tensor], importance: d
     tensors.update({f"importance.{k}": v.detach().float().cpu().contiguous() for k, v in importance.items()})
     require_finite(tensors, path)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"importance": kind, "task": ctx.task})
+        save_file(tensors, str(tmp), metadata={"importance": kind})  # one key: safetensors orders several at random
     return path
 
 
