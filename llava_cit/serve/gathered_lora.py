@@ -74,6 +74,8 @@ class GatheredLoRA:
                     return f"{name}: fan_in_fan_out layers are not gathered"
                 if getattr(module, "merged_adapters", None):
                     return f"{name}: adapters are merged into the base weights"
+                if getattr(module, "lora_router", None):
+                    return f"{name}: MoELoRA's gated experts are not gathered"
         return None
 
     def _stack(self, layer: LoraLinear):
