@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from llava_cit.cli import catalog, demo, evaluate, plan, runs, train  # noqa: F401  (each registers its commands)
+from llava_cit.cli import catalog, demo, evaluate, plan, runs, sweep, train  # noqa: F401  (each registers its commands)
 from llava_cit.cli.app import app
 from llava_cit.cli.data import data_app
 from llava_cit.util.errors import UserError
 from switch.errors import SwitchError
 
 app.add_typer(data_app, name="data")
-_HELP_ORDER = ["demo", "train", "eval", "plan", "status", "report", "route", "methods", "vocab"]
+_HELP_ORDER = ["demo", "train", "sweep", "eval", "plan", "status", "report", "route", "methods", "vocab"]
 app.registered_commands.sort(key=lambda command: _HELP_ORDER.index(command.name or command.callback.__name__))
 
 __all__ = ["app", "main"]
