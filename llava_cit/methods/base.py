@@ -11,7 +11,8 @@ Stage plan
     continues        stage i starts from stage i-1's adapter (one adapter for the whole sequence)
     start_from(ctx)  the earlier stage whose adapter this stage starts from (default: from `continues`)
     routes           inference routes each query to its task's adapter; `router` says how: "mlp" (the
-                     SwitchCIT switch network) or "nearest" (nearest retained instruction, no classifier)
+                     SwitchCIT switch network), "nearest" (nearest retained instruction, no classifier) or "key"
+                     (the task whose mean retained-instruction feature is most cosine-similar, no classifier)
     full_finetune    every base weight is trained and saved whole after each stage (no LoRA)
     training_examples(ctx, train, replay)   the stage's training data (default: the task's own)
 
@@ -172,7 +173,7 @@ class Method:
     description: str = ""
     full_finetune: bool = False
     paper: str = ""  # where the method comes from (shown by `llava-cit methods`)
-    router: str = "mlp"  # routed methods: "mlp" (switch network) or "nearest" (nearest retained instruction)
+    router: str = "mlp"  # routed methods: "mlp" (switch network), "nearest" (nearest retained instruction), "key"
     uses_similarity: bool = False  # the task similarity to earlier tasks is measured (and recorded) each stage
     multi_process: bool = True  # runs under `accelerate launch` (False: per-stage state computed by one process)
     settings_type: type = NoSettings  # the method's `method_args`, typed (llava_cit.methods.settings)

@@ -127,6 +127,7 @@ class OLoRASettings:
 class OLoRA(Method):
     continues: bool = True
     settings_type: type = OLoRASettings
+    multi_process: bool = False  # freezing the earlier ranks reads p.grad, which DeepSpeed ZeRO partitions away
 
     def new_rank(self, ctx: StageContext, model) -> int:
         """The rank each task adds: the first stage's (the adapter continued here has it times the stages so far)."""
