@@ -61,3 +61,22 @@ def test_a_two_point_sweep_ranks_points_on_validation_and_never_reads_the_test_s
                       .read_text().splitlines()]
             assert len(scored) == 6 and all(i.endswith("-train") for i in scored)  # the training data's own
             assert not {f"{task}/{i}" for i in scored} & trained  # never trained on
+
+
+def test_the_sweep_command_says_what_is_wrong_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    def sweep(*args):
+        return subprocess.run([sys.executable, "-m", "llava_cit.cli", "sweep", *args], capture_output=True, text=True,
+                              timeout=300)
+
+    done = sweep(str(tmp_path / "missing.yaml"), "--set-grid", "method_args.strength=1,10")
+    assert done.returncode == 2 and done.stderr.strip() == f"error: config file not found: {tmp_path / 'missing.yaml'}"
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_run_config(method="ewc")))
+    done = sweep(str(config), "--set-grid", "strength")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith("error: --set-grid 'strength': expected key=value1,value2,...")
