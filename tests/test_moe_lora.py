@@ -78,3 +78,27 @@ def test_moelora_continues_one_gated_adapter_and_serves_it(tmp_path):
     assert gated_layers(server.model, server.fixed)
     answers = server.answer(synthetic.generate("synth-ocr", 3, split="test"), together=True)
     assert all(error is None for _, _, _, error in answers)
+
+
+def test_a_moelora_stage_killed_mid_training_resumes_to_the_uninterrupted_adapters(tmp_path):
+    """The gates are in the Trainer's checkpoint (PEFT saves them with the LoRA matrices) and a resume loads them into
+    the gated layers the stage rebuilt, hooks included."""
+    import pytest
+    from safetensors.torch import load_file
+    from test_runner import CrashAt
+
+    from llava_cit.continual.runner import Progress
+
+    config = tiny_run_config(method="moelora", method_args={"experts": 2})
+    config["eval"]["limit"] = 4
+    ContinualRunner(load_config(None, base=config), tmp_path / "whole").run()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ContinualRunner(load_config(None, base=config), tmp_path / "resumed",
+                        progress=Progress(trainer_callbacks=[CrashAt(1, 3)])).run()
+    runner = ContinualRunner(load_config(None, base=config), tmp_path / "resumed")
+    runner.run()
+    assert runner.manifest.stages[1]["train"]["resumed_from"] == "checkpoint-2"
+    whole, resumed = (load_file(str(next((tmp_path / r / "adapters/01-synth-ocr").rglob("adapter_model.safetensors"))))
+                      for r in ("whole", "resumed"))
+    assert sorted(whole) == sorted(resumed) and any("lora_router" in k for k in whole)
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
