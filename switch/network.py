@@ -2,7 +2,8 @@
 
 features = frozen LM's last-token hidden state of the instruction (switch.extractor)
 classifier = 2-layer MLP over standardised features (switch.classifier); or, router "nearest", no
-             classifier: the task of the nearest retained instruction
+             classifier: the task of the nearest retained instruction; or, router "key", no classifier: the task
+             whose key (the mean of its retained instructions' standardised features) is most cosine-similar
 rejection = (optional, switch.rejection) a query unlike every learned task gets None, and the caller serves it with
             the bare base model; its views are read from the routing forward pass
 files = switch.storage
@@ -23,7 +24,7 @@ from switch.instruction import switch_text
 from switch.rejection import Rejection
 from switch.storage import WEIGHTS, read_switch, saved_extractor, write_switch
 
-ROUTERS = ("mlp", "nearest")
+ROUTERS = ("mlp", "nearest", "key")
 
 
 class SwitchNetwork:
@@ -36,7 +37,7 @@ class SwitchNetwork:
         """`reject_layer`/`reject_pooling` (None: the routing features') place rejection's view 0, `reject_also`
         its further views ([(layer, pooling), ...], cosine only)."""
         if router not in ROUTERS:
-            raise SwitchError(f"router must be 'mlp' or 'nearest', got {router!r}")
+            raise SwitchError(f"router must be one of {', '.join(ROUTERS)}, got {router!r}")
         if reject_pooling is not None and reject_pooling not in POOLING:
             raise SwitchError(f"unknown reject_pooling '{reject_pooling}' (known: {', '.join(POOLING)})")
         if isinstance(extractor, str):
@@ -150,12 +151,20 @@ class SwitchNetwork:
             self.fit_info["calibration_counts"] = counts
         return self
 
+    @property
+    def keys(self) -> torch.Tensor:
+        """Per task, the mean of its distinct retained instructions' standardised features (router "key")."""
+        return torch.stack([self.bank[self.bank_labels == k].mean(0) for k in range(len(self.labels))])
+
     # -- routing -------------------------------------------------------------------------
     def _scores(self, z: torch.Tensor) -> torch.Tensor:
-        """Per-task probabilities: the MLP's, or (router "nearest") a softmax over minus each task's nearest
-        retained instruction's distance."""
+        """Per-task probabilities: the MLP's, (router "nearest") a softmax over minus each task's nearest retained
+        instruction's distance, or (router "key") a softmax over the cosine similarity to each task's key."""
         if self.router == "mlp":
             return torch.softmax(self.classifier(z), dim=1)
+        if self.router == "key":
+            unit = torch.nn.functional.normalize
+            return torch.softmax(unit(z, dim=1) @ unit(self.keys, dim=1).T, dim=1)
         distances = torch.cdist(z, self.bank, compute_mode="donot_use_mm_for_euclid_dist")
         per_task = torch.stack([distances[:, self.bank_labels == k].min(1).values if (self.bank_labels == k).any()
                                 else torch.full((len(z),), float("inf")) for k in range(len(self.labels))], 1)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from llava_cit.cli import catalog, demo, evaluate, export, plan, runs, serve, train  # noqa: F401  (each registers its commands)
+from llava_cit.cli import catalog, demo, evaluate, export, plan, runs, serve, sweep, train  # noqa: F401  (each registers)
 from llava_cit.cli.app import app
 from llava_cit.cli.data import data_app
 from llava_cit.util.errors import UserError
 from switch.errors import SwitchError
 
 app.add_typer(data_app, name="data")
-_HELP_ORDER = ["demo", "train", "eval", "serve", "export", "plan", "status", "report", "route", "methods", "sequences",
+_HELP_ORDER = ["demo", "train", "sweep", "eval", "serve", "export", "plan", "status", "report", "route", "methods", "sequences",
                "vocab"]
 app.registered_commands.sort(key=lambda command: _HELP_ORDER.index(command.name or command.callback.__name__))
 

@@ -30,6 +30,8 @@ from llava_cit.config import load_config
 from llava_cit.continual.manifest import MANIFEST
 from llava_cit.continual.runner import ContinualRunner, Progress
 from llava_cit.methods.base import Method
+from llava_cit.methods.registry import get_method
+from llava_cit.methods.settings import own_settings
 from llava_cit.models.packaged import resolve_model_spec
 from llava_cit.util.atomic import write_json
 from llava_cit.util.errors import UserError
@@ -132,8 +134,9 @@ def run_demo(out: Path, methods=DEMO_METHODS, overrides: list[str] = (), force: 
     run_dirs, first = [], None
     for method in methods:
         extra = [f"eval.upper_bound_from={out / 'switchcit'}"] if method != "switchcit" and "switchcit" in methods else []
-        config = load_config(None, [*overrides, f"method={method}", *extra],
-                             base=demo_preset(track))
+        preset = demo_preset(track)  # its method_args (rehearsal's replay) go to the methods that have them
+        preset["method_args"] = own_settings(get_method(method).settings_type, preset.get("method_args") or {})
+        config = load_config(None, [*overrides, f"method={method}", *extra], base=preset)
         run_dir = out / method
         runner = ContinualRunner(config, run_dir, force=force, progress=progress)
         # every LoRA method's stage 0 is the same adapter (full-sft's is not); a method that keeps state after a

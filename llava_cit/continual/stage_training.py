@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 from llava_cit.continual.stage_clock import PhaseTimer
 from llava_cit.continual.train_log import TRAIN_LOG, TrainLogCallback
 from llava_cit.data.example import Example
+from llava_cit.methods.adapter_loading import load_adapter
 from llava_cit.models.loading import load_model
 from llava_cit.tasks.spec import TaskSpec
 from llava_cit.train.trainer import last_complete_checkpoint, save_hooks_state, train_adapter, train_full
@@ -51,11 +52,8 @@ class StageTraining:
         self._full_stage = stage
 
     def _use_adapter(self, name: str, rel: str, trainable: bool = False) -> PeftModel:
-        path = self.run_dir / rel
-        if self._peft is None:
-            self._peft = PeftModel.from_pretrained(self.loaded.model, path, adapter_name=name, is_trainable=trainable)
-        elif name not in self._peft.peft_config:
-            self._peft.load_adapter(path, adapter_name=name, is_trainable=trainable)
+        if self._peft is None or name not in self._peft.peft_config:
+            self._peft = load_adapter(self._peft or self.loaded.model, self.run_dir / rel, name, trainable)
         return self._peft
 
     def _callbacks(self, stage: int, task: TaskSpec, clock: PhaseTimer, kind: str = "adapter") -> list:

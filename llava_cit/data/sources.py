@@ -9,13 +9,14 @@ from llava_cit.data.benchmark_files import read_benchmark
 from llava_cit.data.ct0_datasets import READERS, read_ct0
 from llava_cit.data.example import Example
 from llava_cit.data.hf_datasets import load_hf_dataset
+from llava_cit.data.holdout import holdout_examples
 from llava_cit.data.llava_format import load_llava, split_turns
 from llava_cit.data.paths import expand_data_root
 from llava_cit.data.prompts import with_image_token, without_image_token
 from llava_cit.tasks import ct0_prompts
 from llava_cit.util.errors import UserError
 
-SOURCE_TYPES = ("synthetic", "llava", "hf", "jsonl", "ct0", "benchmark", *released.SOURCE_TYPES)
+SOURCE_TYPES = ("synthetic", "llava", "hf", "jsonl", "ct0", "benchmark", "holdout", *released.SOURCE_TYPES)
 
 
 def _hf_examples(source: dict[str, Any], limit: int | None, task: str) -> list[Example]:
@@ -148,6 +149,8 @@ def load_source(source: dict[str, Any], task: str, split: str, limit: int | None
         examples = _ct0_examples(source, limit, task, seed, split)
     elif kind in released.SOURCE_TYPES:  # a task sequence's released files (UCIT, MLLM-DCL, CoIN)
         examples = released.load_released(source, task, split, limit, keep_bad)
+    elif kind == "holdout":  # a validation split carved from the training data (llava_cit.data.holdout)
+        examples = holdout_examples(source, task, lambda inner, t, s, n: load_source(inner, t, s, n, seed))[:limit]
     else:
         raise UserError(f"task '{task}': unknown source type '{kind}' (known: {', '.join(SOURCE_TYPES)})")
     if not examples:

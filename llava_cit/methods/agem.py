@@ -4,12 +4,16 @@ when the step's gradient conflicts with it (negative dot product) the gradient i
 
     g <- g - (g . g_ref / g_ref . g_ref) g_ref
 
+g is the step's whole accumulated gradient before the Trainer clips it (LoraTrainer runs `before_step` there; the
+projected gradient is what gets clipped), over the parameters that have one: a parameter the task loss gave no
+gradient keeps none (the reference pass's gradient is not left on it), and takes no part in the dot products.
 `method_args.reference_batch` (default 8) examples per reference gradient (`AGEMSettings`).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,25 +33,26 @@ def project(grad: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 
 class ReferenceProjection(TrainingHooks):
-    def __init__(self, ctx: StageContext, buffer, batch_size: int, seed: int):
-        self.ctx, self.buffer, self.batch_size, self.seed = ctx, buffer, batch_size, seed
+    """`reference_loss(model, step)`: the loss on the step's draw from the buffer (its gradient is g_ref)."""
+
+    def __init__(self, adapter: str, reference_loss: Callable[[torch.nn.Module, int], torch.Tensor]):
+        self.adapter, self.reference_loss = adapter, reference_loss
         self.projected = self.steps = 0
 
     def before_step(self, model):
-        params = [p for p in adapter_parameters(model, self.ctx.adapter).values() if p.grad is not None]
+        everything = list(adapter_parameters(model, self.adapter).values())
+        params = [p for p in everything if p.grad is not None]
         if not params:
             return
         grads = [p.grad.detach().clone() for p in params]
-        for p in params:
+        for p in everything:
             p.grad = None
-        # drawn from (seed, step), not from a stream: a stage resumed from a checkpoint draws what it would have drawn
-        rng = random.Random(f"a-gem:{self.seed}:{self.global_step}")
-        sample = rng.sample(self.buffer, min(self.batch_size, len(self.buffer)))
-        batch = next(batches(self.ctx, sample, batch_size=len(sample)))
         with torch.enable_grad():
-            model(**to_device(batch, model)).loss.backward()
+            self.reference_loss(model, self.global_step).backward()
         reference = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten().float()
                                for p in params])
+        for p in everything:  # the reference pass's gradient stays on no parameter
+            p.grad = None
         flat = torch.cat([g.flatten().float() for g in grads])
         new = project(flat, reference)
         self.steps += 1
@@ -56,6 +61,19 @@ class ReferenceProjection(TrainingHooks):
         for p, g in zip(params, grads):
             p.grad = new[offset:offset + g.numel()].view_as(g).to(g.dtype)
             offset += g.numel()
+
+
+def buffer_loss(ctx: StageContext, buffer, batch_size: int, seed: int) -> Callable[[torch.nn.Module, int], torch.Tensor]:
+    """The training loss on `batch_size` examples of `buffer` drawn from (seed, step), not from a stream: a stage
+    resumed from a checkpoint draws what it would have drawn."""
+
+    def loss(model, step: int) -> torch.Tensor:
+        rng = random.Random(f"a-gem:{seed}:{step}")
+        sample = rng.sample(buffer, min(batch_size, len(buffer)))
+        batch = next(batches(ctx, sample, batch_size=len(sample)))
+        return model(**to_device(batch, model)).loss
+
+    return loss
 
 
 @dataclass(frozen=True)
@@ -73,7 +91,7 @@ class AGEM(Method):
         buffer = [ex for task in ctx.tasks[: ctx.stage] for ex in ctx.replay.get(task, [])]
         if not buffer:
             return None
-        return ReferenceProjection(ctx, buffer, ctx.settings.reference_batch, seed=ctx.stage)
+        return ReferenceProjection(ctx.adapter, buffer_loss(ctx, buffer, ctx.settings.reference_batch, seed=ctx.stage))
 
     def after_stage(self, ctx: StageContext, model, hooks: TrainingHooks | None = None) -> dict | None:
         projection = find_hooks(hooks, ReferenceProjection)

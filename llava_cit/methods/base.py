@@ -11,14 +11,17 @@ Stage plan
     continues        stage i starts from stage i-1's adapter (one adapter for the whole sequence)
     start_from(ctx)  the earlier stage whose adapter this stage starts from (default: from `continues`)
     routes           inference routes each query to its task's adapter; `router` says how: "mlp" (the
-                     SwitchCIT switch network) or "nearest" (nearest retained instruction, no classifier)
+                     SwitchCIT switch network), "nearest" (nearest retained instruction, no classifier) or "key"
+                     (the task whose mean retained-instruction feature is most cosine-similar, no classifier)
     full_finetune    every base weight is trained and saved whole after each stage (no LoRA)
     training_examples(ctx, train, replay)   the stage's training data (default: the task's own)
 
 Training hooks (`training_hooks(ctx)` returns a TrainingHooks or None; default None)
-    loss(model)                a term added to the Trainer's loss (regularizers)
-    before_step(model)         after backward, before the optimizer step (gradient surgery)
+    loss(model)                a term added to the Trainer's loss (regularizers), once per optimizer step
+    before_step(model)         after backward, before the Trainer clips the gradient and the optimizer steps
+                               (gradient surgery: A-GEM; SI reads the task loss's gradient here)
     after_step(model)          after the optimizer step (path-integral importance)
+    trainable(name)            which of the adapter's parameters train (default all; EProj: the projector)
 
 Before training, after a stage, serving
     before_training(ctx, model)  the stage's adapter is loaded (e.g. re-initialise part of it)
@@ -69,9 +72,15 @@ class StageContext:
 
 class TrainingHooks:
     """Per-step hooks of one stage's training; each default does nothing. `global_step` is the number of updates
-    done before the one about to happen, counted across a resume (what a per-step random draw is seeded from)."""
+    done before the one about to happen, counted across a resume (what a per-step random draw is seeded from);
+    `gradient_scale` is what the gradients `before_step` sees are multiplied by (fp16 loss scaling; else 1)."""
 
     global_step: int = 0
+    gradient_scale: float = 1.0
+
+    def trainable(self, name: str) -> bool:
+        """Whether the adapter's parameter `name` (a full parameter name of the model) trains this stage."""
+        return True
 
     def loss(self, model) -> torch.Tensor | None:
         return None
@@ -114,6 +123,18 @@ def combine(*hooks: TrainingHooks | None) -> TrainingHooks | None:
             for h in given:
                 h.global_step = value
 
+        @property
+        def gradient_scale(self) -> float:
+            return given[0].gradient_scale
+
+        @gradient_scale.setter
+        def gradient_scale(self, value: float) -> None:
+            for h in given:
+                h.gradient_scale = value
+
+        def trainable(self, name):
+            return all(h.trainable(name) for h in given)
+
         def loss(self, model):
             terms = [t for t in (h.loss(model) for h in given) if t is not None]
             return sum(terms[1:], terms[0]) if terms else None
@@ -152,7 +173,7 @@ class Method:
     description: str = ""
     full_finetune: bool = False
     paper: str = ""  # where the method comes from (shown by `llava-cit methods`)
-    router: str = "mlp"  # routed methods: "mlp" (switch network) or "nearest" (nearest retained instruction)
+    router: str = "mlp"  # routed methods: "mlp" (switch network), "nearest" (nearest retained instruction), "key"
     uses_similarity: bool = False  # the task similarity to earlier tasks is measured (and recorded) each stage
     multi_process: bool = True  # runs under `accelerate launch` (False: per-stage state computed by one process)
     settings_type: type = NoSettings  # the method's `method_args`, typed (llava_cit.methods.settings)

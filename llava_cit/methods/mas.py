@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from llava_cit.data.collation import IGNORE_INDEX
 from llava_cit.methods.registry import register
-from llava_cit.methods.regularization import ImportanceRegularized, gradients_over
+from llava_cit.methods.regularization import ImportanceRegularized, batches, gradients_over
 
 
 def output_norm(model, batch):
@@ -22,7 +22,7 @@ def output_norm(model, batch):
 @dataclass(frozen=True)
 class MAS(ImportanceRegularized):
     def importance(self, ctx, model, params, hooks):
-        return gradients_over(ctx, model, params, ctx.retained(), output_norm, squared=False)
+        return gradients_over(model, params, batches(ctx, ctx.retained()), output_norm, squared=False)
 
 
 register(MAS("mas",

@@ -15,7 +15,7 @@ from llava_cit.util.errors import UserError
 
 METHODS: Registry[Method] = Registry("method")
 # modules of the package that define no method
-NOT_METHODS = {"base", "registry", "regularization", "settings", "task_similarity"}
+NOT_METHODS = {"adapter_loading", "base", "registry", "regularization", "settings", "task_similarity"}
 _FILES: dict[Path, Method] = {}  # method files already run in this process, by resolved path
 
 

@@ -1,14 +1,20 @@
 """Importance-weighted regularization of the trainable parameters (LoRA matrices and the projector copy),
-the shared part of EWC, MAS and SI:
+the shared part of EWC, MAS, SI and TIR:
 
-    penalty = strength / 2 * sum_k  importance_k * (theta_k - anchor_k)^2
+    penalty = sum over terms  strength_i / 2 * sum_k  importance_ik * (theta_k - anchor_ik)^2
 
 After each stage the method estimates this task's importance of every trainable parameter (EWC: diagonal
-Fisher, MAS: output sensitivity, SI: path integral), adds it to the importance accumulated over earlier
-stages ("online" accumulation), and stores it with the anchor (the parameters at the end of the stage) in
-`method_state/NN-task.safetensors`. The next stage, which continues the same adapter, is pulled towards the
-anchor in proportion to the importance. `method_args.strength` sets the strength (`RegularizerSettings`, default
-per method); `strength_scale(ctx)` lets a method scale it per stage (TIR: by similarity to earlier tasks).
+Fisher, MAS: output sensitivity, SI: path integral) and stores it with the anchor (the parameters at the end of the
+stage) in `method_state/NN-task.safetensors`. Two ways to use them:
+
+- online (EWC, MAS, SI; `accumulates`): the stored importance is this task's plus every earlier task's, so the next
+  stage has one term, anchored at the previous stage's parameters (online EWC, Schwarz et al. 2018; SI's Omega summed
+  over tasks, Zenke et al. 2017);
+- one term per earlier task (TIR; not `accumulates`): each stage stores its own task's importance, and the next stage
+  has a term per earlier task, with that task's anchor and a strength of its own (`term_strengths`).
+
+`method_args.strength` sets the strength (`RegularizerSettings`, default per method). The term counts once per
+optimizer step whatever the accumulation (llava_cit.train.trainer.LoraTrainer).
 
 Parameters are keyed by name with the adapter's name taken out, so stage i's adapter (`s01-ocr`) finds
 stage i-1's anchors (`s00-gqa`).
@@ -17,17 +23,21 @@ stage i-1's anchors (`s00-gqa`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from llava_cit.data.collation import TrainCollator
 from llava_cit.methods.base import Method, StageContext, TrainingHooks, combine
 from llava_cit.methods.settings import setting
 from llava_cit.util.atomic import atomic_path
 from llava_cit.util.finite_weights import require_finite
+
+ACCUMULATED, OWN_TASK = "accumulated over tasks", "this task's own"  # what a state file's importance is
 
 
 def adapter_parameters(model, adapter: str) -> dict[str, torch.nn.Parameter]:
@@ -41,27 +51,33 @@ def state_file(ctx: StageContext, stage: int) -> Path:
     return ctx.state_dir / f"{stage:02d}-{ctx.tasks[stage]}.safetensors"
 
 
-def load_state(ctx: StageContext) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None:
-    """(anchor, importance) saved after the previous stage, or None at stage 0."""
-    if ctx.stage == 0:
-        return None
-    path = state_file(ctx, ctx.stage - 1)
+def load_stage_state(ctx: StageContext, stage: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(anchor, importance) saved after stage `stage`."""
+    path = state_file(ctx, stage)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: the previous stage's importance estimates are missing")
-    tensors = load_file(str(path))
-    anchor = {k[len("anchor."):]: v for k, v in tensors.items() if k.startswith("anchor.")}
-    importance = {k[len("importance."):]: v for k, v in tensors.items() if k.startswith("importance.")}
+        raise FileNotFoundError(f"{path}: stage {stage}'s importance estimates are missing")
+    anchor, importance = {}, {}
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():
+            kind, _, name = key.partition(".")
+            (anchor if kind == "anchor" else importance)[name] = f.get_tensor(key)
     return anchor, importance
 
 
-def save_state(ctx: StageContext, anchor: dict[str, torch.Tensor], importance: dict[str, torch.Tensor]) -> Path:
+def load_state(ctx: StageContext) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None:
+    """(anchor, importance) saved after the previous stage, or None at stage 0."""
+    return None if ctx.stage == 0 else load_stage_state(ctx, ctx.stage - 1)
+
+
+def save_state(ctx: StageContext, anchor: dict[str, torch.Tensor], importance: dict[str, torch.Tensor],
+               kind: str = ACCUMULATED) -> Path:
     path = state_file(ctx, ctx.stage)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"anchor.{k}": v.detach().float().cpu().contiguous() for k, v in anchor.items()}
     tensors.update({f"importance.{k}": v.detach().float().cpu().contiguous() for k, v in importance.items()})
     require_finite(tensors, path)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
+        save_file(tensors, str(tmp), metadata={"importance": kind})  # one key: safetensors orders several at random
     return path
 
 
@@ -76,6 +92,16 @@ def penalty(params: dict[str, torch.nn.Parameter], anchor: dict[str, torch.Tenso
     if total is None:
         return torch.zeros(())
     return strength / 2 * total
+
+
+@dataclass
+class PenaltyTerm:
+    """One quadratic pull: towards `anchor`, weighted by `importance`, at `strength`."""
+
+    anchor: dict[str, torch.Tensor]
+    importance: dict[str, torch.Tensor]
+    strength: float
+    task: str = ""
 
 
 def batches(ctx: StageContext, examples, batch_size: int = 1):
@@ -96,14 +122,25 @@ def to_device(batch: dict, model) -> dict:
 
 
 class PenaltyHooks(TrainingHooks):
-    def __init__(self, anchor, importance, strength: float, adapter: str):
-        self.anchor, self.importance, self.strength, self.adapter = anchor, importance, strength, adapter
+    def __init__(self, terms: list[PenaltyTerm], adapter: str):
+        self.terms, self.adapter = terms, adapter
         self._params = None
 
     def loss(self, model):
         if self._params is None:
             self._params = adapter_parameters(model, self.adapter)
-        return penalty(self._params, self.anchor, self.importance, self.strength)
+        values = [penalty(self._params, t.anchor, t.importance, t.strength) for t in self.terms]
+        return sum(values[1:], values[0])
+
+    def gradient(self, key: str, value: torch.Tensor) -> torch.Tensor:
+        """The penalty's gradient with respect to parameter `key` at `value` (float32): what the penalty adds to
+        that parameter's gradient in one optimizer step."""
+        total = torch.zeros_like(value, dtype=torch.float32)
+        for t in self.terms:
+            if key in t.anchor and key in t.importance:
+                total += t.strength * t.importance[key].to(value.device) * (
+                    value.float() - t.anchor[key].to(value.device).float())
+        return total
 
 
 @dataclass(frozen=True)
@@ -118,22 +155,32 @@ class ImportanceRegularized(Method):
     continues: bool = True
     multi_process: bool = False  # per-stage state one process computes and saves
     settings_type: type = RegularizerSettings
+    accumulates: bool = True  # online: one importance summed over tasks (else one term per earlier task)
 
     def strength(self, ctx: StageContext) -> float:
-        return ctx.settings.strength * self.strength_scale(ctx)
+        return ctx.settings.strength
 
-    def strength_scale(self, ctx: StageContext) -> float:
-        return 1.0
+    def term_strengths(self, ctx: StageContext) -> dict[str, float]:
+        """Per earlier task, the strength of its own term (methods that do not accumulate)."""
+        return {task: self.strength(ctx) for task in ctx.tasks[: ctx.stage]}
+
+    def penalty_terms(self, ctx: StageContext) -> list[PenaltyTerm]:
+        if ctx.stage == 0:
+            return []
+        if self.accumulates:
+            anchor, importance = load_state(ctx)
+            return [PenaltyTerm(anchor, importance, self.strength(ctx), "earlier tasks")]
+        strengths = self.term_strengths(ctx)
+        return [PenaltyTerm(*load_stage_state(ctx, i), strengths[task], task)
+                for i, task in enumerate(ctx.tasks[: ctx.stage])]
 
     def training_hooks(self, ctx: StageContext) -> TrainingHooks | None:
-        state = load_state(ctx)
-        if state is None:
-            return self.path_hooks(ctx)
-        anchor, importance = state
-        return combine(PenaltyHooks(anchor, importance, self.strength(ctx), ctx.adapter), self.path_hooks(ctx))
+        terms = self.penalty_terms(ctx)
+        pull = PenaltyHooks(terms, ctx.adapter) if terms else None
+        return combine(pull, self.path_hooks(ctx, pull))
 
-    def path_hooks(self, ctx: StageContext) -> TrainingHooks | None:
-        """Hooks that follow the training path (SI); none by default."""
+    def path_hooks(self, ctx: StageContext, pull: PenaltyHooks | None) -> TrainingHooks | None:
+        """Hooks that follow the training path (SI); `pull` is the stage's penalty (None at stage 0)."""
         return None
 
     def importance(self, ctx: StageContext, model, params: dict[str, torch.nn.Parameter],
@@ -141,6 +188,14 @@ class ImportanceRegularized(Method):
         """This task's importance of each parameter (non-negative), from the stated data only; `hooks` are the
         stage's training hooks (None where the stage did not train in this process)."""
         raise NotImplementedError
+
+    def stage_facts(self, ctx: StageContext) -> dict:
+        """What the manifest records about the strength this stage trained under."""
+        if ctx.stage == 0:
+            return {"strength": None}
+        if self.accumulates:
+            return {"strength": self.strength(ctx)}
+        return {"term_strengths": self.term_strengths(ctx)}
 
     def after_stage(self, ctx: StageContext, model, hooks: TrainingHooks | None = None) -> dict:
         path = state_file(ctx, ctx.stage)
@@ -150,31 +205,32 @@ class ImportanceRegularized(Method):
             model.set_adapter(ctx.adapter)
         params = adapter_parameters(model, ctx.adapter)
         fresh = self.importance(ctx, model, params, hooks)
-        previous = load_state(ctx)
         total = dict(fresh)
+        previous = load_state(ctx) if self.accumulates else None
         if previous is not None:
             for key, value in previous[1].items():
                 total[key] = total[key] + value if key in total else value
-        path = save_state(ctx, {k: p.detach() for k, p in params.items()}, total)
+        path = save_state(ctx, {k: p.detach() for k, p in params.items()}, total,
+                          ACCUMULATED if self.accumulates else OWN_TASK)
         ctx.say(f"stage {ctx.stage} ({ctx.task}): {self.name} importance of {len(params)} tensors saved to "
                 f"{path.name}")
-        return {"importance_file": str(path.relative_to(ctx.state_dir.parent)),
-                "strength": self.strength(ctx) if ctx.stage > 0 else None,
+        return {"importance_file": str(path.relative_to(ctx.state_dir.parent)), **self.stage_facts(ctx),
                 "importance_mean": float(sum(v.sum() for v in fresh.values()) /
                                          max(1, sum(v.numel() for v in fresh.values())))}
 
 
-def gradients_over(ctx: StageContext, model, params, examples, objective, squared: bool) -> dict[str, torch.Tensor]:
-    """Mean over `examples` (one at a time) of grad^2 (squared) or |grad| per parameter, where grad is the
-    gradient of `objective(model, batch)`."""
+def gradients_over(model, params: dict[str, torch.nn.Parameter], batches: Iterable[dict],
+                   objective: Callable[[torch.nn.Module, dict], torch.Tensor], squared: bool) -> dict[str, torch.Tensor]:
+    """Mean over `batches` (one example each) of grad^2 (squared) or |grad| per parameter, where grad is the
+    gradient of `objective(model, batch)`; the model in eval mode (no dropout in the estimate)."""
     was_training = model.training
-    model.eval()  # no dropout in the estimate
+    model.eval()
     flags = {k: p.requires_grad for k, p in params.items()}
     for p in params.values():
         p.requires_grad_(True)
     sums = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in params.items()}
     count = 0
-    for batch in batches(ctx, examples):
+    for batch in batches:
         model.zero_grad(set_to_none=True)
         objective(model, to_device(batch, model)).backward()
         for k, p in params.items():

@@ -67,6 +67,12 @@ def parse_settings(settings_type: type, method_args: Mapping, method: str) -> An
     return settings_type(**values)
 
 
+def own_settings(settings_type: type, method_args: Mapping) -> dict:
+    """Of `method_args` meant for several methods (a demo preset's), the keys `settings_type` has."""
+    names = {f.name for f in fields(settings_type)}
+    return {k: v for k, v in method_args.items() if k in names}
+
+
 def describe_settings(settings_type: type) -> list[tuple[str, str, Any, str]]:
     """(name, type, default, help) of each setting, for `llava-cit methods NAME`."""
     hints = typing.get_type_hints(settings_type)

@@ -94,6 +94,8 @@ class GatheredLoRA:
                     return f"{name}: fan_in_fan_out layers are not gathered"
                 if getattr(module, "merged_adapters", None):
                     return f"{name}: adapters are merged into the base weights"
+                if getattr(module, "lora_router", None):
+                    return f"{name}: MoELoRA's gated experts are not gathered"
         parts = vision_parts(model)
         deepstack = [p for p in parts.projector if p.endswith("deepstack_merger_list")] if parts else []
         if deepstack and any(name.startswith(deepstack[0]) for name, m in model.get_base_model().named_modules()

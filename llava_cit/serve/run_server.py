@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 import yaml
-from peft import PeftModel
 
 from llava_cit.config import load_config
 from llava_cit.continual.manifest import Manifest, inside_run
 from llava_cit.continual.results import check_against_manifest
 from llava_cit.data.example import Example
 from llava_cit.data.prompt_settings import PromptSettings
+from llava_cit.methods.adapter_loading import load_adapter
 from llava_cit.methods.registry import get_method
 from llava_cit.models.loading import LoadedModel, load_model
 from llava_cit.serve.routing import generate_mixed, generate_routed, switch_problem
@@ -170,7 +170,7 @@ class RunServer(Server):
         self._verified_states = {name: _file_states(path) for name, path in chosen.items()}
         self._pending = dict(chosen)  # adapters not loaded yet: name -> path
         first = self.adapter_of.get(self.fixed, self.fixed) or next(iter(chosen))
-        model = PeftModel.from_pretrained(loaded.model, self._pending.pop(first), adapter_name=first)
+        model = load_adapter(loaded.model, self._pending.pop(first), first)
         self.model = model
         if not lazy_adapters:
             self.ensure_loaded(set(self._pending))
@@ -186,7 +186,7 @@ class RunServer(Server):
             if _file_states(path) != self._verified_states[name]:  # a lazy adapter loads long after it was verified
                 raise UserError(f"{path} changed after it was verified against {self.run_dir / 'manifest.json'}: "
                                 f"rerun to verify it again")
-            self.model.load_adapter(path, adapter_name=name)
+            load_adapter(self.model, path, name)
         self.model.eval()
 
     @property

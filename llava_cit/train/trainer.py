@@ -87,10 +87,12 @@ def effective_max_grad_norm(settings: TrainSettings) -> float:
 
 
 class LoraTrainer(Trainer):
-    """The Trainer with four extras: the LLaVA projector gets its own learning rate, a method's extra loss
-    term (a regularizer: llava_cit.methods.base.TrainingHooks.loss) is added to the task loss, a non-finite
-    loss or gradient norm stops training before the optimizer step that would apply it (TrainingDiverged), and
-    batches can be grouped by length within each modality (`lengths`: llava_cit.train.length_grouping)."""
+    """The Trainer with five extras: the projector gets its own learning rate, a method's extra loss
+    term (a regularizer: llava_cit.methods.base.TrainingHooks.loss) is added to the task loss, a method's
+    `before_step` sees the step's whole gradient before the Trainer clips it (A-GEM projects the unclipped gradient,
+    SI reads the task loss's own gradient), a non-finite loss or gradient norm stops training before the
+    optimizer step that would apply it (TrainingDiverged), and batches can be grouped by length within each
+    modality (`lengths`: llava_cit.train.length_grouping)."""
 
     def __init__(self, *args, projector_lr: float | None = None, hooks=None, advice: str = "",
                  lengths: list[int] | None = None, **kwargs):
@@ -100,6 +102,7 @@ class LoraTrainer(Trainer):
         self.advice = advice
         self.lengths = lengths
         self._step_loss = None  # the losses of the micro-batches of the optimizer step in progress (a tensor)
+        self._hooks_saw_step = False  # the method's before_step ran for the optimizer step in progress
 
     def _get_train_sampler(self, train_dataset=None):
         if self.lengths is None:
@@ -112,11 +115,28 @@ class LoraTrainer(Trainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         self._step_loss = loss.detach() if self._step_loss is None else self._step_loss + loss.detach()
+        self._hooks_saw_step = False
         return loss
+
+    def _method_before_step(self) -> None:
+        """The method's gradient surgery, once per optimizer step, on the accumulated (synchronised, unclipped)
+        gradient. Under fp16 loss scaling the gradient is still scaled here: `hooks.gradient_scale` says by what."""
+        if self.hooks is None or self._hooks_saw_step:
+            return
+        self._hooks_saw_step = True
+        self.hooks.global_step = self.state.global_step  # restored from the checkpoint on a resume
+        scaler = getattr(self.accelerator, "scaler", None)
+        self.hooks.gradient_scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+        self.hooks.before_step(self.model)
+
+    def _clip_grad_norm(self, model):
+        self._method_before_step()
+        return super()._clip_grad_norm(model)
 
     def _get_grad_norm(self, model, grad_norm=None):
         """The Trainer asks for the step's gradient norm right before the optimizer step: both it and the step's
         loss must be finite (one device sync per optimizer step)."""
+        self._method_before_step()  # without clipping (max_grad_norm 0) nothing ran it yet
         grad_norm = super()._get_grad_norm(model, grad_norm)
         loss, self._step_loss = self._step_loss, None
         step = self.state.global_step + 1
@@ -212,8 +232,8 @@ def load_hooks_state(hooks, path: Path) -> bool:
 
 
 class MethodHooksCallback(TrainerCallback):
-    """A method's per-step hooks: before_step after backward (gradient surgery), after_step after the update; their
-    state is saved beside each Trainer checkpoint, before the checkpoint itself (a kill between leaves that
+    """A method's per-step hooks after the update (after_step; before_step runs in LoraTrainer, before clipping);
+    their state is saved beside each Trainer checkpoint, before the checkpoint itself (a kill between leaves that
     checkpoint incomplete, so a resume takes an earlier one, whose state is there)."""
 
     def __init__(self, hooks, model, checkpoint_dir: Path | None = None):
@@ -222,10 +242,6 @@ class MethodHooksCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if control.should_save and self.checkpoint_dir is not None and state.is_world_process_zero:
             save_hooks_state(self.hooks, self.checkpoint_dir / HOOKS_STATE.format(step=state.global_step))
-
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        self.hooks.global_step = state.global_step  # restored from the checkpoint on a resume
-        self.hooks.before_step(self.model)
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         self.hooks.after_step(self.model)
@@ -380,7 +396,8 @@ def train_adapter(
     `hooks`: a method's llava_cit.methods.base.TrainingHooks (extra loss, gradient surgery)."""
     model.set_adapter(adapter)
     for name, param in model.named_parameters():  # only this adapter's LoRA (and projector copy) learns
-        param.requires_grad = f".{adapter}." in name and ("lora_" in name or "modules_to_save" in name)
+        param.requires_grad = f".{adapter}." in name and ("lora_" in name or "modules_to_save" in name) and \
+            (hooks is None or hooks.trainable(name))  # a method may train part of it (EProj: the projector)
     keep_fp32_master_weights(model)
     projector_lr = lora.projector_lr if (encoder.loaded.is_vision and projector_mode(lora) != "false") else None
     return _fit(model, examples, encoder, settings, checkpoint_dir, seed, progress, callbacks, projector_lr, log_dir,
