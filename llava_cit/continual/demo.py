@@ -34,7 +34,7 @@ DEMO_TRACKS = ("vision", "text", "smollm2", "smollm2-llava")
 # each track's settings: a run config in YAML (scripts/configs/demo/<track>.yaml), plus `tiny_switch_fallback`: the
 # tiny tracks' switch settings before SmolLM2 became their extractor, used with a warning where SmolLM2 can be neither
 # found nor fetched (the SmolLM2 tracks have none: their model is SmolLM2)
-PRESETS = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "demo"
+PRESETS = Path(__file__).resolve().parents[2] / "scripts" / "configs" / "demo"
 
 
 def _preset_file(track: str) -> dict:
