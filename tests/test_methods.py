@@ -164,6 +164,9 @@ def test_similarity_expansion_reuses_for_a_near_duplicate_and_expands_for_a_diff
     assert stages[2]["started_from"] == "adapters/00-synth-shapes"  # ... reuses the first task's adapter
     assert results["serving"]["synth-shapes"] == results["serving"]["shapes-again"] == "adapters/02-shapes-again"
     assert results["adapters"]["synth-shapes"] == "adapters/00-synth-shapes"  # each stage's own, unchanged
+    # the shared adapter is not the task's own trained alone: its upper bound is a fresh adapter's, as for any method
+    assert results["upper_bound_source"]["shapes-again"].startswith("upper_bound/02-shapes-again")
+    assert results["upper_bound_source"]["synth-ocr"] == "own adapter (oracle routing)"
     assert (tmp_path / "r" / "task_similarity.png").is_file()
     from llava_cit.serve.run_server import RunServer
 
@@ -202,6 +205,7 @@ def test_eproj_serves_each_task_with_the_shared_lora_and_its_own_projector(tmp_p
     assert any(not torch.equal(first[k], second[k]) for k in projector)  # each task trained its own projector
     assert any(not torch.equal(first[k], second[k]) for k in lora)  # the LoRA continued
     assert results["switch_accuracy"][-1] is not None and len(results["matrix"][-1]) == 2
+    assert results["upper_bound_source"]["synth-ocr"].startswith("upper_bound/01-synth-ocr")  # the LoRA continued
 
 
 def test_rehearsal_replays_the_first_n_retained_examples_of_each_earlier_task(tmp_path):

@@ -98,7 +98,7 @@ class RunServer(RoutedModel):
             inside_run(run_dir, rel, f"{what} in {where}")
         config = load_config(None, base=read_run_config(run_dir / "config.yaml"))
         config.trust_remote_code = bool(config.trust_remote_code and trust_remote_code)
-        self.run_dir, self.method, self.plan = run_dir, plan.method, plan
+        self.run_dir, self.method, self.plan, self.config = run_dir, plan.method, plan, config
         self.checksums: dict[str, dict] = {}  # artifact -> {file: sha256} of the files served, hashed as loaded
 
         def verified(rel: str, what: str) -> Path:  # checked against the manifest before anything loads it
