@@ -160,7 +160,8 @@ def test_a_verified_copy_outside_the_run_is_not_served(run_copy, tmp_path):
     outside = tmp_path / "elsewhere"
     shutil.copytree(run_copy / ADAPTER, outside)
     rel = "../elsewhere"
-    edit_json(run_copy / "manifest.json", lambda m: [s["serving"].update({"synth-shapes": rel}) for s in m["stages"]])
+    edit_json(run_copy / "manifest.json", lambda m: [s["serving"].update({"synth-shapes": rel})
+                                                     for s in [*m["stages"], m["serving"]]])
     edit_json(run_copy / "results.json", lambda r: r["serving"].update({"synth-shapes": rel}))
     with pytest.raises(UserError, match="'../elsewhere' escapes the run directory"):
         RunServer(run_copy)
@@ -189,7 +190,9 @@ def test_results_json_that_disagrees_with_the_manifest_is_refused(run_copy):
     results.write_text(original)
     edit_json(run_copy / "results.json", lambda r: r["adapters"].update({"synth-shapes": "adapters/01-synth-ocr"}))
     with pytest.raises(UserError, match="field 'adapters' disagrees"):
-        RunServer(run_copy)
+        read_results(run_copy)
+    # serving reads the manifest, not the report: the adapter the manifest records serves
+    assert RunServer(run_copy, adapter="synth-shapes").serving == {"synth-shapes": ADAPTER}
 
 
 def test_route_checks_a_run_switch_against_the_manifest(run_copy):
@@ -234,8 +237,11 @@ def test_run_json_files_linked_from_outside_are_refused(run_copy, tmp_path, name
     outside = tmp_path / f"outside-{name}"
     shutil.move(run_copy / name, outside)
     (run_copy / name).symlink_to(outside)
-    with pytest.raises(UserError, match=f"{name} \\(a link\\) '{name}' escapes the run directory"):
-        RunServer(run_copy)
+    if name == "manifest.json":  # what serving reads
+        with pytest.raises(UserError, match=f"{name} \\(a link\\) '{name}' escapes the run directory"):
+            RunServer(run_copy)
+    else:  # a report: serving never reads it
+        assert RunServer(run_copy, lazy_adapters=True).tasks == ["synth-shapes", "synth-ocr"]
     with pytest.raises(UserError, match="escapes the run directory"):
         read_results(run_copy)
 

@@ -58,16 +58,18 @@ def test_a_run_killed_mid_stage_1_evaluation_resumes_to_the_uninterrupted_run(tm
     config = tiny_run_config(switch={"extractor": str(tmp_path / "extractor"), "hidden": 32, "epochs": 100})
     ContinualRunner(load_config(None, base=config), tmp_path / "whole").run()
 
-    answer = ContinualRunner._answer_with_budgets
+    from llava_cit.continual.matrix_evaluation import MatrixEvaluation
 
-    def killed_in_stage_1_evaluation(self, examples, routes, budget_routes, check, label):
+    answer = MatrixEvaluation.answer
+
+    def killed_in_stage_1_evaluation(self, model, examples, routes, label):
         if label == "stage 1 evaluation":
-            answer(self, examples[:1], routes[:1], budget_routes[:1], check, label)  # one answer, then the kill
+            answer(self, model, examples[:1], routes[:1], label)  # one answer, then the kill
             raise RuntimeError("simulated kill")
-        return answer(self, examples, routes, budget_routes, check, label)
+        return answer(self, model, examples, routes, label)
 
     with monkeypatch.context() as patch:
-        patch.setattr(ContinualRunner, "_answer_with_budgets", killed_in_stage_1_evaluation)
+        patch.setattr(MatrixEvaluation, "answer", killed_in_stage_1_evaluation)
         with pytest.raises(RuntimeError, match="simulated kill"):
             ContinualRunner(load_config(None, base=config), tmp_path / "resumed").run()
     assert (tmp_path / "resumed/switch/stage-01/switch.safetensors").is_file()  # fitted before the kill

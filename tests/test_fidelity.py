@@ -65,17 +65,17 @@ def test_llava15_system_prompt_is_the_default_for_llava_models():
 
 def test_one_prompt_at_training_runner_evaluation_and_eval_run(tmp_path, monkeypatch):
     """Also: each task's own generation budget, MFT/MFN/MAA, the false-rejection rate and one upper bound."""
-    import llava_cit.continual.matrix_evaluation as runner_module
+    import llava_cit.serve.routed_model as routed_model
     from llava_cit.serve.run_server import RunServer
 
     budgets = []
-    real = runner_module.generate_routed
+    real = routed_model.generate_routed
 
     def spy(model, encoder, examples, routes, budget, *args, **kwargs):
         budgets.extend(zip(routes, budget))  # one budget per example
         return real(model, encoder, examples, routes, budget, *args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "generate_routed", spy)
+    monkeypatch.setattr(routed_model, "generate_routed", spy)
     system = "Below is an instruction that describes a task ."  # words of the tiny vocabulary
     config = tiny_run_config(system_prompt=system, switch={"extractor": "tiny-opt", "hidden": 32, "epochs": 100,
                                                             "reject": True, "reject_layer": 1, "reject_pooling": "mean",

@@ -166,6 +166,9 @@ def test_similarity_expansion_reuses_for_a_near_duplicate_and_expands_for_a_diff
     assert stages[2]["started_from"] == "adapters/00-synth-shapes"  # ... reuses the first task's adapter
     assert results["serving"]["synth-shapes"] == results["serving"]["shapes-again"] == "adapters/02-shapes-again"
     assert results["adapters"]["synth-shapes"] == "adapters/00-synth-shapes"  # each stage's own, unchanged
+    # the shared adapter is not the task's own trained alone: its upper bound is a fresh adapter's, as for any method
+    assert results["upper_bound_source"]["shapes-again"].startswith("upper_bound/02-shapes-again")
+    assert results["upper_bound_source"]["synth-ocr"] == "own adapter (oracle routing)"
     assert (tmp_path / "r" / "task_similarity.png").is_file()
     from llava_cit.serve.run_server import RunServer
 

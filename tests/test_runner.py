@@ -179,8 +179,6 @@ def test_demo_seed_summary_reports_mean_and_sd_and_flags_adapters_below_base(tmp
 def test_a_pretrained_switch_extractor_is_loaded_once_per_run(tmp_path):
     """Every stage's calibration and fit, and task similarity, share one pretrained extractor; the tiny random one is
     built afresh for each switch (its vocabulary comes from the texts it first sees)."""
-    from types import SimpleNamespace
-
     from llava_cit.continual.switch_fitting import SwitchFitting
     from switch.tiny import tiny_opt, words_of
 
@@ -189,16 +187,14 @@ def test_a_pretrained_switch_extractor_is_loaded_once_per_run(tmp_path):
     tokenizer.save_pretrained(tmp_path / "extractor")
 
     def fitting(extractor: str) -> SwitchFitting:
-        run = SwitchFitting()
-        run.say, run.method = (lambda text: None), SimpleNamespace(router="mlp")
-        run.config = load_config(None, base=tiny_run_config(switch={"extractor": extractor, "reject_metric": "cosine"}))
-        return run
+        config = load_config(None, base=tiny_run_config(switch={"extractor": extractor, "reject_metric": "cosine"}))
+        return SwitchFitting(config, tmp_path / "run", tasks=[], router="mlp")
 
     run = fitting(str(tmp_path / "extractor"))
-    first, second = run._new_switch(), run._new_switch()
+    first, second = run.new_switch(), run.new_switch()
     assert first.extractor is second.extractor
     first.calibration_distances(["what colour is the cube"], ["read the word"])
-    assert run._instruction_features(["read the word"]).shape[0] == 1
-    assert run._extractor is first.extractor and first.extractor.load_count == 1
+    assert run.instruction_features(["read the word"]).shape[0] == 1
+    assert run.features_extractor is first.extractor and first.extractor.load_count == 1
     tiny = fitting("tiny-opt")
-    assert tiny._new_switch().extractor is not tiny._new_switch().extractor
+    assert tiny.new_switch().extractor is not tiny.new_switch().extractor

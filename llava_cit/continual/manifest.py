@@ -1,4 +1,5 @@
-"""The run directory's manifest: finished stages and their artifacts' checksums.
+"""The run directory's manifest: finished stages (llava_cit.continual.stage.StageRecord) and their artifacts'
+checksums, and how the run is served after the last of them (`serving`, llava_cit.serve.serving_plan).
 
 Every path the manifest names (adapters, serving map, switch, checksummed artifacts) must stay inside the run
 directory, and only files inside it are ever hashed: an escaping path is refused, never followed.
@@ -29,11 +30,13 @@ class Manifest:
         self.path = run_dir / MANIFEST
         self.run_dir = run_dir
         self.stages: list[dict] = []
+        self.serving: dict | None = None  # None: no stage finished, or a run written before serving was recorded
         if self.path.is_file():
             inside_run(run_dir, MANIFEST, f"{self.path} (a link)")
             try:
-                self.stages = json.loads(read_utf8(self.path))["stages"]
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                stored = json.loads(read_utf8(self.path))
+                self.stages, self.serving = stored["stages"], stored.get("serving")
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
                 raise UserError(f"{self.path}: unreadable manifest ({err})") from None
             if not isinstance(self.stages, list) or not all(isinstance(stage, dict) for stage in self.stages):
                 raise UserError(f"{self.path}: unreadable manifest ('stages' must be a list of mappings)")
@@ -112,10 +115,19 @@ class Manifest:
                     raise UserError(f"{self.path}: stage {stage.get('stage')}: unreadable task_spec ({err})") from None
         return specs
 
-    def record(self, entry: dict, artifacts: list[str]) -> None:
+    def serving_after_last(self) -> dict[str, str]:
+        """{task: folder} serving each task after the last finished stage (empty before the first)."""
+        return dict(self.stages[-1].get("serving") or {}) if self.stages else {}
+
+    def record(self, entry: dict, artifacts: list[str], serving: dict | None = None) -> None:
+        """Append a finished stage (its artifacts' checksums computed now) and how the run is served after it."""
         entry = dict(entry, checksums={rel: dir_checksums(self.run_dir / rel) for rel in artifacts})
         self.stages.append(entry)
-        write_json(self.path, {"stages": self.stages})
+        self.serving = serving if serving is not None else self.serving
+        stored = {"stages": self.stages}
+        if self.serving is not None:
+            stored["serving"] = self.serving
+        write_json(self.path, stored)
 
 
 def verified_switch(switch_dir: Path) -> bool:

@@ -1,10 +1,21 @@
-"""The continual runner: for each stage, train -> save adapter -> retain -> (re)train switch ->
-evaluate every seen task -> update results.json. Resumable; extending the task list trains
-only the new stages and never touches finished artifacts.
+"""The continual runner: for each stage, retain -> learn (with the method's hooks) -> fit the switch -> evaluate
+every seen task -> record the stage in manifest.json and rebuild results.json. Resumable; extending the task list
+trains only the new stages and never touches finished artifacts.
 
-Before anything trains, every stage's data is opened and checked (llava_cit.continual.data_validation).
-One process writes a run directory at a time (a lock). A stage killed anywhere resumes with the same
-command: from its newest complete Trainer checkpoint, or from its published adapter.
+The runner only orders a stage's steps; each is an explicit collaborator chosen once per run:
+
+    RunData          (run_data)           each task's examples, one training set held at a time
+    RunBase          (run_base)           the base model and the prompt the run is trained and served with
+    Learner          (learner)            LoRA adapters or full fine-tuning: train, publish, the model after a stage
+    serving policy   (serving_policy)     routed methods: a switch (switch_fitting) over per-task adapters; others:
+                                          one model for every task
+    RoutedModel      (llava_cit.serve.routed_model)   the only place a query is routed and given a budget
+    MatrixEvaluation (matrix_evaluation)  the accuracy matrix's row, predictions, single scores
+    UpperBounds      (upper_bound)        each task's upper bound, one denominator for every method
+
+Before anything trains, every stage's data is opened and checked (llava_cit.continual.data_validation). One
+process writes a run directory at a time (a lock). A stage killed anywhere resumes with the same command: from its
+newest complete Trainer checkpoint, or from its published adapter.
 
 Under `accelerate launch` (N processes) every rank trains, rank 0 alone writes the run directory (config,
 adapters, retained data, switch, predictions, manifest, results), and evaluation is sharded across the ranks
@@ -14,79 +25,49 @@ and merged (llava_cit.train.distributed): the run directory is the one a single 
 from __future__ import annotations
 
 import dataclasses
-import logging
+import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-from peft import PeftModel
 
 from llava_cit.config import RunConfig
 from llava_cit.continual.data_validation import validate_data
+from llava_cit.continual.learner import LearnedStage, learner_type
 from llava_cit.continual.loss_curves import draw_loss_curves
 from llava_cit.continual.manifest import Manifest
 from llava_cit.continual.matrix_evaluation import MatrixEvaluation
 from llava_cit.continual.results import below_base, write_results
+from llava_cit.continual.run_base import RunBase
+from llava_cit.continual.run_data import RunData
 from llava_cit.continual.run_directory import open_run_directory, task_files
+from llava_cit.continual.serving_policy import serving_policy
 from llava_cit.continual.similarity_plot import draw_task_similarity
-from llava_cit.continual.stage_clock import PhaseTimer
-from llava_cit.continual.stage_training import StageTraining, remove_if_empty
-from llava_cit.continual.switch_fitting import SwitchFitting
+from llava_cit.continual.stage import StageRecord
+from llava_cit.continual.stage_clock import StageClock
+from llava_cit.continual.stage_training import Progress, TrainingSession
+from llava_cit.continual.switch_fitting import SwitchFitting, switch_folder
+from llava_cit.continual.upper_bound import UpperBounds, UpperBoundSource
 from llava_cit.data.collation import Encoder
 from llava_cit.data.example import Example
-from llava_cit.data.prompt_settings import PromptSettings
-from llava_cit.data.sources import load_source
 from llava_cit.evaluation.scoring import check_metric
 from llava_cit.methods.base import StageContext
 from llava_cit.methods.registry import get_method
 from llava_cit.methods.task_similarity import similarity_to_earlier
-from llava_cit.models.loading import LoadedModel, load_model
+from llava_cit.models.loading import LoadedModel
+from llava_cit.serve.serving_plan import ServingPlan
 from llava_cit.tasks.registry import resolve_task
 from llava_cit.tasks.spec import TaskSpec
 from llava_cit.train.distributed import Processes
-from llava_cit.train.lora_targets import describe_trainable
-from llava_cit.train.pretraining import pretrained_base
-from llava_cit.train.trainer import TrainingDiverged, add_adapter, load_hooks_state
+from llava_cit.train.trainer import TrainingDiverged
 from llava_cit.util.errors import RunInterrupted, UserError
 from llava_cit.util.run_log import SESSION_START, RunLog
 from switch import retain
 from switch.errors import SwitchError
-from switch.retention import read_jsonl, write_jsonl
+from switch.retention import write_jsonl
 
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class Progress:
-    """Callbacks the CLI plugs a rich display into; silent by default."""
-
-    message: callable = field(default=lambda text: None)
-    show_trainer_bars: bool = False
-    trainer_callbacks: list = field(default_factory=list)  # extra transformers TrainerCallbacks
-    record_ids: bool = False  # keep each stage's training example ids in the manifest (tests, audits)
-    console: object | None = None  # a rich Console: evaluation progress bars
+__all__ = ["ContinualRunner", "Progress"]
 
 
-class TrainSets(Mapping):
-    """Each task's training examples, loaded when asked for and not kept: a stage never holds earlier
-    stages' training sets in memory (images are opened batch by batch anyway)."""
-
-    def __init__(self, runner: ContinualRunner, tasks: list[TaskSpec]):
-        self.runner, self.tasks = runner, {t.name: t for t in tasks}
-
-    def __getitem__(self, name: str) -> list[Example]:
-        return self.runner.train_set(self.tasks[name])
-
-    def __iter__(self):
-        return iter(self.tasks)
-
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-
-class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
+class ContinualRunner:
     def __init__(self, config: RunConfig, run_dir: str | Path, force: bool = False, progress: Progress | None = None,
                  config_dir: Path | None = None, loaded: LoadedModel | None = None):
         self.config, self.run_dir = config, Path(run_dir)
@@ -97,8 +78,7 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
             raise UserError(f"a task appears twice in the sequence: {names}")
-        if self.method.full_finetune and config.load_in_4bit:
-            raise UserError("full-sft trains every weight: it cannot train a 4-bit model (use a LoRA method for QLoRA)")
+        learner = learner_type(self.method, config)  # refuses what the learner cannot train
         for task in self.tasks:  # a metric that cannot run fails now, not after the first stage's training
             check_metric(task)
         self.procs = Processes()
@@ -112,80 +92,39 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
         self.say = RunLog(self.run_dir / "run.log" if self.procs.is_main else None,
                           echo=self.progress.message if self.procs.is_main else None)
         self.manifest = Manifest(self.run_dir)
-        self._loaded = loaded
-        self._peft: PeftModel | None = None
-        self._full_stage: int | None = None  # full-sft: the stage whose weights the in-memory model holds
-        self._train: tuple[str, list[Example]] | None = None  # the one training set held (the current stage's)
-        self._test: dict[str, list[Example]] = {}
-        self._prompt: PromptSettings | None = None
+        self.data = RunData(config, self.run_dir)
+        self.base = RunBase(config, self.run_dir, self.tasks, self.procs, self.say, loaded)
+        self.fitting = SwitchFitting(config, self.run_dir, self.tasks, self.method.router, self.say, self.procs)
+        self.policy = serving_policy(self.method, self.fitting)
+        self.session = TrainingSession(self.run_dir, config, self.method.name, self.progress, self.say, self.procs)
+        self.learner = learner(self.base, self.session, self.method, self.data, self.tasks)
+        self.evaluation = MatrixEvaluation(self.run_dir, self.data, self.procs, config.eval.batch_size,
+                                           self.progress.console, self.say)
+        self.upper_bound_source = UpperBoundSource(config.eval.upper_bound_from) if config.eval.upper_bound_from \
+            else None
+        self.upper_bounds = UpperBounds(self.upper_bound_source, self.learner, self.evaluation)
+        self._stage = 0
 
     def close(self) -> None:
         """Release the run directory's lock (also released by the OS if the process dies)."""
         if self._lock is not None:
             self._lock.release()
 
-    # -- model, prompt and data ------------------------------------------------------------
     @property
     def loaded(self) -> LoadedModel:
-        if self._loaded is None:
-            c = self.config
-            if c.pretrain.task:
-                self._loaded = pretrained_base(c, self.say)
-            else:
-                self._loaded = load_model(c.model, c.dtype, c.device_map, c.load_in_4bit, c.trust_remote_code, c.seed)
-            if c.device_map is None and not c.load_in_4bit and torch.cuda.is_available():
-                self._loaded.model.to("cuda")
-        return self._loaded
-
-    def budget(self, task_name: str | None) -> int:
-        """A task's own generation budget (capped by eval.max_new_tokens when set)."""
-        task = next((t for t in self.tasks if t.name == task_name), None)
-        own = task.max_new_tokens if task is not None else max(t.max_new_tokens for t in self.tasks)
-        return min(own, self.config.eval.max_new_tokens) if self.config.eval.max_new_tokens else own
-
-    @property
-    def prompt(self) -> PromptSettings:
-        """The run's prompt, stored in prompt.json when the run starts and used as stored from then on."""
-        if self._prompt is None:
-            stored = PromptSettings.load(self.run_dir)
-            current = PromptSettings.from_config(self.config, self.loaded.is_vision,
-                                                 {t.name: self.budget(t.name) for t in self.tasks})
-            if stored is not None:
-                current.system, current.image_aspect_ratio = stored.system, stored.image_aspect_ratio
-                current.max_new_tokens = {**current.max_new_tokens, **stored.max_new_tokens}
-            if stored != current:
-                self.procs.on_main(lambda: current.save(self.run_dir))
-            self._prompt = current
-        return self._prompt
+        return self.base.loaded
 
     @property
     def encoder(self) -> Encoder:
-        return self.prompt.encoder(self.loaded)
-
-    def train_set(self, task: TaskSpec) -> list[Example]:
-        if self._train is not None and self._train[0] == task.name:
-            return self._train[1]
-        examples = load_source(task.train, task.name, "train", self.config.train_limit, self.config.seed, task.suffix)
-        if task is self.tasks[self._stage]:
-            self._train = (task.name, examples)
-        return examples
+        return self.base.encoder
 
     def test_set(self, task: TaskSpec) -> list[Example]:
-        if task.name not in self._test:
-            self._test[task.name] = load_source(task.test, task.name, "test", self.config.eval.limit,
-                                                self.config.seed, task.suffix, keep_bad=True)
-        return self._test[task.name]
+        return self.data.test_set(task)
 
-    def adapter_rel(self, stage: int) -> str:
-        """Where stage `stage` saves what it learned: a LoRA adapter, or (full-sft) the whole model."""
-        folder = "models" if self.method.full_finetune else "adapters"
-        return f"{folder}/{stage:02d}-{self.tasks[stage].name}"
-
-    # -- the stages ------------------------------------------------------------------------
-    _stage = 0
-
+    # -- the run ---------------------------------------------------------------------------
     def validate(self) -> dict[str, int]:
-        """Open every unfinished stage's data (and every seen task's test set) before anything trains."""
+        """Open every unfinished stage's data (and every seen task's test set) before anything trains; each split's
+        checksum is kept for the stage's record."""
         pending = [t for i, t in enumerate(self.tasks) if not self.manifest.done(i)]
         if not pending:
             return {}
@@ -194,12 +133,11 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
             from llava_cit.models.tiny import tiny_tokenizer
 
             tokenizer = tiny_tokenizer(self.config.model)
-
-        def load(source, task, split, limit, seed, suffix):
-            return load_source(source, task, split, limit, seed, suffix, keep_bad=(split == "test"))
-
-        counts = validate_data(pending, self.config, tokenizer, load)
+        counts = validate_data(pending, self.config, tokenizer, self.data.load)
         self.say(f"data checked: {', '.join(f'{k} {v}' for k, v in counts.items())}")
+        if self.upper_bound_source is not None:  # refused now, not after a stage's training
+            self.upper_bound_source.check(self.config, self.tasks, {
+                i: self.data.checksums.get(t.name) for i, t in enumerate(self.tasks) if not self.manifest.done(i)})
         return counts
 
     def run(self) -> dict:
@@ -224,7 +162,7 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
                 self.procs.on_main(lambda: self.write_results(diverged=diverged))
             raise
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into an interrupt)
-            step = f" step {self._step}" if self._step is not None else ""
+            step = f" step {self.session.step}" if self.session.step is not None else ""
             message = f"interrupted at stage {self._stage}{step} — rerun the same command to resume"
             self.say(message)  # the console too: the CLI (Typer) ends an interrupted command silently, exit code 130
             raise RunInterrupted(message) from None
@@ -234,123 +172,85 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
         finally:
             self.close()
 
-    def _replay(self, stage: int) -> dict[str, list[Example]]:
-        replay = {}
-        for task in self.tasks[:stage]:
-            ids = {row["id"] for row in read_jsonl(self.run_dir / "retained" / f"{task.name}.jsonl")}
-            replay[task.name] = [ex for ex in self.train_set(task) if ex.id in ids]
-        return replay
-
-    _step: int | None = None  # the last optimizer step the current stage's training reached (for messages)
-
     def _run_stage(self, stage: int, task: TaskSpec) -> None:
-        timings = self.run_dir / "timings" / f"stage-{stage:02d}.json"
-        clock = PhaseTimer(timings, "train")
-        self._step = None
+        clock = StageClock(self.run_dir, stage)
+        self.session.step = None
         try:
-            self._stage_work(stage, task, timings, clock)
+            record, plan, artifacts = self.run_stage(stage, task, clock)
         except TrainingDiverged as err:
-            clock.tick(force=True)
+            clock.interrupted()
             raise TrainingDiverged(f"stage {stage} ({task.name}): {err}", err.step) from None
         except BaseException:
-            clock.tick(force=True)  # the time spent so far counts when the stage resumes
+            clock.interrupted()  # the time spent so far counts when the stage resumes
             raise
+        self.record(record, plan, artifacts)
 
-    def _stage_work(self, stage: int, task: TaskSpec, timings: Path, clock: PhaseTimer) -> None:
-        c = self.config
+    # -- one stage -------------------------------------------------------------------------
+    def run_stage(self, stage: int, task: TaskSpec, clock: StageClock) -> tuple[StageRecord, ServingPlan, list[str]]:
+        """One stage, top to bottom: retain, learn with the method's hooks, fit the switch, evaluate; returns its
+        record, how the run is served after it and the artifacts it made."""
+        seen, r = self.tasks[: stage + 1], self.config.retention
         self.say(f"stage {stage} ({task.name}): training with {self.method.name}")
-        names = [t.name for t in self.tasks]
-        train = TrainSets(self, self.tasks[: stage + 1])
-        # a routed method serves each adapter under its task's name: train it under that name too, so
-        # evaluation finds it in memory instead of loading a second copy from disk
-        adapter = task.name if self.method.routes else f"s{stage:02d}-{task.name}"
-        kept = retain(self.train_set(task), c.retention.fraction, c.retention.min_count, c.retention.seed + stage)
-        ctx = StageContext(stage, names, adapter, self.run_dir / "method_state", self._replay(stage), lambda: kept,
-                           self.encoder, self.method_settings, self._instruction_features, self.say)
-        examples = self.method.training_examples(ctx, train)
-        # full-sft overwrites the base itself: after stage 0 there is no untrained base left to score
-        base_score = None if (self.method.full_finetune and stage > 0) else self._base_score(task)
-        rel = self.adapter_rel(stage)
-        start = None if self.method.full_finetune else self.method.start_from(ctx)
-        fresh = start is None
-        hooks = None  # the stage's training hooks, handed to after_stage (None: it did not train in this process)
-        if self.method.full_finetune:
-            train_info = self._train_full(stage, task, examples, clock)
-        elif (self.run_dir / rel).is_dir():  # trained and published before a crash: never retrain or rewrite it
-            self.say(f"stage {stage} ({task.name}): adapter already saved, reusing {rel}")
-            self._use_adapter(adapter, rel)
-            train_info = {"reused_saved_adapter": True}
-            hooks = self.method.training_hooks(ctx)  # with the state training left them in, where they keep one
-            if not load_hooks_state(hooks, self.hooks_state_path(rel)):
-                hooks = None
-        else:
-            if not fresh:
-                self.say(f"stage {stage} ({task.name}): starting from {self.adapter_rel(start)}")
-                model = self._use_adapter(adapter, self.adapter_rel(start), trainable=True)
-                self.method.before_training(ctx, model)
-            else:
-                torch.manual_seed(c.seed + stage)  # a fresh adapter's initial weights depend on the seed and stage only
-                model = self._peft = add_adapter(self._peft or self.loaded.model, adapter, c.lora, self.loaded.is_vision)
-                self.say(f"stage {stage} ({task.name}): {describe_trainable(model, adapter, c.lora)}")
-                self.method.before_training(ctx, model)
-            hooks = self.method.training_hooks(ctx)
-            train_info = self._train_lora(model, adapter, stage, task, examples, rel, clock, hooks=hooks)
-        own_ids = {ex.id for ex in self.train_set(task)}
-        solo = fresh and not self.method.full_finetune and {ex.id for ex in examples} == own_ids
+        train = self.data.hold(task)
+        kept = retain(train, r.fraction, r.min_count, r.seed + stage)
+        ctx = StageContext(stage, [t.name for t in self.tasks], self.policy.adapter_name(stage, task.name),
+                           self.run_dir / "method_state", self.data.replay(self.tasks[:stage]), lambda: kept,
+                           self.base.encoder, self.method_settings, self.fitting.instruction_features, self.say)
+        examples = self.method.training_examples(ctx, self.data.train_sets(seen))
+        untrained = self.learner.untrained(stage, task.name)
+        base_score = self.evaluation.score(task, untrained, f"{task.name}: untrained base") if untrained else None
+        learned = self.learner.learn(ctx, task, examples, clock.train)
         similarity = similarity_to_earlier(ctx) if self.method.uses_similarity else None
-        train_info["examples"] = len(examples)
-        train_info["example_ids"] = sorted({f"{ex.task}/{ex.id}" for ex in examples}) if self.progress.record_ids \
-            else None
+        learned.info.update(self.training_facts(examples))
         del examples
-        train_seconds = clock.stop()
+        self.keep_retained(stage, task, kept, train)
+        method_facts = self.method.after_stage(ctx, self.learner.model, learned.hooks)
+        self.learner.stage_recorded(learned)
+        serving = self.policy.serving(ctx, self.manifest.serving_after_last(), learned.folder, learned.started_from)
+        self.data.release()
+        del train
+        switch = self.policy.switch(stage)
+        plan = self.serving_plan(seen, serving, switch_folder(stage) if switch is not None else None)
+        model = self.learner.routed_model(plan, switch)
+        eval_clock = clock.start_eval()
+        row = self.evaluation.row(stage, seen, model)
+        upper = self.upper_bounds.of(stage, task, learned, row, model, eval_clock)
+        record = StageRecord(
+            stage, task.name, learned.folder, row.scores, upper.value, upper.source, base_score, row.switch_accuracy,
+            row.false_rejection, row.bad, row.extra, {**learned.info, **({"method": method_facts} if method_facts else {})},
+            clock.seconds(), plan.switch, serving, learned.started_from, similarity,
+            dataclasses.asdict(task) if task.source_file else None,  # `eval --run` finds a task file's task by name
+            self.data.checksums.get(task.name))
+        return record, plan, self.artifacts(learned, serving, plan.switch, upper.artifact)
 
+    def training_facts(self, examples: list[Example]) -> dict:
+        ids = sorted({f"{ex.task}/{ex.id}" for ex in examples}) if self.progress.record_ids else None
+        return {"examples": len(examples), "example_ids": ids}
+
+    def keep_retained(self, stage: int, task: TaskSpec, kept: list[Example], train: list[Example]) -> None:
+        """retained/<task>.jsonl: the only data of the task kept after its stage (and, for a switch, its calibration)."""
         self.procs.on_main(lambda: write_jsonl(
             self.run_dir / "retained" / f"{task.name}.jsonl",
             [{"task": task.name, "id": ex.id, "instruction": ex.instruction, "input": ex.input, "answer": ex.answer}
              for ex in kept]))
-        if self.method.routes and c.switch.reject and c.switch.reject_calibration:
-            self.procs.on_main(lambda: self._write_calibration(stage, task, kept))
-        method_info = self.method.after_stage(ctx, self._model(), hooks)
-        self.procs.on_main(lambda: self.hooks_state_path(rel).unlink(missing_ok=True))  # what it held is in method_state
-        self.procs.on_main(lambda: remove_if_empty(self.hooks_state_path(rel).parent))
-        if method_info:
-            train_info["method"] = method_info
-        previous = self.manifest.stages[-1].get("serving") or {} if self.manifest.stages else {}
-        serving = self.method.serving(ctx, previous, rel, self.adapter_rel(start) if start is not None else None)
-        self._train = None  # the stage's training set is not needed any more
-        own_adapters = {self.adapter_rel(i) for i in range(len(self.tasks))}
-        artifacts = [rel] + sorted({r for r in serving.values() if r not in own_adapters})  # e.g. eproj's composites
-        switch = None
-        if self.method.routes and stage > 0:
-            switch = self._fit_switch(stage)
-            artifacts.append(f"switch/stage-{stage:02d}")
+        self.policy.retained(stage, task, kept, train)
 
-        eval_clock = PhaseTimer(timings, "eval")
-        try:
-            evaluation = self._evaluate(stage, switch, serving)
-            upper, upper_source, upper_rel = self._upper_bound(stage, task, solo, evaluation["scores"], eval_clock,
-                                                               serving)
-        except BaseException:
-            eval_clock.tick(force=True)
-            raise
-        if upper_rel:
-            artifacts.append(upper_rel)
-        eval_seconds = eval_clock.stop()
-        entry = {
-            "stage": stage, "task": task.name, "adapter": rel, "scores": evaluation["scores"], "upper_bound": upper,
-            "upper_bound_source": upper_source, "base_score": base_score,
-            "switch_accuracy": evaluation["switch_accuracy"], "false_rejection_rate": evaluation["false_rejection"],
-            "bad_samples": evaluation["bad"], "extra_metrics": evaluation["extra"], "train": train_info,
-            "seconds": {"train": train_seconds, "eval": eval_seconds, "stage": train_seconds + eval_seconds},
-            "switch": f"switch/stage-{stage:02d}" if switch else None,
-            "serving": serving, "started_from": self.adapter_rel(start) if start is not None else None,
-            "task_similarity": similarity,
-            # a task file's task as trained: `eval --benchmark <task> --run RUN` finds it without the file's path
-            "task_spec": dataclasses.asdict(task) if task.source_file else None,
-        }
+    def serving_plan(self, seen: list[TaskSpec], serving: dict[str, str], switch: str | None) -> ServingPlan:
+        return ServingPlan(self.method.name, self.policy.routing, self.learner.kind, [t.name for t in seen],
+                           {t.name: self.learner.folder(i) for i, t in enumerate(seen)}, serving, switch,
+                           dataclasses.asdict(self.base.prompt))
 
+    def artifacts(self, learned: LearnedStage, serving: dict[str, str], switch: str | None,
+                  upper: str | None) -> list[str]:
+        """The folders the stage made, checksummed in its record: its own, those serving tasks besides the stages'
+        own (eproj's composites), its switch, its upper bound adapter."""
+        own = {self.learner.folder(i) for i in range(len(self.tasks))}
+        extra = sorted({rel for rel in serving.values() if rel not in own})
+        return [learned.folder, *extra, *([switch] if switch else []), *([upper] if upper else [])]
+
+    def record(self, record: StageRecord, plan: ServingPlan, artifacts: list[str]) -> None:
         def finish():
-            self.manifest.record(entry, artifacts)
+            self.manifest.record(record.entry(), artifacts, plan.to_dict())
             self.write_results()
             draw_loss_curves(self.run_dir)
             draw_task_similarity(self.run_dir, self.manifest.stages)
@@ -358,11 +258,13 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
         self.procs.on_main(finish)
         if not self.procs.is_main:
             self.manifest = Manifest(self.run_dir)  # as rank 0 wrote it
-        self.say(f"stage {stage} ({task.name}): scores "
-                 f"{', '.join(f'{names[j]}={v:.3f}' for j, v in enumerate(evaluation['scores']))}")
-        for low in below_base([entry], self.method.routes):
-            self.say(f"warning: stage {stage} ({task.name}): its adapter scores {low['score']:.3f} on its own task, no "
-                     f"better than the untrained base ({low['base_model']:.3f}); check train.lr, train.epochs and the data")
+        names = [t.name for t in self.tasks]
+        self.say(f"stage {record.stage} ({record.task}): scores "
+                 f"{', '.join(f'{names[j]}={v:.3f}' for j, v in enumerate(record.scores))}")
+        for low in below_base([record.entry()], plan.routed):
+            self.say(f"warning: stage {record.stage} ({record.task}): its adapter scores {low['score']:.3f} on its own "
+                     f"task, no better than the untrained base ({low['base_model']:.3f}); check train.lr, "
+                     f"train.epochs and the data")
 
     # -- results ---------------------------------------------------------------------------
     def write_results(self, diverged: dict | None = None) -> dict:
@@ -370,6 +272,4 @@ class ContinualRunner(StageTraining, SwitchFitting, MatrixEvaluation):
 
     def results_on_disk(self) -> dict:
         """results.json as rank 0 wrote it (what the other ranks of a multi-process run return)."""
-        import json
-
         return json.loads((self.run_dir / "results.json").read_text(encoding="utf-8"))

@@ -42,3 +42,27 @@ class PhaseTimer:
         self.tick(force=True)
         self.stopped = self.total()
         return self.stopped
+
+
+class StageClock:
+    """A stage's two phases: `train` (from the stage's start: retention, training, the method's after-stage work, the
+    switch) then `eval` (the accuracy matrix's row and the upper bound), each adding up across resumes."""
+
+    def __init__(self, run_dir: Path, stage: int):
+        self.path = run_dir / "timings" / f"stage-{stage:02d}.json"
+        self.train = PhaseTimer(self.path, "train")
+        self.eval: PhaseTimer | None = None
+
+    def start_eval(self) -> PhaseTimer:
+        self.train.stop()
+        self.eval = PhaseTimer(self.path, "eval")
+        return self.eval
+
+    def seconds(self) -> dict[str, float]:
+        """{train, eval, stage} once the eval phase is stopped."""
+        train, evaluation = self.train.stop(), self.eval.stop()
+        return {"train": train, "eval": evaluation, "stage": train + evaluation}
+
+    def interrupted(self) -> None:
+        """The time spent so far counts when the stage resumes."""
+        (self.eval or self.train).tick(force=True)

@@ -1,66 +1,94 @@
-"""Switch fitting for the runner: after each stage of a routed method, the switch is fitted on every retained
+"""Switch fitting: after each stage of a routed method (from stage 1), the switch is fitted on every retained
 instruction of the tasks seen so far and saved under switch/stage-NN. `switch.extractor` may name a packaged
 model (`smollm2-135m`) or a .gguf file, as `model:` can. With `switch.reject_calibration`, each task's stage also
 keeps, beside its retained instructions, the distances of up to that many of its other training instructions to
 the nearest of them, and which one that is (retained/<task>.calibration.json; in every rejection view, with
-`switch.reject_also`): the retained instructions' own rejection radii at every later stage."""
+`switch.reject_also`): the retained instructions' own rejection radii at every later stage.
+
+The extractor is loaded once per run and shared by every stage's calibration and fit and by the task similarity
+that some methods measure (a pretrained model is the same at every stage); the tiny random one builds its
+vocabulary from the texts it first sees, so each switch gets a fresh one."""
 
 from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import torch
 
+from llava_cit.config import RunConfig
+from llava_cit.data.example import Example
 from llava_cit.models.packaged import resolve_model_spec
+from llava_cit.tasks.spec import TaskSpec
+from llava_cit.train.distributed import Processes
 from llava_cit.util.atomic import write_json, writing
 from switch import FeatureExtractor, SwitchNetwork
 from switch.extractor import TINY_EXTRACTOR
 from switch.retention import read_jsonl
 
 
+def switch_folder(stage: int) -> str:
+    return f"switch/stage-{stage:02d}"
+
+
 class SwitchFitting:
-    """Mixed into ContinualRunner."""
+    def __init__(self, config: RunConfig, run_dir: Path, tasks: list[TaskSpec], router: str, say=lambda text: None,
+                 procs: Processes | None = None):
+        self.config, self.run_dir, self.tasks, self.router, self.say = config, Path(run_dir), tasks, router, say
+        self.procs = procs or Processes()
+        self._shared: FeatureExtractor | None = None  # the pretrained extractor, once loaded
+        self.features_extractor: FeatureExtractor | None = None  # what instruction_features reads with
 
-    def _fit_switch(self, stage: int) -> SwitchNetwork:
-        """Rank 0 fits and saves the switch; the other ranks of a multi-process run load what it saved."""
-        switch = self.procs.on_main(lambda: self._fit_and_save_switch(stage))
-        return switch if switch is not None else SwitchNetwork.load(self.run_dir / "switch" / f"stage-{stage:02d}")
-
-    def _switch_extractor(self) -> str | FeatureExtractor:
-        """The switch's extractor, loaded once per run and shared by every stage's calibration and fit (a pretrained
-        model is the same at every stage); the tiny random one builds its vocabulary from the texts it first sees,
-        so each switch gets a fresh one."""
+    def extractor(self) -> str | FeatureExtractor:
+        """The switch's extractor: the run's one pretrained model, or the tiny random one's name (built afresh)."""
         s = self.config.switch
         if s.extractor == TINY_EXTRACTOR:
             return TINY_EXTRACTOR
-        if getattr(self, "_shared_switch_extractor", None) is None:
-            self._shared_switch_extractor = FeatureExtractor(resolve_model_spec(s.extractor, self.say), layer=s.layer,
-                                                             pooling=s.pooling, seed=self.config.seed)
-        return self._shared_switch_extractor
+        if self._shared is None:
+            self._shared = FeatureExtractor(resolve_model_spec(s.extractor, self.say), layer=s.layer,
+                                            pooling=s.pooling, seed=self.config.seed)
+        return self._shared
 
-    def _new_switch(self) -> SwitchNetwork:
+    def new_switch(self) -> SwitchNetwork:
         s = self.config.switch
-        return SwitchNetwork(self._switch_extractor(), hidden=s.hidden, layer=s.layer, pooling=s.pooling,
-                             epochs=s.epochs, lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.method.router,
+        return SwitchNetwork(self.extractor(), hidden=s.hidden, layer=s.layer, pooling=s.pooling,
+                             epochs=s.epochs, lr=s.lr, reject=s.reject, seed=self.config.seed, router=self.router,
                              margin=s.reject_margin, reject_quantile=s.reject_quantile, reject_layer=s.reject_layer,
                              reject_pooling=s.reject_pooling, reject_metric=s.reject_metric, reject_also=s.reject_also)
 
+    def instruction_features(self, texts: list[str]) -> torch.Tensor:
+        """Features of instructions from the switch's extractor (task similarity, for methods that ask)."""
+        if self.features_extractor is None:  # the tiny one keeps the vocabulary of the texts it first saw
+            s, shared = self.config.switch, self.extractor()
+            self.features_extractor = (shared if isinstance(shared, FeatureExtractor)
+                                       else FeatureExtractor(shared, layer=s.layer, pooling=s.pooling,
+                                                             seed=self.config.seed))
+        return self.features_extractor(texts)
+
+    # -- calibrated rejection --------------------------------------------------------------
     def _calibration_view(self, switch: SwitchNetwork) -> dict:
         """What a task's calibration distances were measured in: a later stage uses them only in the same view."""
         layer, pooling = switch.views[1]
         view = {"extractor": self.config.switch.extractor, "layer": layer, "pooling": pooling, "metric": switch.reject_metric}
         return {**view, "also": [list(v) for v in switch.reject_also]} if switch.reject_also else view
 
-    def _write_calibration(self, stage: int, task, kept: list) -> None:
-        """Distances of up to `switch.reject_calibration` of the task's training instructions that were not retained
-        to the nearest retained one, and its position in the retained file; only these numbers are kept."""
+    def calibrate(self, stage: int, task: TaskSpec, kept: list[Example], train: list[Example]) -> None:
+        """With `switch.reject_calibration` (rank 0): distances of up to that many of the task's training
+        instructions that were not retained to the nearest retained one, and its position in the retained file;
+        only these numbers are kept."""
+        s = self.config.switch
+        if not (s.reject and s.reject_calibration):
+            return
+        self.procs.on_main(lambda: self._write_calibration(stage, task, kept, train))
+
+    def _write_calibration(self, stage: int, task: TaskSpec, kept: list[Example], train: list[Example]) -> None:
         path = self.run_dir / "retained" / f"{task.name}.calibration.json"
         retained_ids = {ex.id for ex in kept}
-        others = [ex for ex in self.train_set(task) if ex.id not in retained_ids]
+        others = [ex for ex in train if ex.id not in retained_ids]
         rng = random.Random(self.config.retention.seed + stage)
         others = rng.sample(others, min(len(others), self.config.switch.reject_calibration))
-        switch = self._new_switch()
+        switch = self.new_switch()
         pairs, *also = switch.calibration_distances_by_view(
             [ex.instruction for ex in kept], [ex.instruction for ex in others], [ex.input for ex in kept],
             [ex.input for ex in others])
@@ -92,24 +120,21 @@ class SwitchFitting:
             calibration[t.name] = [pairs, *also] if switch.reject_also else pairs
         return calibration or None
 
-    def _fit_and_save_switch(self, stage: int) -> SwitchNetwork:
+    # -- the switch ------------------------------------------------------------------------
+    def fit(self, stage: int) -> SwitchNetwork:
+        """Rank 0 fits and saves the switch; the other ranks of a multi-process run load what it saved."""
+        switch = self.procs.on_main(lambda: self._fit_and_save(stage))
+        return switch if switch is not None else SwitchNetwork.load(self.run_dir / switch_folder(stage))
+
+    def _fit_and_save(self, stage: int) -> SwitchNetwork:
         s = self.config.switch
         rows = [row for t in self.tasks[: stage + 1] for row in read_jsonl(self.run_dir / "retained" / f"{t.name}.jsonl")]
-        switch = self._new_switch()
+        switch = self.new_switch()
         switch.fit([r["instruction"] for r in rows], [r["task"] for r in rows], [r["input"] for r in rows],
                    calibration=self._calibration(switch, stage))
-        with writing(self.run_dir / "switch" / f"stage-{stage:02d}"):
-            switch.save(self.run_dir / "switch" / f"stage-{stage:02d}")
-        rejection = "off" if not s.reject else "on, calibrated" if switch.rejection.calibrated else "on"
+        with writing(self.run_dir / switch_folder(stage)):
+            switch.save(self.run_dir / switch_folder(stage))
+        rejection = "off" if not s.reject else "on, calibrated" if switch.radii is not None else "on"
         self.say(f"stage {stage}: switch fitted on {len(rows)} retained instructions "
                  f"({switch.parameter_count} parameters, rejection {rejection})")
         return switch
-
-    def _instruction_features(self, texts: list[str]) -> torch.Tensor:
-        """Features of instructions from the switch's extractor (task similarity, for methods that ask)."""
-        if getattr(self, "_extractor", None) is None:  # the tiny one keeps the vocabulary of the texts it first saw
-            s, shared = self.config.switch, self._switch_extractor()
-            self._extractor = (shared if isinstance(shared, FeatureExtractor)
-                               else FeatureExtractor(shared, layer=s.layer, pooling=s.pooling, seed=self.config.seed))
-        return self._extractor(texts)
-

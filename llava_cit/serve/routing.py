@@ -1,13 +1,15 @@
-"""One routing path for the runner's evaluation and for serving: route every query first, then generate
-route by route in full, homogeneous batches with one active adapter (no per-sample adapter indexing in
-every LoRA layer), each route with its task's own generation budget, answers put back in input order.
+"""Generation by route, for the routed model (llava_cit.serve.routed_model, the one place routes are decided):
+given every query's adapter, generate route by route in full, homogeneous batches with one active adapter (no
+per-sample adapter indexing in every LoRA layer), each query with its own generation budget, answers put back in
+input order.
 
 When a batch must be answered together (online serving: the queries arrive together and leave together),
 `generate_mixed` answers each batch in one generate call, every row through its own adapter, with the
 gathered low-rank product (llava_cit.serve.gathered_lora) or, where that cannot serve the model, PEFT's
 `adapter_names` path.
 
-A route of None (the switch rejected the query as unlike every learned task) is served by the bare base.
+An adapter of None (the switch rejected the query as unlike every learned task, or the untrained base is scored) is
+the bare base: every adapter off.
 """
 
 from __future__ import annotations

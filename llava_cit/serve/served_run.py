@@ -8,11 +8,8 @@ settings. Serving (the OpenAI-compatible API, the batching queue) and the vLLM e
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from llava_cit.data.example import Example
 from llava_cit.util.errors import UserError
@@ -55,7 +52,7 @@ class ServedRun:
     @property
     def tasks(self) -> list[str]:
         """The tasks a request may pin (`model: "<run>/<task>"`): each routes to the adapter that serves it."""
-        return list(self.server.adapter_of)
+        return list(self.server.serving)
 
     @property
     def routed(self) -> bool:
@@ -82,18 +79,18 @@ class ServedRun:
 
     def answer(self, queries: list[Query]) -> list[Reply]:
         """Replies in order, all queries in one generate call (every row through its own adapter). A query's budget
-        is its `max_tokens`, else (routed runs) its task's own, else DEFAULT_BUDGET, as RunServer.answer counts."""
+        is its `max_tokens`, else the routed model's for its task (llava_cit.serve.routed_model), as RunServer.answer
+        counts."""
+        from llava_cit.serve.routed_model import Route
         from llava_cit.serve.routing import generate_mixed, switch_problem
 
         server = self.server
-        routes: list[tuple[str | None, float | None]] = [(q.task, None) for q in queries]
+        routes = [Route(q.task, None) for q in queries]
         free = [i for i, q in enumerate(queries) if q.task is None]
         for i, route in zip(free, server.routes([queries[i].example for i in free])):
             routes[i] = route
-        adapters = [server.adapter_of.get(task, task) if task is not None else None for task, _ in routes]
-        server.ensure_loaded(set(adapters))
-        task_budgets = server.prompt.max_new_tokens if server.switch is not None else {}
-        budgets = [q.max_tokens or task_budgets.get(task) or DEFAULT_BUDGET for q, (task, _) in zip(queries, routes)]
+        adapters = [server.adapter_name(route.task) for route in routes]  # loaded now where needed
+        budgets = [server.budget(route.task, q.max_tokens) for q, route in zip(queries, routes)]
         pinned = {id(q.example) for q in queries if q.task is not None}
 
         def unroutable(example: Example) -> str | None:  # the switch must read what it routes; a pinned query skips it
@@ -101,8 +98,8 @@ class ServedRun:
 
         outcomes = generate_mixed(server.model, server.encoder, [q.example for q in queries], adapters, budgets,
                                   batch_size=max(1, len(queries)), check=unroutable)
-        return [Reply(text, task, confidence, error, budget)
-                for (text, error), (task, confidence), budget in zip(outcomes, routes, budgets)]
+        return [Reply(text, route.task, route.confidence, error, budget)
+                for (text, error), route, budget in zip(outcomes, routes, budgets)]
 
 
 @dataclass
@@ -124,47 +121,39 @@ class RunFiles:
 
     @classmethod
     def read(cls, run_dir: str | Path) -> RunFiles:
+        """From the manifest's serving plan (results.json for runs written before it), every path verified."""
         from dataclasses import asdict
 
         from llava_cit.config import load_config
         from llava_cit.continual.manifest import Manifest, inside_run
-        from llava_cit.continual.results import check_against_manifest
+        from llava_cit.continual.run_directory import read_run_config
         from llava_cit.data.prompt_settings import PromptSettings
-        from llava_cit.methods.registry import get_method
+        from llava_cit.serve.run_server import legacy_plan
+        from llava_cit.serve.serving_plan import ServingPlan
 
         run_dir = Path(run_dir)
-        results_path = run_dir / "results.json"
-        if not results_path.is_file():
-            raise UserError(f"{run_dir}: not a finished run directory (no results.json)")
-        inside_run(run_dir, results_path.name, f"{results_path} (a link)")
-        results = json.loads(results_path.read_text(encoding="utf-8"))
-        config = load_config(None, base=yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
         manifest = Manifest(run_dir)
-        check_against_manifest(results, manifest.stages, results_path)
+        plan = ServingPlan.from_dict(manifest.serving, str(manifest.path)) if manifest.serving is not None \
+            else legacy_plan(run_dir, manifest)
+        where = manifest.path if manifest.serving is not None else run_dir / "results.json"
+        config = load_config(None, base=read_run_config(run_dir / "config.yaml"))
         checksums: dict[str, dict] = {}
 
         def verified(rel: str, what: str) -> Path:
-            checksums[rel] = manifest.verify_artifact(rel, f"{what} in {results_path}")
-            return inside_run(run_dir, rel, f"{what} in {results_path}")
+            checksums[rel] = manifest.verify_artifact(rel, f"{what} in {where}")
+            return inside_run(run_dir, rel, f"{what} in {where}")
 
-        plan = results.get("method_plan") or vars(get_method(results["method"]))
-        adapters: dict[str, str] = results["adapters"]
-        if plan["full_finetune"]:
-            raise UserError(f"{run_dir} is a full fine-tune ({results['method']}): it has no LoRA adapters to export; "
-                            f"serve its last model ({adapters[results['tasks'][-1]]}) with vLLM directly")
-        switch = None
-        if plan["routes"]:
-            chosen = dict(results.get("serving") or adapters)
-            if results.get("switch"):
-                switch = verified(results["switch"], "switch path")
-        else:  # one adapter carried through the sequence serves every task
-            last = results["tasks"][-1]
-            chosen = {last: adapters[last]}
+        if plan.learner == "full":
+            last = plan.tasks[-1]
+            raise UserError(f"{run_dir} is a full fine-tune ({plan.method}): it has no LoRA adapters to export; "
+                            f"serve its last model ({plan.adapters[last]}) with vLLM directly")
+        switch = verified(plan.switch, "switch path") if plan.routed and plan.switch else None
         serves: dict[str, str] = {}
         by_path: dict[str, str] = {}
-        for task, rel in chosen.items():  # tasks sharing one adapter: it is exported once, under the first's name
+        for task, rel in plan.serving.items():  # tasks sharing one adapter: it is exported once, under the first's name
             serves[task] = by_path.setdefault(str(inside_run(run_dir, rel, f"adapter path of '{task}'")), task)
-        dirs = {task: verified(rel, f"adapter path of '{task}'") for task, rel in chosen.items() if serves[task] == task}
+        dirs = {task: verified(rel, f"adapter path of '{task}'") for task, rel in plan.serving.items()
+                if serves[task] == task}
         prompt = PromptSettings.load(run_dir)
-        return cls(run_dir, results["method"], list(results["tasks"]), config.model, bool(config.pretrain.task), config,
-                   dirs, serves, switch, list(adapters), asdict(prompt) if prompt else {}, checksums)
+        return cls(run_dir, plan.method, list(plan.tasks), config.model, bool(config.pretrain.task), config,
+                   dirs, serves, switch, list(plan.tasks), asdict(prompt) if prompt else {}, checksums)
