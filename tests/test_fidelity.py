@@ -56,7 +56,8 @@ def test_pad_keeps_the_top_band_of_a_tall_image():
 
 
 def test_llava15_system_prompt_is_the_default_for_llava_models():
-    from llava_cit.data.prompts import LLAVA_SYSTEM, resolve_system_prompt
+    from llava_cit.data.prompts import LLAVA_SYSTEM
+    from llava_cit.models.family import resolve_system_prompt
 
     assert resolve_system_prompt("auto", True, "llava-hf/llava-1.5-7b-hf") == LLAVA_SYSTEM
     assert resolve_system_prompt("auto", False, "bigscience/bloomz-7b1") is None

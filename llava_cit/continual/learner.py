@@ -13,14 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from llava_cit.config import RunConfig
 from llava_cit.continual.stage_clock import PhaseTimer
 from llava_cit.data.example import Example
-from llava_cit.methods.base import Method, StageContext, TrainingHooks
+from llava_cit.methods.base import StageContext, TrainingHooks
 from llava_cit.serve.routed_model import RoutedModel
 from llava_cit.serve.serving_plan import ServingPlan
 from llava_cit.tasks.spec import TaskSpec
-from llava_cit.util.errors import UserError
 from switch import SwitchNetwork
 
 
@@ -73,15 +71,3 @@ class Learner(Protocol):
 
     def forget(self, alone: TrainedAlone) -> None:
         """Release what `train_alone` loaded."""
-
-
-def learner_type(method: Method, config: RunConfig) -> type:
-    """The learner class of a run of `method`, checked against the config before anything is written."""
-    from llava_cit.continual.full_learner import FullFinetuneLearner
-    from llava_cit.continual.lora_learner import LoraLearner
-
-    if not method.full_finetune:
-        return LoraLearner
-    if config.load_in_4bit:
-        raise UserError("full-sft trains every weight: it cannot train a 4-bit model (use a LoRA method for QLoRA)")
-    return FullFinetuneLearner

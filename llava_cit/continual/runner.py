@@ -31,7 +31,9 @@ from pathlib import Path
 
 from llava_cit.config import RunConfig
 from llava_cit.continual.data_validation import validate_data
-from llava_cit.continual.learner import LearnedStage, learner_type
+from llava_cit.continual.full_learner import FullFinetuneLearner
+from llava_cit.continual.learner import LearnedStage
+from llava_cit.continual.lora_learner import LoraLearner
 from llava_cit.continual.loss_curves import draw_loss_curves
 from llava_cit.continual.manifest import Manifest
 from llava_cit.continual.matrix_evaluation import MatrixEvaluation
@@ -273,3 +275,12 @@ class ContinualRunner:
     def results_on_disk(self) -> dict:
         """results.json as rank 0 wrote it (what the other ranks of a multi-process run return)."""
         return json.loads((self.run_dir / "results.json").read_text(encoding="utf-8"))
+
+
+def learner_type(method, config: RunConfig) -> type:
+    """The learner class of a run of `method`, checked against the config before anything is written."""
+    if not method.full_finetune:
+        return LoraLearner
+    if config.load_in_4bit:
+        raise UserError("full-sft trains every weight: it cannot train a 4-bit model (use a LoRA method for QLoRA)")
+    return FullFinetuneLearner

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from llava_cit.data.collation import Encoder
 from llava_cit.data.image_preprocessing import resolve_aspect_ratio
-from llava_cit.data.prompts import is_llava_model, resolve_system_prompt
+from llava_cit.models.family import is_llava_model, resolve_system_prompt
 from llava_cit.models.loading import LoadedModel
 from llava_cit.util.atomic import write_json
 from llava_cit.util.errors import UserError

@@ -2,10 +2,11 @@
 
 A RoutedModel holds the base model, the adapters that serve the tasks (by folder, loaded on first use), the
 task -> folder map, the optional switch and the prompt settings. The runner builds one in memory after each stage
-(llava_cit.continual), and `RoutedModel.from_run(RUN)` builds one from a run directory's manifest (`eval --run`,
-serving): the runner's accuracy matrix, `eval --run` and a server route the same query the same way.
+(llava_cit.continual), and `RunServer(RUN)` (llava_cit.serve.run_server, a RoutedModel) builds one from a run
+directory's manifest (`eval --run`, serving): the runner's accuracy matrix, `eval --run` and a server route the
+same query the same way.
 
-    model = RoutedModel.from_run("runs/gqa-ocr")
+    model = RunServer("runs/gqa-ocr")
     model.tasks                       # ['gqa', 'ocrvqa']
     model.route(queries)              # ['gqa', None, 'ocrvqa']  (None: rejected as unlike every task, bare base)
     model.generate(queries)           # answers, mixed adapters in one batch (llava_cit.serve.gathered_lora)
@@ -22,7 +23,6 @@ largest of the tasks learned, as one deployed model would generate.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import NamedTuple
 
 from llava_cit.data.example import Example
@@ -68,14 +68,6 @@ class RoutedModel:
         """The model a serving plan describes, with its switch (None: `plan.unswitched_task` answers)."""
         return cls(loaded, prompt, plan.serving, adapters, switch, None if switch is not None else plan.unswitched_task,
                    plan.routed, plan.tasks)
-
-    @classmethod
-    def from_run(cls, run_dir: str | Path, adapter: str | None = None, trust_remote_code: bool = False,
-                 lazy_adapters: bool = False) -> RoutedModel:
-        """A run directory, served as its manifest records it (llava_cit.serve.run_server.RunServer)."""
-        from llava_cit.serve.run_server import RunServer
-
-        return RunServer(run_dir, adapter, trust_remote_code=trust_remote_code, lazy_adapters=lazy_adapters)
 
     @property
     def model(self):

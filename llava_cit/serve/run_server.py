@@ -39,7 +39,7 @@ def _on_device(loaded: LoadedModel) -> None:
 def bare_server(spec: str, dtype: str | None = None, load_in_4bit: bool = False, trust_remote_code: bool = False,
                 system_prompt: str | None = "auto", image_aspect_ratio: str = "pad") -> RoutedModel:
     """A model without adapters or tasks: every query is answered by it, with the caller's budget."""
-    from llava_cit.data.prompts import resolve_system_prompt
+    from llava_cit.models.family import resolve_system_prompt
 
     loaded = load_model(spec, dtype, load_in_4bit=load_in_4bit, trust_remote_code=trust_remote_code)
     _on_device(loaded)
