@@ -18,6 +18,7 @@ from llava_cit.serve.loaded_adapters import LoadedAdapters
 from llava_cit.serve.routed_model import RoutedModel
 from llava_cit.serve.serving_plan import ServingPlan
 from llava_cit.tasks.spec import TaskSpec
+from llava_cit.train.lora_targets import describe_trainable
 from llava_cit.train.trainer import load_hooks_state, save_hooks_state, train_adapter
 from switch import SwitchNetwork
 
@@ -65,6 +66,7 @@ class LoraLearner:
             else:
                 torch.manual_seed(self.base.config.seed + stage)  # a fresh adapter depends on the seed and stage only
                 model = self.adapters.add(name, self.base.config.lora, self.base.loaded.is_vision)
+                say(f"stage {stage} ({task.name}): {describe_trainable(model, name, self.base.config.lora)}")
             self.method.before_training(ctx, model)
             hooks = self.method.training_hooks(ctx)
             info = self._train(model, name, stage, task, examples, folder, clock, "adapter", hooks)

@@ -37,7 +37,8 @@ class RunBase:
             if c.pretrain.task:
                 self._loaded = pretrained_base(c, self.say)
             else:
-                self._loaded = load_model(c.model, c.dtype, c.device_map, c.load_in_4bit, c.trust_remote_code, c.seed)
+                self._loaded = load_model(c.model, c.dtype, c.device_map, c.load_in_4bit, c.trust_remote_code, c.seed,
+                                          c.attn_implementation)
             if c.device_map is None and not c.load_in_4bit and torch.cuda.is_available():
                 self._loaded.model.to("cuda")
         return self._loaded

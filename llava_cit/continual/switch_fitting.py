@@ -134,7 +134,7 @@ class SwitchFitting:
                    calibration=self._calibration(switch, stage))
         with writing(self.run_dir / switch_folder(stage)):
             switch.save(self.run_dir / switch_folder(stage))
-        rejection = "off" if not s.reject else "on, calibrated" if switch.radii is not None else "on"
+        rejection = "off" if not s.reject else "on, calibrated" if switch.rejection.calibrated else "on"
         self.say(f"stage {stage}: switch fitted on {len(rows)} retained instructions "
                  f"({switch.parameter_count} parameters, rejection {rejection})")
         return switch

@@ -133,7 +133,8 @@ class RunServer(RoutedModel):
             return paths[rel]
 
         loaded = pretrained_base(config) if config.pretrain.task else load_model(
-            config.model, config.dtype, config.device_map, config.load_in_4bit, config.trust_remote_code, config.seed)
+            config.model, config.dtype, config.device_map, config.load_in_4bit, config.trust_remote_code, config.seed,
+            config.attn_implementation)
         adapters = LoadedAdapters(loaded.model, run_dir, before_load)
         self._serve(loaded, plan, config, serving, adapters, switch, fixed, routed)
         self.ensure_loaded([fixed if fixed is not None else next(iter(serving))])  # the others: now, or on first use
