@@ -119,16 +119,27 @@ def load_model(
         ) from None
     if quant is not None and device_map is None:
         device_map = {"": torch.cuda.current_device()}
-    kwargs = dict(trust_remote_code=trust_remote_code, quantization_config=quant, device_map=device_map,
-                  attn_implementation=attention_implementation(attn_implementation)[0])
+    kwargs = dict(trust_remote_code=trust_remote_code, quantization_config=quant, device_map=device_map)
+    attention = attention_implementation(attn_implementation)[0]
+    if attention is not None:
+        kwargs["attn_implementation"] = attention
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
     is_vision = hasattr(config, "vision_config")
+
+    def from_pretrained(kwargs: dict):
+        return _image_text_to_text(spec, named, config, kwargs) if is_vision else \
+            AutoModelForCausalLM.from_pretrained(spec, **kwargs)
+
+    try:
+        model = from_pretrained(kwargs)
+    except ValueError as err:  # auto chose FlashAttention-2 for a model class without it: transformers' default
+        if attn_implementation != "auto" or "attention" not in str(err).lower() or "attn_implementation" not in kwargs:
+            raise
+        model = from_pretrained({k: v for k, v in kwargs.items() if k != "attn_implementation"})
     if is_vision:
-        model = _image_text_to_text(spec, named, config, kwargs)
         processor = load_processor(spec, trust_remote_code)
     else:
-        model = AutoModelForCausalLM.from_pretrained(spec, **kwargs)
         processor = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
     tokenizer = processor.tokenizer if is_vision else processor
     if tokenizer.pad_token is None:
