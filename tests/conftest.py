@@ -1,13 +1,8 @@
 import os
 import warnings
 
-if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("LLAVA_CIT_THREADS"):
-    # the README's command runs two workers on two cores: one thread each (and in the commands they start)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ["LLAVA_CIT_THREADS"] = "1"
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
