@@ -95,16 +95,16 @@ def run_sweep(base: dict, config_dir: Path | None, grid: dict[str, list[str]], o
         def run(config, run_dir):
             return ContinualRunner(config, run_dir, config_dir=config_dir, progress=Progress(message=say)).run()
 
-    first = load_config(None, list(overrides), base=base)  # a bad override is a one-line error before anything runs
-    tasks = validation_tasks(first, config_dir, validation)
-    rows = []
+    first = load_config(None, list(overrides), base=copy.deepcopy(base))  # a bad override stops before anything runs
+    configs = []
     for point in grid_points(grid):
-        assignments = [*overrides, *(f"{k}={v}" for k, v in point.items())]
         data = copy.deepcopy(base)
-        for assignment in assignments:
+        for assignment in [*overrides, *(f"{k}={v}" for k, v in point.items())]:
             apply_override(data, assignment)
-        data["tasks"] = tasks
-        config = load_config(None, base=data)
+        data["tasks"] = validation_tasks(load_config(None, base=copy.deepcopy(data)), config_dir, validation)
+        configs.append((point, load_config(None, base=data)))  # every point checked before the first trains
+    rows = []
+    for point, config in configs:
         run_dir = out / point_name(point)
         say(f"[sweep] {', '.join(f'{k}={v}' for k, v in point.items())}: run directory {run_dir}")
         results = run(config, run_dir)
