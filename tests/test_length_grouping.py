@@ -34,13 +34,10 @@ def _lengths(seed: int, n: int = 1000) -> list[int]:
 
 
 def _padding(order: list[int], lengths: list[int], batch: int) -> float:
-    sizes = [abs(length) for length in lengths]
-    padded = real = 0
-    for start in range(0, len(order), batch):
-        rows = [sizes[i] for i in order[start:start + batch]]
-        padded += max(rows) * len(rows)
-        real += sum(rows)
-    return 1 - real / padded
+    """The padding fraction of micro-batches in `order` (scripts/bench/padding_fraction.py's, on unsigned lengths)."""
+    from scripts.bench.padding_fraction import padding_fraction
+
+    return padding_fraction(order, [abs(length) for length in lengths], batch)
 
 
 @pytest.mark.parametrize("seed", range(5))
