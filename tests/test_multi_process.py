@@ -19,7 +19,8 @@ import pytest
 import yaml
 from conftest import tiny_run_config
 
-from llava_cit.train.distributed import Processes
+from llava_cit.train.distributed import Processes, collective_timeout
+from llava_cit.util.errors import UserError
 
 
 def free_port() -> int:
@@ -36,7 +37,29 @@ def launch_command(config: Path, out: Path, processes: int = 2) -> list[str]:
 
 
 def environment() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    # a rank stuck in a collective fails after 240 s, naming it; PYTHONFAULTHANDLER: SIGABRT dumps every thread
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
+            "LLAVA_CIT_DIST_TIMEOUT": "240", "PYTHONFAULTHANDLER": "1"}
+
+
+def run_launched(command: list[str], timeout: int = 480, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """subprocess.run for a launched run; one that hangs past `timeout` is made to print where every process is
+    (SIGABRT to the launcher and its ranks: faulthandler's tracebacks), then the test fails with that output."""
+    import psutil
+
+    process = subprocess.Popen(command, env=environment(), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        family = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        for member in reversed(family):
+            member.send_signal(signal.SIGABRT)
+        time.sleep(5)
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(f"{' '.join(command[-4:])} hung for {timeout} s; stdout:\n{out[-3000:]}\nstderr:\n{err[-12000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 def write_config(tmp_path: Path, **extra) -> Path:
@@ -64,11 +87,9 @@ def files(run: Path) -> set[str]:
 def test_two_processes_write_the_run_one_process_writes(tmp_path):
     config = write_config(tmp_path)
     one, two = tmp_path / "one", tmp_path / "two"
-    single = subprocess.run([sys.executable, "-m", "llava_cit.cli", "train", str(config), "--out", str(one)],
-                            env=environment(), capture_output=True, text=True, timeout=600)
+    single = run_launched([sys.executable, "-m", "llava_cit.cli", "train", str(config), "--out", str(one)])
     assert single.returncode == 0, single.stderr[-2000:]
-    launched = subprocess.run(launch_command(config, two), env=environment(), capture_output=True, text=True,
-                              timeout=600)
+    launched = run_launched(launch_command(config, two))
     assert launched.returncode == 0, launched.stderr[-3000:]
     a, b = (json.loads((run / "results.json").read_text()) for run in (one, two))
     assert shape(a) == shape(b) and len(b["matrix"]) == 2
@@ -106,8 +127,7 @@ def test_a_killed_multi_process_run_resumes(tmp_path):
     process.wait()
     done = len(json.loads(manifest.read_text())["stages"])
     assert 1 <= done < 3, "the run was not stopped mid-sequence"
-    resumed = subprocess.run(launch_command(config, run), env=environment(), capture_output=True, text=True,
-                             timeout=600)
+    resumed = run_launched(launch_command(config, run))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
     assert len(results["matrix"]) == 3 and all(len(row) == 3 for row in results["matrix"])
@@ -116,8 +136,7 @@ def test_a_killed_multi_process_run_resumes(tmp_path):
 
 def test_methods_with_one_process_state_are_refused_under_several(tmp_path):
     config = write_config(tmp_path, method="ewc")
-    launched = subprocess.run(launch_command(config, tmp_path / "run"), env=environment(), capture_output=True,
-                              text=True, timeout=600)
+    launched = run_launched(launch_command(config, tmp_path / "run"))
     assert launched.returncode != 0
     assert "error: method 'ewc' keeps per-stage state that one process computes" in launched.stderr
 
@@ -127,6 +146,17 @@ def test_one_process_is_rank_0_of_1():
     assert (processes.rank, processes.world, processes.is_main) == (0, 1, True)
     assert processes.shard(5) == [0, 1, 2, 3, 4] and processes.merge(3, ["a", "b", "c"]) == ["a", "b", "c"]
     assert processes.on_main(lambda: 7) == 7
+
+
+def test_the_collective_timeout_is_torchs_unless_set(monkeypatch):
+    monkeypatch.delenv("LLAVA_CIT_DIST_TIMEOUT", raising=False)
+    assert collective_timeout().total_seconds() == 1800
+    monkeypatch.setenv("LLAVA_CIT_DIST_TIMEOUT", "90")
+    assert collective_timeout().total_seconds() == 90
+    for bad in ("0", "soon"):
+        monkeypatch.setenv("LLAVA_CIT_DIST_TIMEOUT", bad)
+        with pytest.raises(UserError, match="LLAVA_CIT_DIST_TIMEOUT"):
+            collective_timeout()
 
 
 def test_shards_cover_every_item_once_and_merge_in_order(monkeypatch):
@@ -182,7 +212,7 @@ def test_deepspeed_zero2_and_zero3_train_what_ddp_trains(tmp_path):
     for name, command in (("ddp", launch_command(config, tmp_path / "ddp")),
                           ("zero2", deepspeed_command(2, config, tmp_path / "zero2")),
                           ("zero3", deepspeed_command(3, config, tmp_path / "zero3"))):
-        done = subprocess.run(command, env=environment(), cwd=REPO, capture_output=True, text=True, timeout=600)
+        done = run_launched(command, cwd=REPO)
         assert done.returncode == 0, (name, done.stderr[-3000:])
         runs[name] = tmp_path / name
     results = {name: json.loads((run / "results.json").read_text()) for name, run in runs.items()}
@@ -229,8 +259,7 @@ def test_a_zero3_run_killed_mid_stage_resumes_from_its_deepspeed_checkpoint(tmp_
     assert len(json.loads((run / "manifest.json").read_text())["stages"]) == 1
     assert list(checkpoint.glob("checkpoint-*/global_step*")), "no DeepSpeed checkpoint to resume from"
     for out in (run, whole):  # the same command resumes; and an uninterrupted run to compare with
-        done = subprocess.run(deepspeed_command(3, config, out), env=environment(), cwd=REPO, capture_output=True,
-                              text=True, timeout=600)
+        done = run_launched(deepspeed_command(3, config, out), cwd=REPO)
         assert done.returncode == 0, done.stderr[-3000:]
     stages = json.loads((run / "manifest.json").read_text())["stages"]
     assert stages[1]["train"]["resumed_from"].startswith("checkpoint-") and stages[1]["train"]["steps"] == 6

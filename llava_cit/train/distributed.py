@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -15,6 +16,22 @@ import torch
 from llava_cit.util.errors import UserError
 
 T = TypeVar("T")
+
+
+DEFAULT_TIMEOUT_S = 1800  # torch's own default for a collective
+
+
+def collective_timeout() -> timedelta:
+    """How long a rank waits for the others in one collective before it fails with the collective's name
+    (`LLAVA_CIT_DIST_TIMEOUT` seconds, torch's 30 minutes by default): a stuck rank stops the run, never hangs it."""
+    raw = os.environ.get("LLAVA_CIT_DIST_TIMEOUT", str(DEFAULT_TIMEOUT_S))
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1
+    if seconds <= 0:
+        raise UserError(f"LLAVA_CIT_DIST_TIMEOUT={raw!r}: expected a positive number of seconds")
+    return timedelta(seconds=seconds)
 
 
 def launched_world_size() -> int:
@@ -36,7 +53,7 @@ class Processes:
             from accelerate import PartialState
 
             # on CPU (tests, laptops) the processes talk over gloo; on GPUs over NCCL, one device per rank
-            self.state = PartialState(cpu=not torch.cuda.is_available())
+            self.state = PartialState(cpu=not torch.cuda.is_available(), timeout=collective_timeout())
             self.rank, self.world = self.state.process_index, self.state.num_processes
 
     @property
