@@ -94,7 +94,7 @@ class SwitchSettings:
 @dataclass
 class EvalSettings:
     limit: int | None = None
-    batch_size: int = 16
+    batch_size: int | str = 16  # or auto: the largest that fits the GPU (16 on a CPU), halved on out-of-memory
     max_new_tokens: int | None = None  # a cap on every task's own budget (None: each task's max_new_tokens)
     upper_bound_from: str | None = None  # a switchcit run of the same tasks: its adapters are the upper bounds
 
@@ -238,7 +238,7 @@ RANGES: dict[str, tuple] = {
     "switch.epochs": (lambda v: v >= 1, ">= 1"),
     "switch.lr": (lambda v: v > 0, "> 0"),
     "eval.limit": (lambda v: v >= 1, ">= 1"),
-    "eval.batch_size": (lambda v: v >= 1, ">= 1"),
+    "eval.batch_size": (lambda v: v == "auto" or (isinstance(v, int) and v >= 1), ">= 1 or auto"),
     "eval.max_new_tokens": (lambda v: v >= 1, ">= 1"),
     "pretrain.examples": (lambda v: v >= 0, ">= 0"),
     "pretrain.epochs": (lambda v: v > 0, "> 0"),

@@ -33,7 +33,8 @@ def eval_(
     predictions: Path | None = typer.Option(None, help="Score an existing predictions JSONL (rows keyed by index, "
                                                        "dataset_name+id, or id where ids are unique); no model."),
     out: Path | None = typer.Option(None, help="Output directory (default evals/<benchmark>-<source>-<hash>)."),
-    batch_size: int = typer.Option(16, min=1, help="Samples per generate call."),
+    batch_size: str = typer.Option("16", help="Samples per generate call, or auto: the largest that fits the GPU "
+                                              "(16 on a CPU), halved on out-of-memory without losing answers."),
     max_new_tokens: int | None = typer.Option(None, min=1, help="Generation budget per answer (default: each routed "
                                                                 "task's own; else the benchmark's: OCRBench/OCR-VQA 128, GQA 16)."),
     limit: int | None = typer.Option(None, min=1, help="Only the first N samples (smoke runs)."),
@@ -58,12 +59,15 @@ def eval_(
         run_predictions,
         score_predictions,
     )
+    from llava_cit.evaluation.batch_size import parse_batch_size
     from llava_cit.evaluation.identity import claim, default_output, producer, run_checksums
     from llava_cit.evaluation.items import load_benchmark
     from llava_cit.evaluation.report import print_scores
     from llava_cit.util.progress_display import ItemProgress
     from llava_cit.util.run_lock import DirectoryLock
     from llava_cit.util.run_log import RunLog
+
+    batch_size = parse_batch_size(batch_size)
 
     quiet_libraries()
     if sum(x is not None for x in (model, run, predictions)) != 1:

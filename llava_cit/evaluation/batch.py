@@ -16,6 +16,7 @@ from pathlib import Path
 
 from llava_cit.data.example import Example
 from llava_cit.data.images import BadImage
+from llava_cit.evaluation.batch_size import LARGEST
 from llava_cit.evaluation.items import EvalSet
 from llava_cit.util.atomic import write_json
 from llava_cit.util.errors import UserError
@@ -57,7 +58,7 @@ def require_images(benchmark: EvalSet, images: str | None, limit: int | None = N
         raise UserError(f"none of the {len(paths)} images of {benchmark.name} exists (the first: {paths[0]}): {hint}")
 
 
-def run_predictions(benchmark: EvalSet, server, out_dir: Path, batch_size: int = 16, max_new_tokens: int | None = None,
+def run_predictions(benchmark: EvalSet, server, out_dir: Path, batch_size: int | str = 16, max_new_tokens: int | None = None,
                     limit: int | None = None, advance: Callable[[int], None] | None = None,
                     window: int = WINDOW) -> dict[str, dict]:
     """Answer every sample not yet in `out_dir`/predictions.jsonl; returns the rows of the selected samples.
@@ -69,7 +70,7 @@ def run_predictions(benchmark: EvalSet, server, out_dir: Path, batch_size: int =
     todo = [item for item in items if item.id not in done]
     if advance:
         advance(len(items) - len(todo))
-    step = batch_size * window
+    step = (batch_size if isinstance(batch_size, int) else LARGEST) * window  # auto: up to its largest batch
     for start in range(0, len(todo), step):
         chunk, rows, ready = todo[start:start + step], [], []
         for item in chunk:

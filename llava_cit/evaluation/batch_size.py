@@ -15,11 +15,26 @@ from typing import TypeVar
 
 import torch
 
+from llava_cit.util.errors import UserError
+
 CPU_DEFAULT = 16
 LARGEST = 256
 USABLE = 0.90
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def parse_batch_size(text: str) -> int | str:
+    """A command line's `--batch-size`: a positive number, or auto."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise UserError(f"--batch-size {text!r}: expected a positive number or auto")
+    return size
 
 
 def per_sample_bytes(model: torch.nn.Module, tokens: int) -> int:
@@ -56,16 +71,17 @@ def is_out_of_memory(err: BaseException) -> bool:
 class BackingOff:
     """Answers items in batches of at most `size`, halving a batch that runs out of memory (and every later one)."""
 
-    def __init__(self, size: int, say: Callable[[str], None] = lambda text: None):
+    def __init__(self, size: int, say: Callable[[str], None] = lambda text: None, backs_off: bool = True):
         self.size = size
         self.say = say
+        self.backs_off = backs_off  # False: a fixed batch size, whose out-of-memory is the caller's to see
 
     def run(self, items: Sequence[T], answer: Callable[[Sequence[T]], list[R]]) -> list[R]:
         """`answer(batch)` -> one result per item; `items` must fit in one batch of the current size."""
         try:
             return answer(items)
         except Exception as err:
-            if not is_out_of_memory(err) or len(items) == 1:
+            if not self.backs_off or not is_out_of_memory(err) or len(items) == 1:
                 raise
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Callable
 
 import torch
@@ -16,6 +17,9 @@ import torch
 from llava_cit.data.collation import Encoder
 from llava_cit.data.example import Example
 from llava_cit.data.images import BadImage
+from llava_cit.evaluation.batch_size import BackingOff, auto_batch_size
+
+logger = logging.getLogger(__name__)
 
 Outcome = tuple[str | None, str | None]  # (answer, error): exactly one is None
 
@@ -60,40 +64,77 @@ def generate_batch(model, encoder: Encoder, examples: list[Example], max_new_tok
             for row, budget in zip(new_tokens, budgets)]
 
 
-def generate_safely(model, encoder: Encoder, examples: list[Example], batch_size: int = 16,
+def prompt_length(encoder: Encoder, example: Example) -> int:
+    """The prompt's tokens before image expansion: what orders evaluation batches (similar lengths together). A
+    sample whose prompt cannot be built counts 0 (it is answered with its error)."""
+    try:
+        return len(encoder.tokenizer(encoder.prompt_text(example), add_special_tokens=False).input_ids)
+    except Exception:  # noqa: BLE001 - sample_problem names what is wrong with it
+        return 0
+
+
+def resolved_batch_size(model, encoder: Encoder, examples: list[Example], budgets: list[int],
+                        batch_size: int | str) -> BackingOff:
+    """`batch_size` as given, or for "auto" the largest that fits (llava_cit.evaluation.batch_size) for the longest
+    prompt here plus the largest budget, capped where an earlier batch on this model ran out of memory."""
+    if batch_size != "auto":
+        return BackingOff(int(batch_size), backs_off=False)
+    longest = max(examples, key=lambda ex: prompt_length(encoder, ex))  # its prompt with the image expanded
+    try:
+        tokens = len(encoder.encode_prompt(longest)) + max(budgets)
+    except Exception:  # noqa: BLE001 - a sample that cannot be encoded is answered with its error later
+        tokens = prompt_length(encoder, longest) + max(budgets)
+    size, why = auto_batch_size(model, tokens)
+    cap = getattr(model, "_llava_cit_batch_cap", None)
+    if cap is not None and cap < size:
+        size, why = cap, f"{why}; {cap} after an earlier out-of-memory"
+    logger.info("eval.batch_size %s", why)
+    return BackingOff(size, say=logger.warning)
+
+
+def generate_safely(model, encoder: Encoder, examples: list[Example], batch_size: int | str = 16,
                     max_new_tokens: int | list[int] = 16, adapter_names: list[str] | None = None,
                     check: Callable[[Example], str | None] | None = None,
                     progress: Callable[[int], None] | None = None, gathered=None) -> list[Outcome]:
-    """(answer, error) per example, in order; images are opened batch by batch, never all at once.
-    `max_new_tokens`: one budget, or one per example."""
+    """(answer, error) per example, in input order; images are opened batch by batch, never all at once.
+    `max_new_tokens`: one budget, or one per example. Batches are cut from the examples ordered by prompt length,
+    longest first (less padding; an out-of-memory shows at the first batch). `batch_size`: a number, or "auto"
+    (the largest that fits, halved where a batch runs out of memory: no answered sample is lost)."""
     model.eval()
+    if not examples:
+        return []
     budgets = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(examples)
-    outcomes: list[Outcome] = []
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start:start + batch_size]
-        names = adapter_names[start:start + batch_size] if adapter_names is not None else None
-        chunk_budgets = budgets[start:start + batch_size]
-        results: list[Outcome | None] = [None] * len(chunk)
+    order = sorted(range(len(examples)), key=lambda i: -prompt_length(encoder, examples[i]))  # stable: ties in order
+    sizing = resolved_batch_size(model, encoder, examples, budgets, batch_size)
+    first_size = sizing.size
+    outcomes: list[Outcome | None] = [None] * len(examples)
+    start = 0
+    while start < len(order):
+        chunk = order[start:start + sizing.size]
+        start += len(chunk)
         ready: list[int] = []
         loaded: list[Example] = []
-        for i, example in enumerate(chunk):
-            problem = sample_problem(encoder, example, chunk_budgets[i]) or (check(example) if check else None)
+        for i in chunk:
+            example = examples[i]
+            problem = sample_problem(encoder, example, budgets[i]) or (check(example) if check else None)
             if problem is None and example.has_image:
                 try:
                     example = dataclasses.replace(example, image=example.load_image())
                 except BadImage as err:
                     problem = str(err)
             if problem is not None:
-                results[i] = (None, problem)
+                outcomes[i] = (None, problem)
             else:
                 ready.append(i)
                 loaded.append(example)
         if loaded:
-            answers = generate_batch(model, encoder, loaded, [chunk_budgets[i] for i in ready],
-                                     [names[i] for i in ready] if names is not None else None, gathered)
-            for i, answer in zip(ready, answers):
-                results[i] = (answer, None)
-        outcomes += results
+            answers = sizing.run(list(zip(ready, loaded)), lambda part: generate_batch(
+                model, encoder, [ex for _, ex in part], [budgets[i] for i, _ in part],
+                [adapter_names[i] for i, _ in part] if adapter_names is not None else None, gathered))
+            for i, text in zip(ready, answers):
+                outcomes[i] = (text, None)
         if progress is not None:
             progress(len(chunk))
+    if sizing.size < first_size:  # backed off: the next call on this model starts where this one ended
+        model._llava_cit_batch_cap = sizing.size
     return outcomes

@@ -130,12 +130,12 @@ class RoutedModel:
         for task in sorted(t for t in tasks if t is not None):
             self.adapter_name(task)
 
-    def answer(self, queries: list[Example], max_new_tokens: int | None = None, batch_size: int = 16,
+    def answer(self, queries: list[Example], max_new_tokens: int | None = None, batch_size: int | str = 16,
                progress: Callable[[int], None] | None = None, default_budget: int | None = None,
                together: bool = False, routes: list[Route] | None = None) -> list[Prediction]:
         """A prediction per query, in order. `routes`: as `routes(queries)` returned them (a caller that routed a
-        larger set first); together: each batch of `batch_size` in input order is answered in one generate call
-        (mixed adapters), instead of route by route in full batches."""
+        larger set first); together: each batch of `batch_size` is answered in one generate call (mixed adapters), instead
+        of route by route in full batches. `batch_size`: a number or "auto" (llava_cit.serve.generation)."""
         routes = routes if routes is not None else self.routes(queries)
         names = {task: self.adapter_name(task) for task in dict.fromkeys(r.task for r in routes)}
         budgets = [self.budget(r.task, max_new_tokens, default_budget) for r in routes]
@@ -145,6 +145,6 @@ class RoutedModel:
         return [Prediction(answer, route.task, route.confidence, error)
                 for (answer, error), route in zip(outcomes, routes)]
 
-    def generate(self, queries: list[Example], max_new_tokens: int | None = None, batch_size: int = 16) -> list[str | None]:
+    def generate(self, queries: list[Example], max_new_tokens: int | None = None, batch_size: int | str = 16) -> list[str | None]:
         """Answers (None where a query could not be answered), every batch in one call through mixed adapters."""
         return [p.answer for p in self.answer(queries, max_new_tokens, batch_size, together=True)]

@@ -65,7 +65,7 @@ def _per_example(budget: Budgets, routes: list[str | None]) -> list[int]:
 
 
 def generate_routed(model, encoder: Encoder, examples: list[Example], routes: list[str | None],
-                    budget: Budgets, batch_size: int = 16,
+                    budget: Budgets, batch_size: int | str = 16,
                     check: Callable[[Example], str | None] | None = None,
                     progress: Callable[[int], None] | None = None) -> list[Outcome]:
     """(answer, error) per example; example i is answered by the adapter `routes[i]` with its budget (a
@@ -98,10 +98,10 @@ def gathered_for(model) -> GatheredLoRA | None:
 
 
 def generate_mixed(model, encoder: Encoder, examples: list[Example], routes: list[str | None],
-                   budget: Budgets, batch_size: int = 16,
+                   budget: Budgets, batch_size: int | str = 16,
                    check: Callable[[Example], str | None] | None = None,
                    progress: Callable[[int], None] | None = None, kernel: str = "gathered") -> list[Outcome]:
-    """(answer, error) per example; batches of `batch_size` in input order, each answered in one generate
+    """(answer, error) per example; batches of `batch_size` (by prompt length), each answered in one generate
     call with row i served by `routes[i]` (None: the bare base). kernel: "gathered" (falls back to PEFT
     where the adapters cannot be gathered) or "peft" (PEFT's `adapter_names`)."""
     if not isinstance(model, PeftModel):
