@@ -1,6 +1,8 @@
-"""Padding in training batches: random order vs length-grouped (train.group_by_length), on a LLaVA-format file.
+"""Padding in training batches: random order vs length-grouped (train.group_by_length), on a LLaVA-format file; and
+in evaluation batches: input order vs ordered by prompt length (what llava_cit.serve.generation does).
 
     python scripts/bench/padding_fraction.py llava_v1_5_mix665k.json --batch 16 --accumulation 8 --out padding.json
+    python scripts/bench/padding_fraction.py OCRBench.json --eval-only --eval-batch 16   # a benchmark's questions
 
 Each record's length in tokens is estimated as LLaVA's trainer estimates it for grouping (the words of every turn;
 an image adds `--image-tokens`, 576 for LLaVA-1.5 at 336 px) times `--tokens-per-word` for the text. Three orders of
@@ -73,6 +75,30 @@ def llava_dealt_order(lengths: list[int], micro_batch: int, micro_batches: int, 
     return [i for block in blocks + ([leftover] if leftover else []) for i in block]
 
 
+def prompt_tokens(path: Path, image_tokens: int, tokens_per_word: float) -> list[int]:
+    """Per evaluation record, its prompt's estimated tokens: the first human turn of a LLaVA-format record, or an
+    OCRBench / GQA-style record's `question`, plus the image's tokens where it has one."""
+    out = []
+    for record in iter_json_array(path):
+        if "conversations" in record:
+            text = next((t.get("value", "") for t in record["conversations"] if t.get("from") == "human"), "")
+        else:
+            text = str(record.get("question", ""))
+        has_image = bool(record.get("image") or record.get("image_path") or record.get("imageId"))
+        out.append(round(max(1, len(text.replace("<image>", "").split())) * tokens_per_word)
+                   + (image_tokens if has_image else 0))
+    return out
+
+
+def eval_padding(tokens: list[int], batch: int) -> dict:
+    """Evaluation batches of `batch` prompts (left-padded to the longest): in input order vs longest first."""
+    by_length = sorted(range(len(tokens)), key=lambda i: -tokens[i])
+    before = padding_fraction(list(range(len(tokens))), tokens, batch)
+    after = padding_fraction(by_length, tokens, batch)
+    return {"eval_batch": batch, "eval_input_order": before, "eval_by_prompt_length": after,
+            "eval_tokens_computed_input_over_sorted": (1 - after) / (1 - before)}
+
+
 def padding_fraction(order: list[int], tokens: list[int], micro_batch: int) -> float:
     padded = real = 0
     for start in range(0, len(order), micro_batch):
@@ -103,12 +129,17 @@ def main() -> None:
     parser.add_argument("--image-tokens", type=int, default=576)
     parser.add_argument("--tokens-per-word", type=float, default=1.3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-batch", type=int, default=16, help="Evaluation batch (the default eval.batch_size).")
+    parser.add_argument("--eval-only", action="store_true", help="Only the evaluation order (a benchmark's file).")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    signed, tokens = record_lengths(args.data, args.image_tokens, args.tokens_per_word)
-    result = {"data": str(args.data), "records": len(tokens), "batch": args.batch, "accumulation": args.accumulation,
-              "image_tokens": args.image_tokens, "tokens_per_word": args.tokens_per_word, "seed": args.seed,
-              **measure(signed, tokens, args.batch, args.accumulation, args.seed)}
+    result = {"data": str(args.data), "image_tokens": args.image_tokens, "tokens_per_word": args.tokens_per_word}
+    if not args.eval_only:
+        signed, tokens = record_lengths(args.data, args.image_tokens, args.tokens_per_word)
+        result.update({"records": len(tokens), "batch": args.batch, "accumulation": args.accumulation,
+                       "seed": args.seed, **measure(signed, tokens, args.batch, args.accumulation, args.seed)})
+    prompts = prompt_tokens(args.data, args.image_tokens, args.tokens_per_word)
+    result.update({"eval_records": len(prompts), **eval_padding(prompts, args.eval_batch)})
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
