@@ -3,16 +3,19 @@
     python scripts/bench/many_adapters.py --adapters 2,128 --repeats 3 [--profile]
 
 The tiny LLaVA of scripts/bench/eval_throughput.py (random weights, LoRA r 16 on every language-model linear), 16
-queries spread over min(N, 16) adapters, 16 new tokens, one thread; seconds per gathered batch (mean of `--repeats`)
-for each number of adapters loaded, and with --profile the functions that take the time (cProfile, cumulative).
+queries spread over min(N, 16) adapters, 16 new tokens, one thread; seconds per gathered batch
+for each number of adapters loaded (every set-up built first, then their repeats interleaved, the median of each), and
+with --profile the functions that take the time (cProfile, cumulative).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import cProfile
 import json
 import pstats
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,27 +44,31 @@ def main() -> None:
     loaded = build("tiny", torch.float32)
     encoder = Encoder(loaded)
     queries = synthetic.generate("synth-shapes", 16, split="test")
-    seconds, peft = {}, None
-    for count in args.adapters:
-        base = loaded.model if peft is None else peft.unload()
-        peft = with_adapters(LoadedModel(base, loaded.processor, True, ""), count)
+    runs = {}
+    for count in args.adapters:  # every set-up in memory at once: their repeats interleave (no order or warm-up bias)
+        peft = with_adapters(LoadedModel(copy.deepcopy(loaded.model), loaded.processor, True, ""), count)
         peft.base_model.model.generation_config.eos_token_id = None  # exactly 16 new tokens every time
         routes = [f"task{i % count}" for i in range(16)]
-        gathered = gathered_for(peft)
 
-        def run(routes=routes, gathered=gathered, peft=peft):
+        def run(routes=routes, gathered=gathered_for(peft), peft=peft):
             return generate_batch(peft, encoder, queries, 16, adapter_names=routes, gathered=gathered)
 
+        runs[count] = run
+    for run in runs.values():
         run()  # warm-up
-        start = time.perf_counter()
-        for _ in range(args.repeats):
+    times = {count: [] for count in runs}
+    for _ in range(args.repeats):
+        for count, run in runs.items():
+            start = time.perf_counter()
             run()
-        seconds[count] = (time.perf_counter() - start) / args.repeats
-        print(f"{count} adapters: {seconds[count]:.4f} s per batch", flush=True)
+            times[count].append(time.perf_counter() - start)
+    seconds = {count: statistics.median(values) for count, values in times.items()}
+    for count in runs:
+        print(f"{count} adapters: {seconds[count]:.4f} s per batch (median of {args.repeats}, interleaved)", flush=True)
         if args.profile:
             profile = cProfile.Profile()
             profile.enable()
-            run()
+            runs[count]()
             profile.disable()
             pstats.Stats(profile).sort_stats("cumulative").print_stats(12)
     first = args.adapters[0]
