@@ -330,3 +330,13 @@ def test_a_methods_extra_loss_counts_once_per_optimizer_step_whatever_the_accumu
     worst = max(float((first[k] - second[k]).abs().max()) for k in first)
     moved = max(float(v.abs().max()) for v in first.values())
     assert worst <= 1e-4 * max(moved, 1.0), (worst, moved)
+
+
+def test_demo_method_all_leaves_a_projectors_methods_out_of_text_tracks():
+    from llava_cit.continual.demo import all_methods
+
+    vision, none_left_out = all_methods("vision")
+    text, left_out = all_methods("smollm2")
+    assert {"eproj", "sim-expand"} <= set(vision) and none_left_out == []
+    assert sorted(left_out) == ["eproj", "sim-expand"] and not set(left_out) & set(text)
+    assert set(text) | set(left_out) == set(vision)

@@ -55,7 +55,10 @@ def demo(
     if "all" in method:
         from llava_cit.continual.demo import all_methods
 
-        method = all_methods()
+        method, left_out = all_methods(track)
+        if left_out:
+            say(f"--method all on the {track} track leaves out {', '.join(left_out)} (they expand a vision "
+                f"model's projector)")
     if seeds > 1:
         from llava_cit.continual.demo import seed_summary
         from llava_cit.continual.report import print_seed_summary

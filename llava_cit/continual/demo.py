@@ -152,11 +152,18 @@ def run_demo(out: Path, methods=DEMO_METHODS, overrides: list[str] = (), force: 
     return run_dirs
 
 
-def all_methods() -> list[str]:
-    """Every registered method once (aliases left out), for `llava-cit demo --method all`."""
+TEXT_TRACKS = ("text", "smollm2")  # a language model alone: no projector
+
+
+def all_methods(track: str = "vision") -> tuple[list[str], list[str]]:
+    """(every registered method once, aliases left out, that runs on `track`; those that cannot: a projector's
+    methods on a text track), for `llava-cit demo --method all`."""
     from llava_cit.methods.registry import known_methods
 
-    return [name for name, method in known_methods() if name == method.name]
+    methods = [method for name, method in known_methods() if name == method.name]
+    text = track in TEXT_TRACKS
+    return ([m.name for m in methods if not (text and m.vision_only)],
+            [m.name for m in methods if text and m.vision_only])
 
 
 def _bytes_added(run_dir: Path) -> int:

@@ -176,6 +176,7 @@ class Method:
     router: str = "mlp"  # routed methods: "mlp" (switch network), "nearest" (nearest retained instruction), "key"
     uses_similarity: bool = False  # the task similarity to earlier tasks is measured (and recorded) each stage
     multi_process: bool = True  # runs under `accelerate launch` (False: per-stage state computed by one process)
+    vision_only: bool = False  # needs a vision model's projector (EProj and its expansion)
     settings_type: type = NoSettings  # the method's `method_args`, typed (llava_cit.methods.settings)
 
     def parse_settings(self, method_args: Mapping) -> Any:

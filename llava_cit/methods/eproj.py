@@ -39,6 +39,7 @@ class ProjectorOnly(TrainingHooks):
 class EProj(Method):
     routes: bool = True
     router: str = "key"
+    vision_only: bool = True
 
     def before_training(self, ctx: StageContext, model) -> None:
         if not projector_copies(model):

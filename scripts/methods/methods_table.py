@@ -40,7 +40,6 @@ SWEEPS = {
     "si": ("method_args.strength", ["0.1", "1", "10", "100"]),
     "olora": ("method_args.orthogonality", ["0.05", "0.5", "5"]),
 }
-VISION_ONLY = {"eproj", "sim-expand"}  # they expand LLaVA's projector
 
 
 def base_config(track: str, method: str, overrides: list[str]) -> dict:
@@ -119,9 +118,8 @@ def main() -> None:
     console = Console()
     say = console.print
     for track in args.tracks:
-        methods = args.methods or all_methods()
-        if track != "vision" and "llava" not in track:
-            methods = [m for m in methods if m not in VISION_ONLY]
+        runnable, left_out = all_methods(track)
+        methods = [m for m in args.methods if m not in left_out] if args.methods else runnable
         out = args.out / track
         chosen = chosen_settings(track, methods, out, say)
         summary = seed_summary(seed_runs(track, methods, args.seeds, chosen, out, say))
