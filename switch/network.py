@@ -153,8 +153,11 @@ class SwitchNetwork:
 
     @property
     def keys(self) -> torch.Tensor:
-        """Per task, the mean of its distinct retained instructions' standardised features (router "key")."""
-        return torch.stack([self.bank[self.bank_labels == k].mean(0) for k in range(len(self.labels))])
+        """Per task, the mean of its distinct retained instructions' standardised features, each scaled to unit length
+        first (router "key"): the key EProj's pull loss, sum of 1 - cos(query, key) over the task's queries, converges
+        to (its minimiser is the direction of that mean)."""
+        unit = torch.nn.functional.normalize(self.bank, dim=1)
+        return torch.stack([unit[self.bank_labels == k].mean(0) for k in range(len(self.labels))])
 
     # -- routing -------------------------------------------------------------------------
     def _scores(self, z: torch.Tensor) -> torch.Tensor:

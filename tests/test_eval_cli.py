@@ -33,6 +33,8 @@ def test_tiny_model_on_stand_in_ocrbench_images(tmp_path):
     scores = json.loads((out / "scores.json").read_text())
     assert scores["samples"] == 24 and scores["scored"] == 24 and scores["bad_samples"] == []
     assert "Final Score" in result.stdout and "Text Recognition" in result.stdout
+    # a bare LLaVA's images are padded to a square by default (--image-aspect-ratio auto), as a run's are
+    assert json.loads((out / "producer.json").read_text())["prompt"]["image_aspect_ratio"] == "pad"
     # re-running resumes: nothing left to generate, same scores
     assert cli(*args).returncode == 0
     assert json.loads((out / "scores.json").read_text()) == scores

@@ -179,24 +179,40 @@ def test_similarity_expansion_reuses_for_a_near_duplicate_and_expands_for_a_diff
 
 
 def test_tir_weights_each_earlier_task_by_its_own_similarity(tmp_path):
-    """Three tasks: at the third (a near-duplicate of the first), the first task's term is relaxed and the second's
-    (a different task) keeps the full strength; each term has its own task's Fisher and anchor."""
-    config = tiny_run_config(method="tir", tasks=["synth-shapes", "synth-ocr", SHAPES_AGAIN],
-                             method_args={"strength": 100.0})
+    """Three tasks, as the authors' code does TIR: at the third (a near-duplicate of the first) the parameters the
+    first task owns keep 1 - s of their importance, the second's (a different task) nearly all; each stage stores the
+    element-wise maximum of the scaled earlier importance and its own normalised importance, with the owner."""
+    from safetensors.torch import load_file
+
+    config = tiny_run_config(method="tir", tasks=["synth-shapes", "synth-ocr", SHAPES_AGAIN])
     results = ContinualRunner(load_config(None, base=config), tmp_path / "r").run()
     stages = json.loads((tmp_path / "r" / "manifest.json").read_text())["stages"]
     similarity = results["task_similarity"][2]
     assert similarity["synth-shapes"]["similarity"] > 0.5 > similarity["synth-ocr"]["similarity"]
-    weights = stages[2]["train"]["method"]["term_strengths"]
-    assert weights["synth-ocr"] == pytest.approx(100.0 * (1 - similarity["synth-ocr"]["similarity"]))
-    assert weights["synth-shapes"] == pytest.approx(100.0 * max(0.1, 1 - similarity["synth-shapes"]["similarity"]))
-    assert weights["synth-shapes"] < weights["synth-ocr"]
-    state = tmp_path / "r" / "method_state"
-    from safetensors import safe_open
+    scales = stages[2]["train"]["method"]["task_scales"]
+    assert scales["synth-ocr"] == pytest.approx(1 - similarity["synth-ocr"]["similarity"])
+    assert scales["synth-shapes"] == pytest.approx(1 - similarity["synth-shapes"]["similarity"])
+    assert scales["synth-shapes"] < scales["synth-ocr"]  # a similar earlier task is protected less
 
-    for name in ("00-synth-shapes", "01-synth-ocr"):
-        with safe_open(str(state / f"{name}.safetensors"), framework="pt") as f:
-            assert f.metadata()["importance"] == "this task's own"  # not accumulated: one term per task
+    def state(name):
+        tensors = load_file(str(tmp_path / "r" / "method_state" / f"{name}.safetensors"))
+        return ({k.partition(".")[2]: v for k, v in tensors.items() if k.startswith(kind + ".")}
+                for kind in ("importance", "owner"))
+
+    first, first_owner = state("00-synth-shapes")
+    assert sum(float(v.sum()) for v in first.values()) == pytest.approx(1.0, rel=1e-4)  # normalised per task
+    assert all(not v.any() for v in first_owner.values())
+    second, second_owner = state("01-synth-ocr")
+    scale = stages[1]["train"]["method"]["task_scales"]["synth-shapes"]
+    owned = {0: 0, 1: 0}
+    for key, value in second.items():
+        kept = first[key] * scale  # the first task's importance as stage 1 trained with it
+        ones = second_owner[key] == 1
+        torch.testing.assert_close(value[~ones], kept[~ones])
+        assert bool((value[ones] > kept[ones]).all())
+        owned[0] += int((~ones).sum())
+        owned[1] += int(ones.sum())
+    assert owned[0] > 0 and owned[1] > 0  # each task owns some parameters
 
 
 def test_eproj_trains_only_a_projector_per_task_and_routes_by_task_key(tmp_path):
@@ -254,8 +270,11 @@ def test_method_args_are_typed_per_method_and_an_unknown_key_is_named(tmp_path):
 
     ewc = get_method("ewc").parse_settings({"strength": "3e2"})  # YAML 1.1 reads 3e2 as a string: a float here
     assert ewc.strength == 300.0 and get_method("ewc").parse_settings({}).strength == 5000.0
-    assert get_method("mas").parse_settings({}).strength == 1.0 and get_method("tir").parse_settings({}).min_scale == 0.1
+    assert get_method("mas").parse_settings({}).strength == 1.0 and get_method("tir").parse_settings({}).min_scale == 0.0
     assert get_method("ewc").parse_settings({"fisher": True}).fisher is True
+    assert get_method("tir").parse_settings({"importance": "mas"}).importance == "mas"
+    with pytest.raises(UserError, match=r"^method_args.importance = 'fisher': must be one of ewc, mas$"):
+        get_method("tir").parse_settings({"importance": "fisher"})
     with pytest.raises(UserError, match=r"^method_args.strenght: method 'ewc' has no such setting \(its settings: "
                                         r"strength, fisher; llava-cit methods ewc\)$"):
         get_method("ewc").parse_settings({"strenght": 1.0})

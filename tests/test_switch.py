@@ -402,3 +402,24 @@ def test_rejection_views_are_one_list_view_0_first():
     switch = SwitchNetwork(extractor(), reject_metric="cosine", reject_layer=1, reject_also=[[2, "mean"], [0, "last"]])
     assert switch.rejection_views == [(1, "last"), (2, "mean"), (0, "last")] == switch.rejection.places
     assert switch.views == ((-1, "last"), (1, "last")) and switch.reject_also == [(2, "mean"), (0, "last")]
+
+
+def test_a_key_routers_keys_are_what_eprojs_pull_loss_learns():
+    """EProj (arXiv 2311.16206, the authors' code) learns each task's key by minimising sum(1 - cos(query, key)) over
+    the task's queries; the key router's key is that loss's minimiser (its direction), found here by gradient descent."""
+    ext = extractor()
+    texts = family(colour_q, 30, 1) + family(title_q, 30, 1)
+    labels = ["colour"] * 30 + ["title"] * 30
+    switch = SwitchNetwork(ext, epochs=5, router="key").fit(texts, labels)
+    queries = torch.nn.functional.normalize(switch.bank, dim=1)
+    for k in range(len(switch.labels)):
+        own = queries[switch.bank_labels == k]
+        key = torch.randn(own.shape[1], requires_grad=True)
+        optimizer = torch.optim.Adam([key], lr=0.05)
+        for _ in range(500):
+            optimizer.zero_grad()
+            loss = (1 - own @ torch.nn.functional.normalize(key, dim=0)).sum()
+            loss.backward()
+            optimizer.step()
+        learned = torch.nn.functional.normalize(key.detach(), dim=0)
+        assert torch.dot(learned, torch.nn.functional.normalize(switch.keys[k], dim=0)) > 0.999

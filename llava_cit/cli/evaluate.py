@@ -46,7 +46,8 @@ def eval_(
     load_in_4bit: bool = typer.Option(False, help="4-bit QLoRA loading (CUDA only; bare --model only)."),
     system_prompt: str = typer.Option("auto", help="Bare --model only: auto (LLaVA-1.5's vicuna_v1 for LLaVA "
                                                    "models), vicuna_v1, none, or the text itself. --run uses the run's."),
-    image_aspect_ratio: str = typer.Option("pad", help="Bare --model only: pad (LLaVA-1.5) or crop. --run uses the run's."),
+    image_aspect_ratio: str = typer.Option("auto", help="Bare --model only: auto (pad for LLaVA-1.5 processors, the "
+                                                        "processor's own otherwise), pad or crop. --run uses the run's."),
     trust_remote_code: bool = typer.Option(False, help="Allow model code from the Hub (never taken from a run folder "
                                                        "without this flag)."),
     force: bool = typer.Option(False, help="Start over in an output folder that holds another evaluation."),
@@ -74,8 +75,8 @@ def eval_(
         raise UserError("choose exactly one of --model, --run (optionally with --adapter) or --predictions")
     if adapter and not run:
         raise UserError("--adapter needs --run")
-    if image_aspect_ratio not in ("pad", "crop"):
-        raise UserError(f"--image-aspect-ratio must be pad or crop, got '{image_aspect_ratio}'")
+    if image_aspect_ratio not in ("auto", "pad", "crop"):
+        raise UserError(f"--image-aspect-ratio must be auto, pad or crop, got '{image_aspect_ratio}'")
     trained = None
     if run is not None and (run / "manifest.json").is_file():
         from llava_cit.continual.manifest import Manifest

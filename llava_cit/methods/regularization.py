@@ -51,17 +51,23 @@ def state_file(ctx: StageContext, stage: int) -> Path:
     return ctx.state_dir / f"{stage:02d}-{ctx.tasks[stage]}.safetensors"
 
 
-def load_stage_state(ctx: StageContext, stage: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(anchor, importance) saved after stage `stage`."""
+def load_stage_tensors(ctx: StageContext, stage: int) -> dict[str, dict[str, torch.Tensor]]:
+    """{kind: {parameter: tensor}} saved after stage `stage` (kinds: anchor, importance, and a method's own)."""
     path = state_file(ctx, stage)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: stage {stage}'s importance estimates are missing")
-    anchor, importance = {}, {}
+    kinds: dict[str, dict[str, torch.Tensor]] = {"anchor": {}, "importance": {}}
     with safe_open(str(path), framework="pt") as f:
         for key in f.keys():
             kind, _, name = key.partition(".")
-            (anchor if kind == "anchor" else importance)[name] = f.get_tensor(key)
-    return anchor, importance
+            kinds.setdefault(kind, {})[name] = f.get_tensor(key)
+    return kinds
+
+
+def load_stage_state(ctx: StageContext, stage: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(anchor, importance) saved after stage `stage`."""
+    kinds = load_stage_tensors(ctx, stage)
+    return kinds["anchor"], kinds["importance"]
 
 
 def load_state(ctx: StageContext) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None:
@@ -70,11 +76,14 @@ def load_state(ctx: StageContext) -> tuple[dict[str, torch.Tensor], dict[str, to
 
 
 def save_state(ctx: StageContext, anchor: dict[str, torch.Tensor], importance: dict[str, torch.Tensor],
-               kind: str = ACCUMULATED) -> Path:
+               kind: str = ACCUMULATED, extra: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+    """Stage ctx.stage's anchor and importance (and `extra`: {kind: {parameter: tensor}}, a method's own)."""
     path = state_file(ctx, ctx.stage)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"anchor.{k}": v.detach().float().cpu().contiguous() for k, v in anchor.items()}
     tensors.update({f"importance.{k}": v.detach().float().cpu().contiguous() for k, v in importance.items()})
+    for name, values in (extra or {}).items():
+        tensors.update({f"{name}.{k}": v.detach().float().cpu().contiguous() for k, v in values.items()})
     require_finite(tensors, path)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"importance": kind})  # one key: safetensors orders several at random
@@ -189,6 +198,17 @@ class ImportanceRegularized(Method):
         stage's training hooks (None where the stage did not train in this process)."""
         raise NotImplementedError
 
+    def stored_importance(self, ctx: StageContext, fresh: dict[str, torch.Tensor]
+                          ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]] | None]:
+        """What the stage's state file keeps (importance, and a method's own tensors) given this task's `fresh`
+        importance: the sum with the earlier tasks' (online), or this task's own."""
+        total = dict(fresh)
+        previous = load_state(ctx) if self.accumulates else None
+        if previous is not None:
+            for key, value in previous[1].items():
+                total[key] = total[key] + value if key in total else value
+        return total, None
+
     def stage_facts(self, ctx: StageContext) -> dict:
         """What the manifest records about the strength this stage trained under."""
         if ctx.stage == 0:
@@ -205,13 +225,9 @@ class ImportanceRegularized(Method):
             model.set_adapter(ctx.adapter)
         params = adapter_parameters(model, ctx.adapter)
         fresh = self.importance(ctx, model, params, hooks)
-        total = dict(fresh)
-        previous = load_state(ctx) if self.accumulates else None
-        if previous is not None:
-            for key, value in previous[1].items():
-                total[key] = total[key] + value if key in total else value
+        total, extra = self.stored_importance(ctx, fresh)
         path = save_state(ctx, {k: p.detach() for k, p in params.items()}, total,
-                          ACCUMULATED if self.accumulates else OWN_TASK)
+                          ACCUMULATED if self.accumulates else OWN_TASK, extra)
         ctx.say(f"stage {ctx.stage} ({ctx.task}): {self.name} importance of {len(params)} tensors saved to "
                 f"{path.name}")
         return {"importance_file": str(path.relative_to(ctx.state_dir.parent)), **self.stage_facts(ctx),

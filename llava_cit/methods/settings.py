@@ -30,13 +30,16 @@ class NoSettings:
 
 
 def setting(default: Any, help: str, at_least: float | None = None, above: float | None = None,
-            at_most: float | None = None) -> Any:
-    """A settings field with its default, a one-line description and its range (bounds inclusive except `above`)."""
+            at_most: float | None = None, choices: tuple | None = None) -> Any:
+    """A settings field with its default, a one-line description and its range (bounds inclusive except `above`) or
+    its `choices`."""
     return dataclasses.field(default=default, metadata={"help": help, "at_least": at_least, "above": above,
-                                                        "at_most": at_most})
+                                                        "at_most": at_most, "choices": choices})
 
 
 def _range_error(value: Any, meta: Mapping) -> str | None:
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        return "one of " + ", ".join(map(str, meta["choices"]))
     if value is None or isinstance(value, (bool, str, list, dict)):
         return None
     if meta.get("at_least") is not None and value < meta["at_least"]:

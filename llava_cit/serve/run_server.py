@@ -37,14 +37,17 @@ def _on_device(loaded: LoadedModel) -> None:
 
 
 def bare_server(spec: str, dtype: str | None = None, load_in_4bit: bool = False, trust_remote_code: bool = False,
-                system_prompt: str | None = "auto", image_aspect_ratio: str = "pad") -> RoutedModel:
-    """A model without adapters or tasks: every query is answered by it, with the caller's budget."""
-    from llava_cit.models.family import resolve_system_prompt
+                system_prompt: str | None = "auto", image_aspect_ratio: str = "auto") -> RoutedModel:
+    """A model without adapters or tasks: every query is answered by it, with the caller's budget. `auto` aspect
+    ratio: pad for a LLaVA-1.5 model (as a run resolves it), the processor's own otherwise."""
+    from llava_cit.data.image_preprocessing import resolve_aspect_ratio
+    from llava_cit.models.family import is_llava_model, resolve_system_prompt
 
     loaded = load_model(spec, dtype, load_in_4bit=load_in_4bit, trust_remote_code=trust_remote_code)
     _on_device(loaded)
     loaded.model.eval()
-    prompt = PromptSettings(resolve_system_prompt(system_prompt, loaded.is_vision, spec), image_aspect_ratio)
+    aspect = resolve_aspect_ratio(image_aspect_ratio, llava_processor=not loaded.is_vision or is_llava_model(spec))
+    prompt = PromptSettings(resolve_system_prompt(system_prompt, loaded.is_vision, spec), aspect)
     return RoutedModel(loaded, prompt, {}, routed=False)
 
 
