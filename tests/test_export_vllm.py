@@ -110,6 +110,12 @@ def test_a_run_with_per_task_projector_copies_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_run_with_its_projector_trained_as_lora_is_refused_naming_the_setting(tmp_path):
+    run = _train(tmp_path, tmp_path / "cache", "run", lora={**FROZEN_PROJECTOR, "train_projector": "lora"})
+    with pytest.raises(UserError, match=r"LoRA on 'multi_modal_projector\.linear_1'.*lora\.train_projector: false"):
+        export_vllm(run, tmp_path / "out")  # vLLM's LoRA covers the language model only
+
+
 def test_families_and_ranks_vllm_takes():
     with pytest.raises(UserError, match="BloomForCausalLM implements no LoRA support"):
         family_of("BloomForCausalLM")

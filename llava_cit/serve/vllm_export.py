@@ -113,7 +113,8 @@ def _check_config(config: dict, where: Path) -> None:
         raise UserError(
             f"cannot export for vLLM: {where} trains a full per-task copy of {', '.join(config['modules_to_save'])} "
             f"(modules_to_save), which vLLM's multi-LoRA cannot serve. Train the run with `{PROJECTOR_SETTING}: false` "
-            f"(projector frozen; `{PROJECTOR_SETTING}: lora` where that option exists) or serve it with `llava-cit serve`")
+            f"(projector frozen: vLLM's LoRA covers the language model only, so a projector trained as LoRA is refused "
+            f"too) or serve it with `llava-cit serve`")
     if config.get("peft_type", "LORA") != "LORA":
         raise UserError(f"cannot export for vLLM: {where} is a {config['peft_type']} adapter, not LoRA")
     if config.get("use_dora"):
@@ -144,7 +145,8 @@ def _export_adapter(source: Path, target: Path, family: VllmFamily, base_model: 
             if suffix not in family.lora_modules or not module.startswith(("model.", "language_model.")):
                 raise UserError(f"cannot export for vLLM: {weights} puts a LoRA on '{module}'; vLLM's "
                                 f"{family.architecture} takes LoRA on the language model's "
-                                f"{', '.join(sorted(family.lora_modules))}")
+                                f"{', '.join(sorted(family.lora_modules))} (train with `{PROJECTOR_SETTING}: false` "
+                                f"and lora.targets: language)")
             modules.add(suffix)
             tensors[key] = f.get_tensor(key).contiguous()
     if not tensors:

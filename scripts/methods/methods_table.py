@@ -35,7 +35,7 @@ from llava_cit.util.atomic import write_json, write_text
 # the setting each method's sweep varies, and its grid (wide: EWC's Fisher is now the whole answer's, O(L^2) the old)
 SWEEPS = {
     "ewc": ("method_args.strength", ["100", "1000", "10000", "100000"]),
-    "tir": ("method_args.strength", ["100", "1000", "10000", "100000"]),
+    "tir": ("method_args.strength", ["1e6", "1e7", "1e8", "1e9"]),  # on importance normalised to sum 1
     "mas": ("method_args.strength", ["0.1", "1", "10", "100"]),
     "si": ("method_args.strength", ["0.1", "1", "10", "100"]),
     "olora": ("method_args.orthogonality", ["0.05", "0.5", "5"]),
