@@ -73,15 +73,14 @@ def prompt_length(encoder: Encoder, example: Example) -> int:
         return 0
 
 
-def resolved_batch_size(model, encoder: Encoder, examples: list[Example], budgets: list[int],
+def resolved_batch_size(model, encoder: Encoder, longest: Example, budgets: list[int],
                         batch_size: int | str) -> BackingOff:
-    """`batch_size` as given, or for "auto" the largest that fits (llava_cit.evaluation.batch_size) for the longest
-    prompt here plus the largest budget, capped where an earlier batch on this model ran out of memory."""
+    """`batch_size` as given, or for "auto" the largest that fits (llava_cit.evaluation.batch_size) for the `longest`
+    prompt plus the largest budget, capped where an earlier batch on this model ran out of memory."""
     if batch_size != "auto":
         return BackingOff(int(batch_size), backs_off=False)
-    longest = max(examples, key=lambda ex: prompt_length(encoder, ex))  # its prompt with the image expanded
     try:
-        tokens = len(encoder.encode_prompt(longest)) + max(budgets)
+        tokens = len(encoder.encode_prompt(longest)) + max(budgets)  # the prompt with its image expanded
     except Exception:  # noqa: BLE001 - a sample that cannot be encoded is answered with its error later
         tokens = prompt_length(encoder, longest) + max(budgets)
     size, why = auto_batch_size(model, tokens)
@@ -104,8 +103,9 @@ def generate_safely(model, encoder: Encoder, examples: list[Example], batch_size
     if not examples:
         return []
     budgets = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(examples)
-    order = sorted(range(len(examples)), key=lambda i: -prompt_length(encoder, examples[i]))  # stable: ties in order
-    sizing = resolved_batch_size(model, encoder, examples, budgets, batch_size)
+    lengths = [prompt_length(encoder, example) for example in examples]
+    order = sorted(range(len(examples)), key=lambda i: -lengths[i])  # stable: ties keep their order
+    sizing = resolved_batch_size(model, encoder, examples[order[0]], budgets, batch_size)
     first_size = sizing.size
     outcomes: list[Outcome | None] = [None] * len(examples)
     start = 0
