@@ -10,8 +10,10 @@ stage) in `method_state/NN-task.safetensors`. Two ways to use them:
 - online (EWC, MAS, SI; `accumulates`): the stored importance is this task's plus every earlier task's, so the next
   stage has one term, anchored at the previous stage's parameters (online EWC, Schwarz et al. 2018; SI's Omega summed
   over tasks, Zenke et al. 2017);
-- one term per earlier task (TIR; not `accumulates`): each stage stores its own task's importance, and the next stage
-  has a term per earlier task, with that task's anchor and a strength of its own (`term_strengths`).
+- one term per earlier task (not `accumulates`): each stage stores its own task's importance, and the next stage
+  has a term per earlier task, with that task's anchor and a strength of its own (`term_strengths`);
+- a method's own combination (`stored_importance`, `penalty_terms`): TIR keeps the maximum over tasks of each task's
+  normalised importance with its owner task (llava_cit.methods.tir).
 
 `method_args.strength` sets the strength (`RegularizerSettings`, default per method). The term counts once per
 optimizer step whatever the accumulation (llava_cit.train.trainer.LoraTrainer).
