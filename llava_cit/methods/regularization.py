@@ -7,13 +7,11 @@ After each stage the method estimates this task's importance of every trainable 
 Fisher, MAS: output sensitivity, SI: path integral) and stores it with the anchor (the parameters at the end of the
 stage) in `method_state/NN-task.safetensors`. Two ways to use them:
 
-- online (EWC, MAS, SI; `accumulates`): the stored importance is this task's plus every earlier task's, so the next
+- online (EWC, MAS, SI, the default): the stored importance is this task's plus every earlier task's, so the next
   stage has one term, anchored at the previous stage's parameters (online EWC, Schwarz et al. 2018; SI's Omega summed
   over tasks, Zenke et al. 2017);
-- one term per earlier task (not `accumulates`): each stage stores its own task's importance, and the next stage
-  has a term per earlier task, with that task's anchor and a strength of its own (`term_strengths`);
-- a method's own combination (`stored_importance`, `penalty_terms`): TIR keeps the maximum over tasks of each task's
-  normalised importance with its owner task (llava_cit.methods.tir).
+- a method's own combination (`stored_importance`, `penalty_terms`, `importance_kind`): TIR keeps the maximum over
+  tasks of each task's normalised importance with its owner task (llava_cit.methods.tir).
 
 `method_args.strength` sets the strength (`RegularizerSettings`, default per method). The term counts once per
 optimizer step whatever the accumulation (llava_cit.train.trainer.LoraTrainer).
@@ -166,24 +164,16 @@ class ImportanceRegularized(Method):
     continues: bool = True
     multi_process: bool = False  # per-stage state one process computes and saves
     settings_type: type = RegularizerSettings
-    accumulates: bool = True  # online: one importance summed over tasks (else one term per earlier task)
+    importance_kind: str = ACCUMULATED  # what the state file's importance is (the manifest and the file say it)
 
     def strength(self, ctx: StageContext) -> float:
         return ctx.settings.strength
 
-    def term_strengths(self, ctx: StageContext) -> dict[str, float]:
-        """Per earlier task, the strength of its own term (methods that do not accumulate)."""
-        return {task: self.strength(ctx) for task in ctx.tasks[: ctx.stage]}
-
     def penalty_terms(self, ctx: StageContext) -> list[PenaltyTerm]:
         if ctx.stage == 0:
             return []
-        if self.accumulates:
-            anchor, importance = load_state(ctx)
-            return [PenaltyTerm(anchor, importance, self.strength(ctx), "earlier tasks")]
-        strengths = self.term_strengths(ctx)
-        return [PenaltyTerm(*load_stage_state(ctx, i), strengths[task], task)
-                for i, task in enumerate(ctx.tasks[: ctx.stage])]
+        anchor, importance = load_state(ctx)
+        return [PenaltyTerm(anchor, importance, self.strength(ctx), "earlier tasks")]
 
     def training_hooks(self, ctx: StageContext) -> TrainingHooks | None:
         terms = self.penalty_terms(ctx)
@@ -203,9 +193,9 @@ class ImportanceRegularized(Method):
     def stored_importance(self, ctx: StageContext, fresh: dict[str, torch.Tensor]
                           ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]] | None]:
         """What the stage's state file keeps (importance, and a method's own tensors) given this task's `fresh`
-        importance: the sum with the earlier tasks' (online), or this task's own."""
+        importance: here the sum with the earlier tasks' (online)."""
         total = dict(fresh)
-        previous = load_state(ctx) if self.accumulates else None
+        previous = load_state(ctx)
         if previous is not None:
             for key, value in previous[1].items():
                 total[key] = total[key] + value if key in total else value
@@ -213,11 +203,7 @@ class ImportanceRegularized(Method):
 
     def stage_facts(self, ctx: StageContext) -> dict:
         """What the manifest records about the strength this stage trained under."""
-        if ctx.stage == 0:
-            return {"strength": None}
-        if self.accumulates:
-            return {"strength": self.strength(ctx)}
-        return {"term_strengths": self.term_strengths(ctx)}
+        return {"strength": None if ctx.stage == 0 else self.strength(ctx)}
 
     def after_stage(self, ctx: StageContext, model, hooks: TrainingHooks | None = None) -> dict:
         path = state_file(ctx, ctx.stage)
@@ -229,7 +215,7 @@ class ImportanceRegularized(Method):
         fresh = self.importance(ctx, model, params, hooks)
         total, extra = self.stored_importance(ctx, fresh)
         path = save_state(ctx, {k: p.detach() for k, p in params.items()}, total,
-                          ACCUMULATED if self.accumulates else OWN_TASK, extra)
+                          self.importance_kind, extra)
         ctx.say(f"stage {ctx.stage} ({ctx.task}): {self.name} importance of {len(params)} tensors saved to "
                 f"{path.name}")
         return {"importance_file": str(path.relative_to(ctx.state_dir.parent)), **self.stage_facts(ctx),

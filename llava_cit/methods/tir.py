@@ -63,7 +63,7 @@ def normalised(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 @dataclass(frozen=True)
 class TIR(EWC):
     uses_similarity: bool = True
-    accumulates: bool = False
+    importance_kind: str = OWN_TASK + ", normalised; stored: the maximum over tasks, with its owner"
     settings_type: type = TIRSettings
 
     def scales(self, ctx: StageContext) -> dict[str, float]:
@@ -77,7 +77,8 @@ class TIR(EWC):
         if ctx.stage == 0:
             return None
         kinds = load_stage_tensors(ctx, ctx.stage - 1)
-        factors = torch.tensor([self.scales(ctx)[task] for task in ctx.tasks[: ctx.stage]])
+        scales = self.scales(ctx)
+        factors = torch.tensor([scales[task] for task in ctx.tasks[: ctx.stage]])
         owner = kinds["owner"]
         importance = {k: v * factors[owner[k].long()] for k, v in kinds["importance"].items()}
         return kinds["anchor"], importance, owner
@@ -111,7 +112,7 @@ class TIR(EWC):
         return kept, {"owner": owners}
 
     def stage_facts(self, ctx: StageContext) -> dict:
-        facts = {"importance_kind": OWN_TASK + ", normalised; stored: the maximum over tasks, with its owner"}
+        facts = {"importance_kind": self.importance_kind}
         if ctx.stage > 0:
             facts["task_scales"] = self.scales(ctx)
             facts["strength"] = ctx.settings.strength
