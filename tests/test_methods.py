@@ -299,8 +299,8 @@ def test_methods_command_prints_a_methods_settings_with_defaults():
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("tir") and "He et al. 2023" in lines[0]
-    assert any(line.split()[:3] == ["strength", "float", "100000000.0"] for line in lines)
-    assert any(line.split()[:3] == ["min_scale", "float", "0.0"] for line in lines)
+    assert any(line.split()[:3] == ["strength", "float", "1e+08"] for line in lines)
+    assert any(line.split()[:3] == ["min_scale", "float", "0"] for line in lines)
     assert any(line.split()[:3] == ["importance", "str", "ewc"] for line in lines)
     done = subprocess.run([sys.executable, "-m", "llava_cit.cli", "methods", "nope"], capture_output=True, text=True,
                           timeout=300)

@@ -84,6 +84,7 @@ def describe_settings(settings_type: type) -> list[tuple[str, str, Any, str]]:
         kind = hints[f.name]
         name = " or ".join(getattr(o, "__name__", str(o)) for o in typing.get_args(kind)) if typing.get_args(kind) \
             else getattr(kind, "__name__", str(kind))
-        default = "null" if f.default is None else str(f.default).lower() if isinstance(f.default, bool) else f.default
+        default = ("null" if f.default is None else str(f.default).lower() if isinstance(f.default, bool)
+                   else format(f.default, "g") if isinstance(f.default, float) else f.default)  # 1e+08, not 100000000.0
         rows.append((f.name, name.replace("NoneType", "null"), default, f.metadata.get("help", "")))
     return rows
