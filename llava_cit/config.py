@@ -97,6 +97,7 @@ class EvalSettings:
     batch_size: int | str = 16  # or auto: the largest that fits the GPU (16 on a CPU), halved on out-of-memory
     max_new_tokens: int | None = None  # a cap on every task's own budget (None: each task's max_new_tokens)
     upper_bound_from: str | None = None  # a switchcit run of the same tasks: its adapters are the upper bounds
+    upper_bound: bool = True  # false: no upper bound (no relative gain), no extra adapter trained (sweeps)
 
 
 @dataclass

@@ -54,6 +54,10 @@ def test_a_two_point_sweep_ranks_points_on_validation_and_never_reads_the_test_s
     for row in table["points"]:
         run_dir = tmp_path / "s" / f"strength={row['point']['method_args.strength']}"
         assert row["run_dir"] == str(run_dir)
+        results = json.loads((run_dir / "results.json").read_text())
+        assert not (run_dir / "upper_bound").exists()  # the ranking reads accuracy only: no extra adapter trained
+        assert set(results["upper_bound"].values()) == {None}
+        assert all(v.startswith("not measured") for v in results["upper_bound_source"].values())
         manifest = json.loads((run_dir / "manifest.json").read_text())
         trained = {i for stage in manifest["stages"] for i in stage["train"]["example_ids"]}
         for task in ("synth-shapes", "synth-ocr"):

@@ -104,7 +104,8 @@ class ContinualRunner:
                                            self.progress.console, self.say)
         self.upper_bound_source = UpperBoundSource(config.eval.upper_bound_from) if config.eval.upper_bound_from \
             else None
-        self.upper_bounds = UpperBounds(self.upper_bound_source, self.learner, self.evaluation)
+        self.upper_bounds = UpperBounds(self.upper_bound_source, self.learner, self.evaluation,
+                                        config.eval.upper_bound)
         self._stage = 0
 
     def close(self) -> None:

@@ -3,7 +3,8 @@ scored on a validation split carved from each task's training data (llava_cit.da
 
 Each point's run directory is out/<point>/ (a run that resumes like any other: rerunning the sweep finishes what is
 missing); the table of points goes to out/sweep.json and out/sweep.md, best first by the final average accuracy on
-the validation splits (the mean of the accuracy matrix's last row).
+the validation splits (the mean of the accuracy matrix's last row). That ranking needs no upper bound, so the points
+run with `eval.upper_bound: false` (no extra adapter trained per stage) unless an override sets it.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def run_sweep(base: dict, config_dir: Path | None, grid: dict[str, list[str]], o
               run: Callable[[RunConfig, Path], dict] | None = None, say=print) -> dict:
     """Train and score every grid point; writes out/sweep.json and out/sweep.md and returns the sweep's summary.
     `base`: the run config as a mapping; `run(config, run_dir)` trains one point (default: a ContinualRunner)."""
+    overrides = ["eval.upper_bound=false", *overrides]  # the ranking reads accuracy only; an override may set it
     if run is None:
         from llava_cit.continual.runner import ContinualRunner, Progress
 

@@ -8,6 +8,7 @@ saved under upper_bound/NN-task, scored and unloaded. full-sft keeps no untouche
 
 `eval.upper_bound_from: RUN` takes the upper bounds another run measured instead, only from a run of the same
 tasks at the same stages, with the same data (checksums of every split as loaded), `eval.limit` and seed.
+`eval.upper_bound: false` measures none (a sweep ranks points by accuracy alone: no extra adapter to train).
 """
 
 from __future__ import annotations
@@ -87,12 +88,15 @@ class UpperBoundSource:
 
 
 class UpperBounds:
-    def __init__(self, source: UpperBoundSource | None, learner: Learner, evaluation: MatrixEvaluation):
-        self.source, self.learner, self.evaluation = source, learner, evaluation
+    def __init__(self, source: UpperBoundSource | None, learner: Learner, evaluation: MatrixEvaluation,
+                 wanted: bool = True):
+        self.source, self.learner, self.evaluation, self.wanted = source, learner, evaluation, wanted
 
     def of(self, stage: int, task: TaskSpec, learned: LearnedStage, row: MatrixRow, model: RoutedModel,
            clock: PhaseTimer) -> UpperBound:
         """UB of stage `stage`'s task; `model`: the stage's routed model, `row`: its scores."""
+        if not self.wanted:
+            return UpperBound(None, "not measured (eval.upper_bound: false)")
         if self.source is not None:
             return self.source.of(task)
         if learned.alone:

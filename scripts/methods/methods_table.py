@@ -12,6 +12,7 @@ directory resumes):
 
     python scripts/methods/methods_table.py --out runs/methods-table
     python scripts/methods/methods_table.py --tracks vision --seeds 3 --methods ewc si switchcit
+    python scripts/methods/methods_table.py --tracks smollm2 --grid ewc=100,1000,10000   # a grid of one's own
 """
 
 from __future__ import annotations
@@ -50,13 +51,15 @@ def base_config(track: str, method: str, overrides: list[str]) -> dict:
     return preset
 
 
-def chosen_settings(track: str, methods: list[str], out: Path, say) -> dict[str, list[str]]:
+def chosen_settings(track: str, methods: list[str], out: Path, say, sweeps: dict | None = None
+                    ) -> dict[str, list[str]]:
     """Per swept method, the overrides its validation sweep found best (swept once; a finished sweep is read back)."""
+    sweeps = SWEEPS if sweeps is None else sweeps
     chosen = {}
     for method in methods:
-        if method not in SWEEPS:
+        if method not in sweeps:
             continue
-        key, values = SWEEPS[method]
+        key, values = sweeps[method]
         table = out / "sweeps" / method / "sweep.json"
         if not table.is_file():
             run_sweep(base_config(track, method, []), None, {key: values}, table.parent,
@@ -114,14 +117,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", nargs="+", default=None, help="default: every registered method")
     parser.add_argument("--out", type=Path, default=Path("runs/methods-table"))
+    parser.add_argument("--grid", action="append", default=[], metavar="METHOD=V1,V2,...",
+                        help="a method's sweep grid instead of SWEEPS' (repeatable), e.g. ewc=100,1000,10000")
     args = parser.parse_args()
+    sweeps = dict(SWEEPS)
+    for item in args.grid:
+        method, _, values = item.partition("=")
+        if method not in SWEEPS or not values:
+            parser.error(f"--grid {item!r}: expected METHOD=V1,V2,... with METHOD one of {', '.join(SWEEPS)}")
+        sweeps[method] = (SWEEPS[method][0], [v.strip() for v in values.split(",") if v.strip()])
     console = Console()
     say = console.print
     for track in args.tracks:
         runnable, left_out = all_methods(track)
         methods = [m for m in args.methods if m not in left_out] if args.methods else runnable
         out = args.out / track
-        chosen = chosen_settings(track, methods, out, say)
+        chosen = chosen_settings(track, methods, out, say, sweeps)
         summary = seed_summary(seed_runs(track, methods, args.seeds, chosen, out, say))
         summary["chosen_on_validation"] = chosen
         write_json(out / "seeds_summary.json", summary)
