@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -125,9 +126,12 @@ def optimizer_for(model, lr: float, projector_lr: float):
 
 
 def measure_training(peft, batch: int, seq: int, answer: int, steps: int, image_token: int, vision_size: int,
-                     context: int) -> dict:
+                     context: int, losses: list | None = None) -> dict:
+    """Median step time of `steps` timed steps (after one untimed) on one fixed random batch; `losses` collects every
+    step's loss (the numerical checks)."""
     peft.train()
     optimizer = optimizer_for(peft, 2e-4, 2e-5)
+    torch.manual_seed(1)  # the same batch for every setting
     data = training_batch(batch, seq, answer, image_token, vision_size, next(peft.parameters()).dtype)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -141,6 +145,8 @@ def measure_training(peft, batch: int, seq: int, answer: int, steps: int, image_
         with autocast:
             loss = peft(**data).loss
         loss.backward()
+        if losses is not None:
+            losses.append(float(loss))
         if step == 0:
             lora = [p.grad.float().norm() for n, p in peft.named_parameters() if "lora_B" in n and p.grad is not None]
             grad_norm = float(torch.stack(lora).norm()) if lora else 0.0
@@ -208,6 +214,114 @@ def with_eval_adapters(model, count: int, r: int):
     return peft.eval()
 
 
+def lora_state(peft) -> dict[str, torch.Tensor]:
+    """The trainable adapter tensors, copied to the CPU in fp32."""
+    return {n: p.detach().float().cpu().clone() for n, p in peft.named_parameters() if p.requires_grad}
+
+
+def restore(peft, state: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, param in peft.named_parameters():
+            if name in state:
+                param.copy_(state[name].to(param.device, param.dtype))
+
+
+def checkpointing(model, on: bool) -> None:
+    if on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
+
+
+def auto_checkpointing(peft, batch: int, seq: int) -> dict:
+    """What `train.gradient_checkpointing: auto` decides for this model and batch (llava_cit.train.checkpointing)."""
+    from llava_cit.config import TrainSettings
+    from llava_cit.train.checkpointing import MARGIN, estimated_peak_gb
+
+    settings = TrainSettings(batch_size=batch, max_length=seq)
+    without = estimated_peak_gb(peft, settings, seq, checkpointing=False)
+    free = torch.cuda.mem_get_info()[0] / GB if torch.cuda.is_available() else float("inf")
+    return {"plan_peak_without_gb": without, "free_gb": free, "on": without * (1 + MARGIN) > free}
+
+
+def speed_section(model, args, image_token: int, vision_size: int, context: int, result: dict, save) -> None:
+    """Issue 32 point 6: the recipe's tokens/s and peak before and after each change, side by side in this process
+    (same model, same fixed batch, each setting from the same adapter initialisation): gradient checkpointing on (the
+    old recipe) vs what `auto` picks; FlashAttention-2 vs SDPA where flash-attn is installed; Liger's kernels where
+    liger-kernel is installed, with its numerical check (20 steps with and without: losses and adapters)."""
+    lora = LoraSettings(r=128, alpha=256, dropout=0.0, train_projector=True)
+    batch = args.speed_batch
+    torch.manual_seed(0)
+    peft = add_adapter(model, "task0", lora, is_vision=True)
+    keep_fp32_master_weights(peft)
+    start_state = lora_state(peft)
+    section = result["speed"] = {"batch": batch, "tokens_per_sample": args.seq, "runs": {}, "notes": []}
+    auto = auto_checkpointing(peft, batch, args.seq)
+    section["auto_checkpointing"] = auto
+
+    def run(name: str, on: bool, steps: int = args.steps, losses: list | None = None) -> dict | None:
+        restore(peft, start_state)
+        checkpointing(model, on)
+        try:
+            measured = measure_training(peft, batch, args.seq, args.answer, steps, image_token, vision_size, context,
+                                        losses)
+        except torch.OutOfMemoryError:
+            section["notes"].append(f"{name}: out of memory at batch {batch}")
+            torch.cuda.empty_cache()
+            return None
+        measured["gradient_checkpointing"] = on
+        section["runs"][name] = measured
+        save()
+        return measured
+
+    base = run("checkpointing on, sdpa (the recipe before)", True)
+    chosen = run(f"checkpointing {'on' if auto['on'] else 'off'} (auto), sdpa", auto["on"])
+    final = chosen or base
+    attention = "sdpa"
+    if importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available():
+        try:
+            model.set_attn_implementation("flash_attention_2")
+            flash = run(f"checkpointing {'on' if auto['on'] else 'off'} (auto), flash_attention_2", auto["on"])
+            if flash and (final is None or flash["tokens_per_s"] > final["tokens_per_s"]):
+                final, attention = flash, "flash_attention_2"
+            else:
+                model.set_attn_implementation("sdpa")
+        except Exception as err:  # noqa: BLE001 - reported, the others still run
+            section["notes"].append(f"flash_attention_2: {err}")
+    else:
+        section["notes"].append("flash-attn not installed: SDPA only")
+    if importlib.util.find_spec("liger_kernel") is not None and torch.cuda.is_available():
+        try:
+            from llava_cit.train.liger import apply_liger
+
+            plain_losses, liger_losses = [], []
+            run("numerics: 20 steps without Liger", auto["on"], steps=19, losses=plain_losses)
+            plain_state = lora_state(peft)
+            apply_liger(peft)
+            run("numerics: 20 steps with Liger", auto["on"], steps=19, losses=liger_losses)
+            liger_state = lora_state(peft)
+            section["liger_check"] = {
+                "steps": len(plain_losses), "max_loss_difference": max(abs(a - b) for a, b in
+                                                                      zip(plain_losses, liger_losses)),
+                "max_adapter_difference": max(float((plain_state[k] - liger_state[k]).abs().max()) for k in plain_state),
+                "max_adapter_magnitude": max(float(v.abs().max()) for v in plain_state.values()),
+                "losses_without": plain_losses, "losses_with": liger_losses}
+            liger = run(f"checkpointing {'on' if auto['on'] else 'off'} (auto), {attention}, Liger", auto["on"])
+            if liger and (final is None or liger["tokens_per_s"] > final["tokens_per_s"]):
+                final = liger
+        except Exception:  # noqa: BLE001 - reported, the others still run
+            section["notes"].append("liger: " + traceback.format_exc()[-1500:])
+    else:
+        section["notes"].append("liger-kernel not installed: no Liger run")
+    if base and final:
+        section["tokens_per_s_after_over_before"] = final["tokens_per_s"] / base["tokens_per_s"]
+    if "liger_check" in section:
+        section["notes"].append("Liger's patches stay on the base model: run later sections in another process")
+    checkpointing(model, True)
+    peft.unload()
+    save()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", type=int, default=None, help="fewer layers (a smoke run; default: the published 32/24)")
@@ -218,7 +332,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per setting (after one untimed)")
     parser.add_argument("--eval-batch", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=16)
-    parser.add_argument("--skip", default="", help="comma list of sections to skip: eval,bf16,qlora")
+    parser.add_argument("--speed-batch", type=int, default=16, help="the per-device batch of the speed section")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip: eval,bf16,speed,qlora")
     parser.add_argument("--out", default=None, help="JSON written after every section")
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -280,6 +395,16 @@ def main() -> None:
                 "single_task_batch_s": batched, "mixed_gathered_s": mixed_gathered, "mixed_peft_s": mixed_peft,
                 "gathered_mixed_over_single_throughput": batched / mixed_gathered,
                 "peft_mixed_over_single_throughput": batched / mixed_peft}
+            # eval.batch_size auto: the batch it picks here, and its samples/s beside batch n's
+            from llava_cit.evaluation.batch_size import auto_batch_size
+
+            size, why = auto_batch_size(peft, result["eval"]["prompt_tokens"] + args.new_tokens)
+            many = synthetic.generate("synth-shapes", size, split="test")
+            with torch.inference_mode():
+                at_auto = clock(lambda: generate_batch(peft, encoder, many, **kwargs), 3, warmup=True)
+            result["eval"].update({"auto_batch": size, "auto_why": why, "auto_batch_s": at_auto,
+                                   "auto_samples_per_s": size / at_auto,
+                                   "auto_over_batch_n_samples_per_s": (size / at_auto) / (n / batched)})
             model = peft.unload()
             del peft, gathered
         except Exception as err:  # a section that fails is reported, the others still run
@@ -308,6 +433,15 @@ def main() -> None:
             del peft
         except Exception as err:
             result["errors"]["bf16"] = traceback.format_exc()[-2000:]
+            print(err, file=sys.stderr)
+        gc.collect()
+        save()
+
+    if "speed" not in skip:
+        try:
+            speed_section(model, args, image_token, vision_size, context, result, save)
+        except Exception as err:
+            result["errors"]["speed"] = traceback.format_exc()[-2000:]
             print(err, file=sys.stderr)
         gc.collect()
         save()
