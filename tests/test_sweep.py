@@ -84,3 +84,20 @@ def test_the_sweep_command_says_what_is_wrong_in_one_line(tmp_path):
     done = sweep(str(config), "--set-grid", "strength")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith("error: --set-grid 'strength': expected key=value1,value2,...")
+
+
+def test_a_grid_whose_points_all_score_the_same_is_flagged(tmp_path):
+    base = tiny_run_config(method="ewc", train_limit=40)
+    said = []
+
+    def run_scoring(scores):
+        def run(config, run_dir):  # stands in for training: the score each point's strength maps to
+            return {"average": scores[str(config.method_args["strength"])], "tasks": ["synth-shapes", "synth-ocr"]}
+        return run
+
+    flat = run_sweep(base, None, parse_grid(["method_args.strength=100,1000"]), tmp_path / "flat",
+                     run=run_scoring({"100": 0.5, "1000": 0.5}), say=said.append)
+    assert "grid may not reach" in flat["warning"] and any("warning" in line for line in said)
+    ranked = run_sweep(base, None, parse_grid(["method_args.strength=100,1000"]), tmp_path / "ranked",
+                       run=run_scoring({"100": 0.4, "1000": 0.6}), say=said.append)
+    assert "warning" not in ranked and ranked["best"] == {"method_args.strength": "1000"}

@@ -117,6 +117,11 @@ def run_sweep(base: dict, config_dir: Path | None, grid: dict[str, list[str]], o
     summary = {"grid": grid, "overrides": list(overrides), "validation": asdict(validation),
                "scored_on": "a validation split of each task's training data (never its test set)",
                "method": first.method, "points": rows, "best": rows[0]["point"] if rows else None}
+    if len(rows) > 1 and len({r["final_average"] for r in rows}) == 1:
+        summary["warning"] = (f"every point scored the same on validation ({rows[0]['final_average']}): the grid "
+                              f"may not reach the values where the setting matters; the first point is 'best' only "
+                              f"by order")
+        say(f"[sweep] warning: {summary['warning']}")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "sweep.json", summary)
     write_text(out / "sweep.md", _markdown(rows, list(grid), names))
