@@ -23,7 +23,8 @@ def test_refused_on_a_cpu():
 
 def _fake_liger(monkeypatch, supported: dict):
     monkey_patch = types.SimpleNamespace(MODEL_TYPE_TO_APPLY_LIGER_FN=supported,
-                                         _apply_liger_kernel_to_instance=lambda model: supported[model.config.model_type](model))
+                                         _apply_liger_kernel_to_instance=lambda model, **options:
+                                         supported[model.config.model_type]((model, options)))
     package = types.ModuleType("liger_kernel.transformers")
     package.monkey_patch = monkey_patch
     monkeypatch.setitem(sys.modules, "liger_kernel", types.ModuleType("liger_kernel"))
@@ -38,8 +39,15 @@ def test_applied_to_the_base_model_of_a_supported_family(monkeypatch):
     peft = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
     patched = []
     _fake_liger(monkeypatch, {"llava": patched.append})
-    assert "llava" in apply_liger(peft)
-    assert patched == [peft.get_base_model()]
+    said = apply_liger(peft)
+    assert "llava" in said
+    from transformers.models.llava import modeling_llava
+
+    if "image_hidden_states" in getattr(modeling_llava.LlavaCausalLMOutputWithPast, "__dataclass_fields__", {}):
+        assert patched == [(peft.get_base_model(), {})]
+    else:  # Liger's LLaVA forward would build an output with a field this transformers lacks: layer kernels only
+        assert patched == [(peft.get_base_model(), {"fused_linear_cross_entropy": False})]
+        assert "not the fused linear cross-entropy" in said
 
 
 def test_a_family_liger_lacks_and_a_missing_package_are_one_line(monkeypatch):

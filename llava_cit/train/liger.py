@@ -24,5 +24,22 @@ def apply_liger(model: torch.nn.Module) -> str:
     if model_type not in supported:
         raise UserError(f"train.liger_kernel: Liger has no kernels for model type '{model_type}' "
                         f"(it has {', '.join(sorted(supported))}); set train.liger_kernel: false")
-    monkey_patch._apply_liger_kernel_to_instance(model=base)
+    options = liger_options(model_type)
+    monkey_patch._apply_liger_kernel_to_instance(model=base, **options)
+    if options.get("fused_linear_cross_entropy") is False:
+        return (f"Liger kernels applied to the {model_type} base (its RMSNorm, SwiGLU, RoPE; not the fused linear "
+                f"cross-entropy: Liger's {model_type} forward predates this transformers' output fields)")
     return f"Liger kernels applied to the {model_type} base (its RMSNorm, SwiGLU, RoPE, fused linear cross-entropy)"
+
+
+def liger_options(model_type: str) -> dict:
+    """Options for Liger's patch of `model_type`. Liger's LLaVA forward (the one that fuses the cross-entropy) builds
+    its output with `image_hidden_states`, a field transformers 5 renamed (`image_outputs`): called, it raises a
+    TypeError. Where this transformers lacks the field, only the layer kernels are applied."""
+    if model_type == "llava":
+        from transformers.models.llava import modeling_llava
+
+        fields = getattr(modeling_llava.LlavaCausalLMOutputWithPast, "__dataclass_fields__", {})
+        if "image_hidden_states" not in fields:
+            return {"fused_linear_cross_entropy": False}
+    return {}
