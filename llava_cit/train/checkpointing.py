@@ -62,23 +62,33 @@ def estimated_peak_gb(model: torch.nn.Module, settings: TrainSettings, tokens: i
 
 def choose(settings: TrainSettings, model: torch.nn.Module, examples: list[Example], encoder: Encoder,
            free_bytes: int | None = None, processes: int = 1) -> CheckpointingChoice:
-    """Whether to recompute activations in this stage, and why. `free_bytes`: the GPU's free memory (None: read it
-    from CUDA; no GPU: off)."""
+    """Whether to recompute activations in this stage, and why. `free_bytes`: the GPU memory this process can use
+    (None: read from CUDA, the device's free memory plus what this process already holds, since the estimate counts
+    the weights already loaded; no GPU: off)."""
     setting = settings.gradient_checkpointing
     if setting is True or setting is False:
         return CheckpointingChoice(setting, f"train.gradient_checkpointing: {str(setting).lower()} in the config")
     if free_bytes is None:
         if not torch.cuda.is_available():
             return CheckpointingChoice(False, "auto: off on a CPU (no GPU memory to fit)")
-        free_bytes, _ = torch.cuda.mem_get_info()
+        free_bytes = torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved()
     tokens = longest_sample(examples, encoder, settings.max_length)
     without = estimated_peak_gb(model, settings, tokens, checkpointing=False, processes=processes)
     free = free_bytes / GB
     if without * (1 + MARGIN) <= free:
         return CheckpointingChoice(False, f"auto: off (the plan's peak without it, {without:.1f} GB at batch "
-                                          f"{settings.batch_size} x {tokens} tokens, fits {free:.1f} GB free with a "
+                                          f"{settings.batch_size} x {tokens} tokens, fits {free:.1f} GB available with a "
                                           f"{MARGIN:.0%} margin)")
     with_it = estimated_peak_gb(model, settings, tokens, checkpointing=True, processes=processes)
     return CheckpointingChoice(True, f"auto: on (the plan's peak without it, {without:.1f} GB at batch "
-                                     f"{settings.batch_size} x {tokens} tokens, does not fit {free:.1f} GB free with a "
+                                     f"{settings.batch_size} x {tokens} tokens, does not fit {free:.1f} GB available with a "
                                      f"{MARGIN:.0%} margin; with it {with_it:.1f} GB)")
+
+
+def turn_off(model: torch.nn.Module) -> None:
+    """Checkpointing off, with the input-grad hooks its enabling added: transformers removes those only for models it
+    wrapped itself, so on a get_peft_model model they would keep the frozen vision tower in the backward pass."""
+    if getattr(model, "is_gradient_checkpointing", False):
+        model.gradient_checkpointing_disable()
+    if hasattr(model, "disable_input_require_grads"):
+        model.disable_input_require_grads()

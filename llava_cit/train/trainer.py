@@ -425,8 +425,8 @@ def _fit(model, examples: list[Example], encoder: Encoder, settings: TrainSettin
     kernels = apply_liger(model) if settings.liger_kernel else None
     recompute = checkpointing.choose(settings, model, examples, encoder, processes=world_size())
     settings = dataclasses.replace(settings, gradient_checkpointing=recompute.on)
-    if not recompute.on and getattr(model, "is_gradient_checkpointing", False):
-        model.gradient_checkpointing_disable()  # an earlier stage turned it on; the Trainer only ever enables it
+    if not recompute.on:
+        checkpointing.turn_off(model)  # an earlier stage may have turned it on; the Trainer only ever enables it
     model.train()
     args = training_arguments(settings, checkpoint_dir, seed, progress, run_name)
     callbacks = list(callbacks or [])
