@@ -17,6 +17,7 @@ context measured before the model was built; it is compared with the plan's form
 
     python scripts/bench/llava_recipe_gpu.py --out docs/bench/llava7b_recipe_h200.json
     python scripts/bench/llava_recipe_gpu.py --layers 2 --train-batches 2 --qlora-batches 2   # a smoke run
+    python scripts/bench/llava_recipe_gpu.py --skip eval,bf16,qlora --speed-batch 16,8 --out speed.json   # issue 32
 """
 
 from __future__ import annotations
@@ -220,6 +221,8 @@ def lora_state(peft) -> dict[str, torch.Tensor]:
 
 
 def restore(peft, state: dict[str, torch.Tensor]) -> None:
+    """The adapter back to `state`, and no gradient left over (a run that ran out of memory may leave some)."""
+    peft.zero_grad(set_to_none=True)
     with torch.no_grad():
         for name, param in peft.named_parameters():
             if name in state:
@@ -227,10 +230,11 @@ def restore(peft, state: dict[str, torch.Tensor]) -> None:
 
 
 def checkpointing(model, on: bool) -> None:
+    from llava_cit.train.checkpointing import turn_off
+
+    turn_off(model)  # also the input-grad hooks an earlier enable left (the trainer does the same)
     if on:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        model.gradient_checkpointing_disable()
 
 
 def auto_checkpointing(peft, batch: int, seq: int) -> dict:
@@ -240,33 +244,52 @@ def auto_checkpointing(peft, batch: int, seq: int) -> dict:
 
     settings = TrainSettings(batch_size=batch, max_length=seq)
     without = estimated_peak_gb(peft, settings, seq, checkpointing=False)
-    free = torch.cuda.mem_get_info()[0] / GB if torch.cuda.is_available() else float("inf")
-    return {"plan_peak_without_gb": without, "free_gb": free, "on": without * (1 + MARGIN) > free}
+    if not torch.cuda.is_available():
+        return {"plan_peak_without_gb": without, "available_gb": None, "on": False}
+    available = (torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved()) / GB  # as the trainer reads it
+    return {"plan_peak_without_gb": without, "available_gb": available, "on": without * (1 + MARGIN) > available}
+
+
+def update_difference(start: dict, a: dict, b: dict) -> float:
+    """The largest per-tensor ||(b - start) - (a - start)|| / ||a - start|| over the adapter's tensors that moved."""
+    worst = 0.0
+    for key, before in start.items():
+        moved = float((a[key] - before).norm())
+        if moved > 0:
+            worst = max(worst, float((b[key] - a[key]).norm()) / moved)
+    return worst
 
 
 def speed_section(model, args, image_token: int, vision_size: int, context: int, result: dict, save) -> None:
     """Issue 32 point 6: the recipe's tokens/s and peak before and after each change, side by side in this process
-    (same model, same fixed batch, each setting from the same adapter initialisation): gradient checkpointing on (the
-    old recipe) vs what `auto` picks; FlashAttention-2 vs SDPA where flash-attn is installed; Liger's kernels where
-    liger-kernel is installed, with its numerical check (20 steps with and without: losses and adapters)."""
+    (same model, same fixed batch, each setting from the same adapter initialisation and a fresh optimizer), per
+    batch in --speed-batch: gradient checkpointing on (the old recipe) vs what `auto` picks; FlashAttention-2 vs SDPA
+    where flash-attn is installed. At the first batch, Liger's kernels where liger-kernel is installed, after its
+    numerical check: 20 steps without Liger twice (the noise floor: the attention and scatter backwards are not
+    deterministic) and once with, comparing losses and each tensor's update. Liger's patches stay on the model, so
+    this section runs in a process of its own (gpu_session.sh)."""
+    from llava_cit.evaluation.batch_size import is_out_of_memory
+
     lora = LoraSettings(r=128, alpha=256, dropout=0.0, train_projector=True)
-    batch = args.speed_batch
     torch.manual_seed(0)
     peft = add_adapter(model, "task0", lora, is_vision=True)
     keep_fp32_master_weights(peft)
     start_state = lora_state(peft)
-    section = result["speed"] = {"batch": batch, "tokens_per_sample": args.seq, "runs": {}, "notes": []}
-    auto = auto_checkpointing(peft, batch, args.seq)
-    section["auto_checkpointing"] = auto
+    speed = result["speed"] = {"tokens_per_sample": args.seq, "by_batch": {}, "notes": []}
+    batches = [int(b) for b in str(args.speed_batch).split(",") if b]
 
-    def run(name: str, on: bool, steps: int = args.steps, losses: list | None = None) -> dict | None:
+    def run(section: dict, name: str, batch: int, on: bool, steps: int = args.steps,
+            losses: list | None = None) -> dict | None:
         restore(peft, start_state)
         checkpointing(model, on)
         try:
             measured = measure_training(peft, batch, args.seq, args.answer, steps, image_token, vision_size, context,
                                         losses)
-        except torch.OutOfMemoryError:
+        except Exception as err:  # noqa: BLE001 - an out-of-memory is a result; anything else is raised
+            if not is_out_of_memory(err):
+                raise
             section["notes"].append(f"{name}: out of memory at batch {batch}")
+            restore(peft, start_state)
             torch.cuda.empty_cache()
             return None
         measured["gradient_checkpointing"] = on
@@ -274,49 +297,53 @@ def speed_section(model, args, image_token: int, vision_size: int, context: int,
         save()
         return measured
 
-    base = run("checkpointing on, sdpa (the recipe before)", True)
-    chosen = run(f"checkpointing {'on' if auto['on'] else 'off'} (auto), sdpa", auto["on"])
-    final = chosen or base
-    attention = "sdpa"
-    if importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available():
-        try:
-            model.set_attn_implementation("flash_attention_2")
-            flash = run(f"checkpointing {'on' if auto['on'] else 'off'} (auto), flash_attention_2", auto["on"])
-            if flash and (final is None or flash["tokens_per_s"] > final["tokens_per_s"]):
-                final, attention = flash, "flash_attention_2"
-            else:
+    for index, batch in enumerate(batches):
+        section = speed["by_batch"][str(batch)] = {"runs": {}, "notes": []}
+        auto = section["auto_checkpointing"] = auto_checkpointing(peft, batch, args.seq)
+        base = run(section, "checkpointing on, sdpa (the recipe before)", batch, True)
+        chosen = run(section, f"checkpointing {'on' if auto['on'] else 'off'} (auto), sdpa", batch, auto["on"])
+        on = auto["on"] if chosen else True  # auto's choice ran out of memory: the later runs recompute
+        final, attention = chosen or base, "sdpa"
+        if importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available():
+            try:
+                model.set_attn_implementation("flash_attention_2")
+                flash = run(section, f"checkpointing {'on' if on else 'off'}, flash_attention_2", batch, on)
+                if flash and (final is None or flash["tokens_per_s"] > final["tokens_per_s"]):
+                    final, attention = flash, "flash_attention_2"
+            except Exception as err:  # noqa: BLE001 - reported, the others still run
+                section["notes"].append(f"flash_attention_2: {err}")
+            if attention != "flash_attention_2":
                 model.set_attn_implementation("sdpa")
-        except Exception as err:  # noqa: BLE001 - reported, the others still run
-            section["notes"].append(f"flash_attention_2: {err}")
-    else:
-        section["notes"].append("flash-attn not installed: SDPA only")
-    if importlib.util.find_spec("liger_kernel") is not None and torch.cuda.is_available():
-        try:
-            from llava_cit.train.liger import apply_liger
+        else:
+            section["notes"].append("flash-attn not installed: SDPA only")
+        if index == 0 and importlib.util.find_spec("liger_kernel") is not None and torch.cuda.is_available():
+            try:
+                from llava_cit.train.liger import apply_liger
 
-            plain_losses, liger_losses = [], []
-            run("numerics: 20 steps without Liger", auto["on"], steps=19, losses=plain_losses)
-            plain_state = lora_state(peft)
-            apply_liger(peft)
-            run("numerics: 20 steps with Liger", auto["on"], steps=19, losses=liger_losses)
-            liger_state = lora_state(peft)
-            section["liger_check"] = {
-                "steps": len(plain_losses), "max_loss_difference": max(abs(a - b) for a, b in
-                                                                      zip(plain_losses, liger_losses)),
-                "max_adapter_difference": max(float((plain_state[k] - liger_state[k]).abs().max()) for k in plain_state),
-                "max_adapter_magnitude": max(float(v.abs().max()) for v in plain_state.values()),
-                "losses_without": plain_losses, "losses_with": liger_losses}
-            liger = run(f"checkpointing {'on' if auto['on'] else 'off'} (auto), {attention}, Liger", auto["on"])
-            if liger and (final is None or liger["tokens_per_s"] > final["tokens_per_s"]):
-                final = liger
-        except Exception:  # noqa: BLE001 - reported, the others still run
-            section["notes"].append("liger: " + traceback.format_exc()[-1500:])
-    else:
-        section["notes"].append("liger-kernel not installed: no Liger run")
-    if base and final:
-        section["tokens_per_s_after_over_before"] = final["tokens_per_s"] / base["tokens_per_s"]
-    if "liger_check" in section:
-        section["notes"].append("Liger's patches stay on the base model: run later sections in another process")
+                states, losses = [], [[], [], []]
+                for i, label in enumerate(("without Liger", "without Liger, again", "with Liger")):
+                    if i == 2:
+                        section["liger_applied"] = apply_liger(peft)
+                    if run(section, f"numerics: 20 steps {label}", batch, on, steps=19, losses=losses[i]) is None:
+                        raise RuntimeError(f"the numerical check ran out of memory ({label})")
+                    states.append(lora_state(peft))
+                section["liger_check"] = {
+                    "steps": len(losses[0]),
+                    "max_loss_difference_liger": max(abs(a - b) for a, b in zip(losses[0], losses[2])),
+                    "max_loss_difference_noise": max(abs(a - b) for a, b in zip(losses[0], losses[1])),
+                    "max_update_difference_liger": update_difference(start_state, states[0], states[2]),
+                    "max_update_difference_noise": update_difference(start_state, states[0], states[1]),
+                    "losses": losses}
+                liger = run(section, f"checkpointing {'on' if on else 'off'}, {attention}, Liger", batch, on)
+                if liger and (final is None or liger["tokens_per_s"] > final["tokens_per_s"]):
+                    final = liger
+            except Exception:  # noqa: BLE001 - reported, the others still run
+                section["notes"].append("liger: " + traceback.format_exc()[-1500:])
+        elif index == 0:
+            section["notes"].append("liger-kernel not installed: no Liger run")
+        if base and final:
+            section["tokens_per_s_after_over_before"] = final["tokens_per_s"] / base["tokens_per_s"]
+        save()
     checkpointing(model, True)
     peft.unload()
     save()
@@ -332,8 +359,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per setting (after one untimed)")
     parser.add_argument("--eval-batch", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=16)
-    parser.add_argument("--speed-batch", type=int, default=16, help="the per-device batch of the speed section")
-    parser.add_argument("--skip", default="", help="comma list of sections to skip: eval,bf16,speed,qlora")
+    parser.add_argument("--speed-batch", default="16,8", help="the speed section's per-device batches")
+    parser.add_argument("--skip", default="speed", help="comma list of sections to skip: eval,bf16,speed,qlora "
+                        "(default: speed, which leaves Liger's patches on the model: run it alone, --skip eval,bf16,qlora)")
     parser.add_argument("--out", default=None, help="JSON written after every section")
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -398,13 +426,18 @@ def main() -> None:
             # eval.batch_size auto: the batch it picks here, and its samples/s beside batch n's
             from llava_cit.evaluation.batch_size import auto_batch_size
 
-            size, why = auto_batch_size(peft, result["eval"]["prompt_tokens"] + args.new_tokens)
-            many = synthetic.generate("synth-shapes", size, split="test")
-            with torch.inference_mode():
-                at_auto = clock(lambda: generate_batch(peft, encoder, many, **kwargs), 3, warmup=True)
-            result["eval"].update({"auto_batch": size, "auto_why": why, "auto_batch_s": at_auto,
-                                   "auto_samples_per_s": size / at_auto,
-                                   "auto_over_batch_n_samples_per_s": (size / at_auto) / (n / batched)})
+            try:
+                size, why = auto_batch_size(peft, result["eval"]["prompt_tokens"] + args.new_tokens)
+                many = synthetic.generate("synth-shapes", size, split="test")
+                with torch.inference_mode():
+                    at_auto = clock(lambda: generate_batch(peft, encoder, many, **kwargs), 3, warmup=True)
+                result["eval"].update({"auto_batch": size, "auto_why": why, "auto_batch_s": at_auto,
+                                       "auto_samples_per_s": size / at_auto,
+                                       "auto_over_batch_n_samples_per_s": (size / at_auto) / (n / batched)})
+            except Exception:  # noqa: BLE001 - reported; the adapters are still unloaded below
+                result["eval"]["auto_error"] = traceback.format_exc()[-1500:]
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
             model = peft.unload()
             del peft, gathered
         except Exception as err:  # a section that fails is reported, the others still run
