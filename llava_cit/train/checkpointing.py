@@ -62,17 +62,25 @@ def estimated_peak_gb(model: torch.nn.Module, settings: TrainSettings, tokens: i
 
 def choose(settings: TrainSettings, model: torch.nn.Module, examples: list[Example], encoder: Encoder,
            free_bytes: int | None = None, processes: int = 1) -> CheckpointingChoice:
-    """Whether to recompute activations in this stage, and why. `free_bytes`: the GPU memory this process can use
-    (None: read from CUDA, the device's free memory plus what this process already holds, since the estimate counts
-    the weights already loaded; no GPU: off)."""
+    """Whether to recompute activations in this stage, and why (`choose_for_tokens` at the stage's longest sample)."""
     setting = settings.gradient_checkpointing
     if setting is True or setting is False:
         return CheckpointingChoice(setting, f"train.gradient_checkpointing: {str(setting).lower()} in the config")
+    if free_bytes is None and not torch.cuda.is_available():
+        return CheckpointingChoice(False, "auto: off on a CPU (no GPU memory to fit)")
+    tokens = longest_sample(examples, encoder, settings.max_length)
+    return choose_for_tokens(settings, model, tokens, free_bytes, processes)
+
+
+def choose_for_tokens(settings: TrainSettings, model: torch.nn.Module, tokens: int, free_bytes: int | None = None,
+                      processes: int = 1) -> CheckpointingChoice:
+    """auto's decision for samples of `tokens`. `free_bytes`: the GPU memory this process can use (None: read from
+    CUDA, the device's free memory plus what this process already holds, since the estimate counts the weights
+    already loaded; no GPU: off)."""
     if free_bytes is None:
         if not torch.cuda.is_available():
             return CheckpointingChoice(False, "auto: off on a CPU (no GPU memory to fit)")
         free_bytes = torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved()
-    tokens = longest_sample(examples, encoder, settings.max_length)
     without = estimated_peak_gb(model, settings, tokens, checkpointing=False, processes=processes)
     free = free_bytes / GB
     if without * (1 + MARGIN) <= free:

@@ -238,16 +238,11 @@ def checkpointing(model, on: bool) -> None:
 
 
 def auto_checkpointing(peft, batch: int, seq: int) -> dict:
-    """What `train.gradient_checkpointing: auto` decides for this model and batch (llava_cit.train.checkpointing)."""
+    """What `train.gradient_checkpointing: auto` decides for this model and batch (the trainer's own rule)."""
     from llava_cit.config import TrainSettings
-    from llava_cit.train.checkpointing import MARGIN, estimated_peak_gb
+    from llava_cit.train.checkpointing import choose_for_tokens
 
-    settings = TrainSettings(batch_size=batch, max_length=seq)
-    without = estimated_peak_gb(peft, settings, seq, checkpointing=False)
-    if not torch.cuda.is_available():
-        return {"plan_peak_without_gb": without, "available_gb": None, "on": False}
-    available = (torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved()) / GB  # as the trainer reads it
-    return {"plan_peak_without_gb": without, "available_gb": available, "on": without * (1 + MARGIN) > available}
+    return choose_for_tokens(TrainSettings(batch_size=batch, max_length=seq), peft, seq).record()
 
 
 def update_difference(start: dict, a: dict, b: dict) -> float:
